@@ -1,0 +1,3 @@
+"""Tributary: an event-driven ETL run orchestrator."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""HTTP: liveness, readiness and read-only views of runs (the operator API grows from here)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from service.errors import TributaryError
+from service.store import Store
+
+MAX_LIST = 500
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def make_app(store: Store, readiness: ReadinessCheck) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"status": "alive"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        checks = await readiness()
+        ready = all(v == "ok" for k, v in checks.items() if k != "redis")
+        return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    async def list_runs(request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "50"))
+        except ValueError:
+            return error(400, "query parameter 'limit' must be an integer")
+        if not 1 <= limit <= MAX_LIST:
+            return error(400, f"query parameter 'limit' must be between 1 and {MAX_LIST}")
+        try:
+            runs = await store.list_runs(limit, request.query.get("pipeline"))
+        except TributaryError as exc:
+            return error(503, str(exc))
+        return json_response({"runs": [asdict(run) for run in runs]})
+
+    async def get_run(request: web.Request) -> web.Response:
+        run_id = request.match_info["run_id"]
+        try:
+            run = await store.get_run(run_id)
+            tasks = await store.list_task_instances(run_id) if run else []
+        except TributaryError as exc:
+            return error(503, str(exc))
+        if run is None:
+            return error(404, f"no run {run_id!r}")
+        return json_response({"run": asdict(run), "tasks": [asdict(task) for task in tasks]})
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/api/runs", list_runs),
+            web.get("/api/runs/{run_id}", get_run),
+        ]
+    )
+    return app

@@ -1,0 +1,106 @@
+"""The orchestrator's Kafka consumer: triggers and completions, offsets committed by hand.
+
+For each batch: parse and check every record (a bad one is logged with its reason and
+skipped), apply the good ones in one database transaction, and only then commit the offsets.
+A crash between the two redelivers the batch, which the processed-events table makes harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from service.bus.envelope import CloudEvent, parse_event
+from service.coordinator import Coordinator, check_event
+from service.errors import EventError, TributaryError
+from service.observability import get_logger
+
+log = get_logger(__name__)
+
+POLL_TIMEOUT_MS = 1_000
+RETRY_MAX_DELAY = 5.0  # seconds between tries while the database is unavailable
+
+
+class EventConsumer:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, coordinator: Coordinator, batch_size: int
+    ) -> None:
+        self._consumer = consumer
+        self._coordinator = coordinator
+        self._batch_size = batch_size
+        self.rejected = 0  # records refused as bad input, since start
+
+    async def run(self) -> None:
+        while True:
+            batches: dict[
+                TopicPartition, list[ConsumerRecord[bytes, bytes]]
+            ] = await self._consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self._batch_size
+            )
+            if not batches:
+                continue
+            events = [event for records in batches.values() for event in self._parse(records)]
+            if events:
+                await self._apply(events)
+            await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    def _parse(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[CloudEvent]:
+        events = []
+        for record in records:
+            try:
+                event = parse_event(record.value)
+                check_event(event)
+            except EventError as exc:
+                self.rejected += 1
+                log.error("event.rejected", reason=str(exc), **_where(record))
+                continue
+            events.append(event)
+        return events
+
+    async def _apply(self, events: list[CloudEvent]) -> None:
+        """Apply the batch; retry while the database is away; isolate an event it refuses."""
+        delay = 0.1
+        while True:
+            try:
+                await self._coordinator.apply(events)
+                return
+            except TributaryError as exc:
+                if not exc.retriable:
+                    break
+                log.warning("consumer.retry", error=str(exc), events=len(events), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+            except Exception as exc:
+                log.error("consumer.batch_failed", error=repr(exc), events=len(events))
+                break
+        if len(events) == 1:
+            self.rejected += 1
+            log.error(
+                "event.rejected",
+                event_id=events[0].id,
+                event_type=events[0].type,
+                reason="the database refused to apply it (see consumer.batch_failed)",
+            )
+            return
+        for event in events:
+            await self._apply([event])
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The partitions moved to another member; it will redeliver, and we dedupe.
+            log.warning("consumer.commit_failed", error=repr(exc))
+
+
+def _where(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode("utf-8", errors="replace") if record.key else None,
+    }

@@ -1,0 +1,94 @@
+"""Kafka clients built from settings: one place for connection, security and timeouts.
+
+Everything here speaks the Kafka protocol through aiokafka only, so Apache Kafka, Redpanda,
+MSK or the embedded Tansu broker are chosen by configuration alone.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from service.config import Settings
+from service.errors import InfrastructureError
+
+TOPIC_ALREADY_EXISTS = 36  # Kafka error code, reported per topic rather than raised
+REQUEST_TIMEOUT_MS = 30_000
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": settings.kafka_client_id,
+        "security_protocol": settings.kafka_security_protocol,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context()
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=password.get_secret_value() if password else None,
+        )
+    return options
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=2,
+    )
+
+
+def make_consumer(settings: Settings, topics: Sequence[str]) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        **client_options(settings),
+        group_id=settings.kafka_consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_poll_records=settings.consumer_batch_size,
+    )
+
+
+def service_topics(settings: Settings) -> list[str]:
+    return [settings.topic_triggers, settings.topic_completions, settings.topic_status]
+
+
+async def ensure_topics(settings: Settings, topics: Sequence[str]) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    try:
+        await admin.start()
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name, settings.kafka_topic_partitions, settings.kafka_topic_replication_factor
+                )
+                for name in topics
+            ]
+        )
+    except KafkaError as exc:
+        raise InfrastructureError(
+            f"cannot create topics on Kafka at {settings.kafka_bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        await admin.close()
+    created = []
+    for name, code, message in response.topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != TOPIC_ALREADY_EXISTS:
+            raise InfrastructureError(f"cannot create topic {name!r}: error {code}: {message}")
+    return created

@@ -1,0 +1,345 @@
+"""The ``tributary`` command: serve, dev, migrate, validate, emit-ready, runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from service import devenv
+from service.app import Service
+from service.bus.envelope import CONTENT_TYPE, DATASET_READY, new_event
+from service.bus.kafka import ensure_topics, make_producer
+from service.config import Settings, env_var, load_settings
+from service.errors import ConfigError, SpecError, TributaryError
+from service.observability import configure_logging, get_logger
+from service.spec.loader import load_pipeline_dir, load_pipeline_file
+from service.store import connect, create_database_if_missing
+
+log = get_logger(__name__)
+
+DEV_POSTGRES_PORT = 15432  # a throwaway cluster's port when no PostgreSQL answers
+DEV_REDIS_PORT = 16379  # a private redis-server's port when no Redis answers
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        sys.exit(EXIT_USAGE)
+    try:
+        code = args.handler(args)
+    except ConfigError as exc:
+        print(f"tributary: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except TributaryError as exc:
+        print(f"tributary: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tributary", description=__doc__)
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (default: config/<env>.toml)"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service with the configured servers")
+    serve.set_defaults(handler=cmd_serve)
+
+    dev = commands.add_parser(
+        "dev", help="run the service on embedded defaults: starts what it needs, loads examples"
+    )
+    dev.set_defaults(handler=cmd_dev)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    validate = commands.add_parser("validate", help="check pipeline files; exit 1 on any problem")
+    validate.add_argument("paths", nargs="+", type=Path, help="pipeline files or directories")
+    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.set_defaults(handler=cmd_validate)
+
+    emit = commands.add_parser("emit-ready", help="produce a dataset.ready event")
+    emit.add_argument("dataset")
+    emit.add_argument("partition", help="e.g. 2026-11-21")
+    emit.add_argument("--version", dest="data_version", help="version or checksum of the data")
+    emit.add_argument("--producer", default="tributary-cli")
+    emit.set_defaults(handler=cmd_emit_ready)
+
+    runs = commands.add_parser("runs", help="inspect runs").add_subparsers(metavar="ACTION")
+    runs_list = runs.add_parser("list", help="the latest runs, newest first")
+    runs_list.add_argument("--limit", type=int, default=20)
+    runs_list.add_argument("--pipeline")
+    runs_list.add_argument("--json", action="store_true")
+    runs_list.set_defaults(handler=cmd_runs_list)
+    runs_show = runs.add_parser("show", help="one run and its tasks")
+    runs_show.add_argument("run_id")
+    runs_show.set_defaults(handler=cmd_runs_show)
+    return parser
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """Settings as configured; in the dev environment, what a live ``tributary dev`` chose."""
+    overrides: dict[str, Any] = {}
+    if os.environ.get("TRIBUTARY_ENV", "dev") == "dev" and args.config is None:
+        overrides = devenv.read_endpoints()
+    return load_settings(args.config, overrides=overrides)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    configure_logging(settings.log_level)
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings: Settings, ready: Callable[[Service], None] | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    service = Service(settings)
+    if ready is None:
+        await service.run(stop)
+        return
+    runner = asyncio.create_task(service.run(stop))
+    started = asyncio.create_task(service.started.wait())
+    await asyncio.wait({runner, started}, return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
+    if service.started.is_set():
+        ready(service)
+    await runner
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Bring up Kafka, PostgreSQL and Redis as needed, then serve the example pipelines."""
+    base = load_settings(args.config)
+    configure_logging(base.log_level)
+    started = devenv.StartedProcesses()
+    state_dir = devenv.DEV_STATE_DIR
+    try:
+        overrides = _dev_servers(base, started, state_dir)
+        settings = load_settings(args.config, overrides=overrides)
+        devenv.write_endpoints(
+            {k: v for k, v in overrides.items() if k != "kafka_enable_idempotence"}
+        )
+        asyncio.run(_serve(settings, ready=_dev_banner))
+    finally:
+        devenv.remove_endpoints()
+        started.stop_all()
+    return 0
+
+
+def _dev_servers(
+    base: Settings, started: devenv.StartedProcesses, state_dir: Path
+) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    explicit = set(os.environ)
+
+    if env_var("kafka_bootstrap_servers") not in explicit:
+        host, port = devenv.host_port(base.kafka_bootstrap_servers.split(",")[0], 9092)
+        if not devenv.port_open(host, port):
+            started.add("tansu", devenv.start_tansu(port, state_dir / "tansu.log"))
+            log.info("dev.kafka_started", bootstrap_servers=f"127.0.0.1:{port}", broker="tansu")
+        overrides["kafka_bootstrap_servers"] = f"{host}:{port}"
+
+    database_url = base.database_url
+    if env_var("database_url") not in explicit:
+        host, port = devenv.host_port(database_url, 5432)
+        if not devenv.port_open(host, port):
+            server = devenv.start_throwaway_postgres(state_dir / "pg", DEV_POSTGRES_PORT, started)
+            database_url = f"{server}/{database_url.rsplit('/', 1)[-1]}"
+            log.info("dev.postgres_started", data_dir=str(state_dir / "pg"), port=DEV_POSTGRES_PORT)
+        overrides["database_url"] = database_url
+    if asyncio.run(create_database_if_missing(database_url)):
+        log.info("dev.database_created", database=database_url.rsplit("/", 1)[-1])
+
+    if env_var("redis_url") not in explicit:
+        redis_url = base.redis_url
+        if redis_url and not devenv.port_open(*devenv.host_port(redis_url, 6379)):
+            process = devenv.start_redis(DEV_REDIS_PORT, state_dir / "redis.log")
+            if process is None:
+                log.warning("dev.no_redis", effect="running without live state")
+                redis_url = None
+            else:
+                started.add("redis", process)
+                redis_url = f"redis://127.0.0.1:{DEV_REDIS_PORT}/0"
+        overrides["redis_url"] = redis_url
+    return overrides
+
+
+def _dev_banner(service: Service) -> None:
+    settings = service.settings
+    print(
+        f"\nTributary dev is up (Ctrl-C stops it and everything it started):\n"
+        f"  HTTP      http://{settings.http_host}:{service.http_port}/api/runs\n"
+        f"  Kafka     {settings.kafka_bootstrap_servers}\n"
+        f"  Postgres  {settings.database_url}\n"
+        f"  Redis     {settings.redis_url or 'none: running without live state'}\n"
+        f"  Pipelines {settings.pipelines_dir}\n"
+        f"In another terminal:\n"
+        f"  tributary emit-ready orders_raw {datetime.now(UTC):%Y-%m-%d}\n"
+        f"  tributary runs list\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    configure_logging(settings.log_level)
+
+    async def migrate() -> list[str]:
+        store = await connect(settings.database_url, 2)
+        try:
+            return [f"{m.version:04d}_{m.name}" for m in await store.migrate()]
+        finally:
+            await store.close()
+
+    applied = asyncio.run(migrate())
+    print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    checked = 0
+    for path in args.paths:
+        if path.is_dir():
+            pipelines, found = load_pipeline_dir(path)
+            checked += len(pipelines)
+            problems.extend(found)
+            continue
+        try:
+            load_pipeline_file(path)
+            checked += 1
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if args.format == "json":
+        print(
+            orjson.dumps(
+                {"valid": not problems, "pipelines": checked, "problems": problems}
+            ).decode()
+        )
+    else:
+        for problem in problems:
+            print(problem)
+        print(f"{checked} valid pipeline(s), {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_emit_ready(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    data = {"dataset": args.dataset, "partition": args.partition, "producer": args.producer}
+    if args.data_version:
+        data["version"] = args.data_version
+    event = new_event(DATASET_READY, "urn:tributary:cli", data, subject=args.dataset)
+
+    async def emit() -> None:
+        if settings.kafka_create_topics:
+            await ensure_topics(settings, [settings.topic_triggers])
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                settings.topic_triggers,
+                event.to_bytes(),
+                key=args.dataset.encode(),
+                headers=[("content-type", CONTENT_TYPE.encode())],
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(emit())
+    print(
+        f"sent {DATASET_READY} {args.dataset} {args.partition} (event {event.id}) "
+        f"to {settings.topic_triggers}"
+    )
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    runs = _with_store(settings, lambda store: store.list_runs(args.limit, args.pipeline))
+    if args.json:
+        print(orjson.dumps([asdict(run) for run in runs]).decode())
+        return 0
+    rows = [("RUN ID", "PIPELINE", "BATCH DATE", "STATE", "CREATED (UTC)", "DURATION")]
+    for run in runs:
+        duration = (
+            (run.ended_at - run.started_at).total_seconds()
+            if run.ended_at and run.started_at
+            else None
+        )
+        rows.append(
+            (
+                run.run_id,
+                run.pipeline_id,
+                run.batch_date.isoformat(),
+                run.state,
+                f"{run.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+                f"{duration:.2f}s" if duration is not None else "-",
+            )
+        )
+    _print_table(rows)
+    if not runs:
+        print("no runs yet", file=sys.stderr)
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+
+    async def fetch(store: Any) -> tuple[Any, Any]:
+        return await store.get_run(args.run_id), await store.list_task_instances(args.run_id)
+
+    run, tasks = _with_store(settings, fetch)
+    if run is None:
+        print(f"tributary: no run {args.run_id!r}", file=sys.stderr)
+        return 1
+    print(
+        orjson.dumps(
+            {"run": asdict(run), "tasks": [asdict(t) for t in tasks]}, option=orjson.OPT_INDENT_2
+        ).decode()
+    )
+    return 0
+
+
+def _with_store(settings: Settings, query: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        store = await connect(settings.database_url, 2)
+        try:
+            return await query(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )

@@ -1,0 +1,283 @@
+"""Settings: a per-environment TOML file with ``TRIBUTARY_*`` environment variables on top.
+
+Every setting has one flat name. The TOML key is that name (``http_port = 8080``) and the
+environment variable is the name upper-cased behind the prefix (``TRIBUTARY_HTTP_PORT``), so
+an operator can move any value between the two without translating it. Secrets are accepted
+from the environment only. Settings are validated once, at start-up; any problem stops the
+process with one message that names each offending setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from service.errors import ConfigError
+
+ENV_PREFIX = "TRIBUTARY_"
+# Chooses the configuration file rather than setting a value in it.
+META_VARIABLES = frozenset({"TRIBUTARY_CONFIG"})
+DEFAULT_ENV = "dev"
+CONFIG_DIR = Path("config")
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseModel):
+    """Everything the service reads from its environment, validated once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str = Field(default=DEFAULT_ENV, description="Environment name; picks config/<env>.toml.")
+    instance_id: str = Field(
+        default_factory=_default_instance_id,
+        description="Names this process in logs, the transition log and claims (default host-pid).",
+    )
+
+    database_url: str = Field(description="PostgreSQL URL, postgresql://user@host:5432/db.")
+    database_pool_size: int = Field(default=10, ge=2, le=200, description="Connections at most.")
+
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for live state; unset runs without live state."
+    )
+    redis_key_prefix: str = Field(default="tributary", description="Prefix of every Redis key.")
+    redis_state_ttl_seconds: int = Field(
+        default=86_400, gt=0, description="How long live run state stays in Redis (seconds)."
+    )
+
+    kafka_bootstrap_servers: str = Field(description="Kafka brokers, host:port[,host:port…].")
+    kafka_client_id: str = Field(default="tributary", description="Kafka client id.")
+    kafka_consumer_group: str = Field(
+        default="tributary", description="Consumer group shared by every replica."
+    )
+    kafka_enable_idempotence: bool = Field(
+        default=True,
+        description="Idempotent producer: on for Apache Kafka/Redpanda/MSK, off for Tansu.",
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, ge=1_000, description="Consumer session timeout (ms)."
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        default=3_000, ge=100, description="Consumer heartbeat interval (ms)."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism, when the cluster requires SASL."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, json_schema_extra={"secret": True}, description="SASL password (secret)."
+    )
+    kafka_create_topics: bool = Field(
+        default=True, description="Create missing topics at start-up."
+    )
+    kafka_topic_partitions: int = Field(
+        default=4, ge=1, description="Partitions of topics Tributary creates."
+    )
+    kafka_topic_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of topics Tributary creates."
+    )
+
+    topic_triggers: str = Field(
+        default="tributary.triggers", description="Topic of dataset.ready events."
+    )
+    topic_completions: str = Field(
+        default="tributary.completions", description="Topic of task.completed events."
+    )
+    topic_status: str = Field(
+        default="tributary.status", description="Topic of run.status and task.status events."
+    )
+    event_source: str = Field(
+        default="urn:tributary", description="CloudEvents source of the events Tributary publishes."
+    )
+
+    pipelines_dir: Path = Field(
+        default=Path("pipelines"), description="Directory of pipeline YAML files."
+    )
+
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(
+        default=8080, ge=0, le=65_535, description="HTTP port (0 picks a free one)."
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level written to stdout."
+    )
+
+    task_log_dir: Path = Field(
+        default=Path("logs/tasks"),
+        description="Attempt output goes to <task_log_dir>/<run_id>/<task_id>/<attempt>.log.",
+    )
+    max_parallel_tasks: int = Field(
+        default=4, ge=1, description="Attempts this process runs at once."
+    )
+    shutdown_drain_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long running attempts may finish."
+    )
+    executor_poll_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Safety-net poll for work queued by other replicas (seconds).",
+    )
+    relay_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Safety-net poll of the outbox."
+    )
+    relay_batch_size: int = Field(default=500, ge=1, description="Outbox rows published at once.")
+    consumer_batch_size: int = Field(
+        default=500, ge=1, description="Events applied in one database transaction at most."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
+SECRET_SETTINGS = frozenset(
+    name
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
+)
+
+
+def env_var(name: str) -> str:
+    """The environment variable that sets a setting."""
+    return ENV_PREFIX + name.upper()
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The TOML file to read: ``--config``, ``TRIBUTARY_CONFIG``, else ``config/<env>.toml``."""
+    from_env = environ.get("TRIBUTARY_CONFIG")
+    chosen = explicit or (Path(from_env) if from_env else None)
+    if chosen is not None:
+        if not chosen.is_file():
+            raise ConfigError(f"configuration file {chosen} does not exist")
+        return chosen
+    env = environ.get("TRIBUTARY_ENV", DEFAULT_ENV)
+    candidate = CONFIG_DIR / f"{env}.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(
+    explicit_config: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings: defaults < TOML file < ``overrides`` < environment."""
+    environ = os.environ if environ is None else environ
+    path = config_path(explicit_config, environ)
+    values: dict[str, Any] = _read_toml(path) if path else {}
+    values.update(overrides or {})
+    values.update(_read_environment(environ))
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, environ)) from None
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    known = {env_var(name): name for name in Settings.model_fields}
+    values: dict[str, Any] = {}
+    unknown = []
+    for variable, raw in environ.items():
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in META_VARIABLES:
+            continue
+        if upper not in known:
+            unknown.append(variable)
+            continue
+        # Lists and tables arrive as JSON; scalars are coerced by the model.
+        try:
+            values[known[upper]] = orjson.loads(raw) if raw[:1] in ("[", "{") else raw
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"environment variable {variable}: not valid JSON: {exc}") from None
+    if unknown:
+        raise ConfigError(
+            "\n".join(
+                f"unknown environment variable {name}"
+                f"{_did_you_mean(name.upper().removeprefix(ENV_PREFIX).lower(), env=True)}"
+                for name in sorted(unknown)
+            )
+        )
+    return values
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    problems = []
+    for key in values:
+        if key in SECRET_SETTINGS:
+            problems.append(f"{path}: {key!r} is a secret: set {env_var(key)} in the environment")
+        elif key not in Settings.model_fields:
+            problems.append(f"{path}: unknown setting {key!r}{_did_you_mean(key)}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return values
+
+
+def _did_you_mean(key: str, env: bool = False) -> str:
+    match = difflib.get_close_matches(key.lower(), Settings.model_fields, n=1)
+    if not match:
+        return ""
+    return f" (did you mean {env_var(match[0]) if env else repr(match[0])}?)"
+
+
+def _describe(exc: ValidationError, path: Path | None, environ: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        variable = env_var(name)
+        if variable in environ:
+            origin = f"from environment variable {variable}"
+        elif path is not None:
+            origin = f"from {path} (or set {variable})"
+        else:
+            origin = f"set {variable} or {name!r} in config/<env>.toml"
+        message = error["msg"]
+        if error["type"] != "missing" and "input" in error:
+            message += f", got {error['input']!r}"
+        if error["type"] == "missing":
+            message = "is required and not set"
+        lines.append(f"setting {name!r} {message} ({origin})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def settings_reference() -> str:
+    """The Markdown table of every setting (docs/configuration.md is kept equal to it)."""
+    rows = ["| variable (TOML key) | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        if field.is_required():
+            default = "**required**"
+        elif field.default_factory is not None:
+            default = "computed"
+        else:
+            default = f"`{field.default}`" if field.default is not None else "unset"
+        rows.append(f"| `{env_var(name)}` (`{name}`) | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"

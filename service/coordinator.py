@@ -1,0 +1,327 @@
+"""Carries the engine's decisions out: one PostgreSQL transaction per batch of events.
+
+Kafka triggers, Kafka completions and the local executor's completions all arrive here as
+CloudEvents and take the same path: record the event id (a duplicate is a no-op), lock the
+run, ask :func:`decide`, apply the transitions with guarded updates, append the transition
+log and the status events to the outbox, commit. Only then may the caller acknowledge the
+input (commit Kafka offsets). Bad input is refused before the transaction starts.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from service.bus.envelope import (
+    DATASET_READY,
+    RUN_STATUS,
+    TASK_COMPLETED,
+    TASK_STATUS,
+    CloudEvent,
+    new_event,
+)
+from service.engine.decide import (
+    AttemptFinished,
+    RunCreated,
+    RunSnapshot,
+    TaskSnapshot,
+    Transition,
+    decide,
+    start_attempt,
+)
+from service.engine.states import RUN_TERMINAL, RunState, TaskState
+from service.errors import ConcurrencyError, EventError
+from service.observability import get_logger
+from service.pipelines import PipelineRegistry
+from service.spec.loader import Pipeline
+from service.store import OutboxRow, Store, Transaction
+from service.store.records import ClaimedAttempt, LockedRun, TransitionRow
+
+log = get_logger(__name__)
+
+RUN_ID_ATTEMPTS = 8  # fresh random suffixes tried when two runs are created in the same second
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one transaction did, for wake-ups, metrics and tests."""
+
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    runs_created: int = 0
+    tasks_queued: int = 0
+    outbox_written: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTopic:
+    name: str
+    source: str
+
+
+def new_run_id(now: datetime, suffix: str | None = None) -> str:
+    """``20261121-142233-8a3f``: the UTC time of creation and 16 random bits."""
+    return f"{now.astimezone(UTC):%Y%m%d-%H%M%S}-{suffix or secrets.token_hex(2)}"
+
+
+def batch_date_of(partition: str) -> date:
+    """A partition names its day as ``YYYY-MM-DD`` (UTC)."""
+    try:
+        return date.fromisoformat(partition[:10])
+    except ValueError:
+        raise EventError(
+            f"partition {partition!r} does not start with a date (YYYY-MM-DD)"
+        ) from None
+
+
+def check_event(event: CloudEvent) -> None:
+    """Refuse what the transaction could not apply, before it starts."""
+    if event.type == DATASET_READY:
+        batch_date_of(event.data["partition"])
+    elif event.type != TASK_COMPLETED:
+        raise EventError(f"event type {event.type!r} is not consumed by the orchestrator")
+
+
+class Coordinator:
+    def __init__(
+        self,
+        store: Store,
+        registry: PipelineRegistry,
+        status: StatusTopic,
+        actor: str,
+        on_commit: Callable[[BatchOutcome], None] = lambda outcome: None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._status = status
+        self._actor = actor
+        self._on_commit = on_commit
+
+    async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
+        """Apply a batch in one transaction. Events must have passed :func:`check_event`."""
+        counts = BatchOutcome()
+        async with self._store.transaction() as tx:
+            tx.actor = self._actor
+            for event in events:
+                if not await tx.mark_event_processed(event.source, event.id, event.type):
+                    counts.duplicates += 1
+                    continue
+                if event.type == DATASET_READY:
+                    await self._dataset_ready(tx, event, counts)
+                else:
+                    await self._task_completed(tx, event, counts)
+            counts.outbox_written = tx.outbox_written
+        self._on_commit(counts)
+        return counts
+
+    async def claim(self, worker_id: str, limit: int) -> list[ClaimedAttempt]:
+        """Move up to ``limit`` queued tasks to running for this worker."""
+        async with self._store.transaction() as tx:
+            tx.actor = worker_id
+            claims = await tx.claim_queued_tasks(worker_id, limit)
+            for claim in claims:
+                transition = start_attempt(
+                    TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
+                )
+                run = LockedRun(
+                    claim.run_id,
+                    claim.pipeline_id,
+                    claim.spec_hash,
+                    claim.batch_date,
+                    RunState.RUNNING,
+                    claim.trace_id,
+                )
+                self._record(tx, run, [transition])
+            outbox_written = tx.outbox_written
+        if claims:
+            self._on_commit(BatchOutcome(outbox_written=outbox_written))
+        return claims
+
+    async def _dataset_ready(
+        self, tx: Transaction, event: CloudEvent, counts: BatchOutcome
+    ) -> None:
+        data = event.data
+        dataset, partition = data["dataset"], data["partition"]
+        await tx.record_dataset_partition(
+            dataset, partition, data.get("version") or event.id, data.get("producer"), event.id
+        )
+        for pipeline in self._registry.triggered_by(dataset):
+            needed = [trigger.dataset for trigger in pipeline.spec.triggers]
+            if len(needed) > 1 and await tx.ready_datasets(needed, partition) != set(needed):
+                continue
+            run_id = await self._create_run(
+                tx,
+                pipeline,
+                partition,
+                trace_id=event.trace_id or secrets.token_hex(16),
+                reason=f"{DATASET_READY} {dataset} {partition}",
+            )
+            if run_id is not None:
+                counts.runs_created += 1
+                counts.tasks_queued += len(pipeline.graph.roots)
+        counts.applied += 1
+
+    async def _create_run(
+        self, tx: Transaction, pipeline: Pipeline, partition: str, trace_id: str, reason: str
+    ) -> str | None:
+        """Create the run for (pipeline, partition) unless it exists; queue its first tasks."""
+        trigger_key = f"partition:{partition}"
+        batch_date = batch_date_of(partition)
+        for _ in range(RUN_ID_ATTEMPTS):
+            run_id = new_run_id(datetime.now(UTC))
+            if await tx.insert_run(
+                run_id, pipeline.id, pipeline.spec_hash, batch_date, trigger_key, {}, trace_id
+            ):
+                break
+            if await tx.run_for_trigger(pipeline.id, trigger_key) is not None:
+                log.info("run.exists", pipeline_id=pipeline.id, trigger_key=trigger_key)
+                return None
+        else:
+            raise ConcurrencyError(f"no free run id after {RUN_ID_ATTEMPTS} tries")
+        await tx.insert_task_instances(run_id, pipeline.graph.order)
+        run = LockedRun(
+            run_id, pipeline.id, pipeline.spec_hash, batch_date, RunState.QUEUED, trace_id
+        )
+        created = Transition(None, "", RunState.QUEUED, None, reason)
+        snapshot = RunSnapshot(
+            run_id,
+            RunState.QUEUED,
+            {task: TaskSnapshot(task, TaskState.PENDING, 0) for task in pipeline.graph.order},
+        )
+        decision = decide(pipeline.graph, snapshot, RunCreated())
+        await self._carry_out(tx, run, decision.transitions)
+        self._record(tx, run, [created, *decision.transitions])
+        log.info(
+            "run.created",
+            run_id=run_id,
+            pipeline_id=pipeline.id,
+            batch_date=str(batch_date),
+            trace_id=trace_id,
+        )
+        return run_id
+
+    async def _task_completed(
+        self, tx: Transaction, event: CloudEvent, counts: BatchOutcome
+    ) -> None:
+        data = event.data
+        run = await tx.lock_run(data["run_id"])
+        if run is None or run.state in RUN_TERMINAL:
+            why = "unknown run" if run is None else f"run is {run.state}"
+            self._ignore(event, why, counts)
+            return
+        pipeline = await self._registry.version(run.pipeline_id, run.spec_hash)
+        rows = await tx.run_task_states(run.run_id)
+        snapshot = RunSnapshot(
+            run.run_id,
+            run.state,
+            {
+                r["task_id"]: TaskSnapshot(r["task_id"], TaskState(r["state"]), r["attempt"])
+                for r in rows
+            },
+        )
+        finished = AttemptFinished(data["task_id"], data["attempt"], TaskState(data["outcome"]))
+        decision = decide(pipeline.graph, snapshot, finished)
+        if decision.ignored:
+            self._ignore(event, decision.ignored, counts)
+            return
+        await self._carry_out(tx, run, decision.transitions)
+        ended_at = _parse_time(data.get("ended_at")) or datetime.now(UTC)
+        await tx.record_attempt_result(
+            run.run_id,
+            finished.task_id,
+            finished.attempt,
+            data.get("exit_code"),
+            data.get("error_snippet"),
+            data.get("stderr_tail"),
+            ended_at,
+        )
+        details = {key: data.get(key) for key in ("exit_code", "signal", "error_snippet")}
+        self._record(tx, run, decision.transitions, {finished.task_id: details})
+        counts.applied += 1
+        counts.tasks_queued += sum(t.to_state == TaskState.QUEUED for t in decision.transitions)
+
+    async def _carry_out(
+        self, tx: Transaction, run: LockedRun, transitions: Sequence[Transition]
+    ) -> None:
+        moves = [
+            (t.task_id, t.from_state, t.to_state) for t in transitions if t.task_id is not None
+        ]
+        await tx.move_tasks(run.run_id, moves)
+        for t in transitions:
+            if t.task_id is None:
+                await tx.move_run(run.run_id, t.from_state, t.to_state)
+
+    def _record(
+        self,
+        tx: Transaction,
+        run: LockedRun,
+        transitions: Sequence[Transition],
+        details: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Append the transition log and one status event per transition."""
+        now = datetime.now(UTC)
+        tx.add_transitions(
+            [
+                TransitionRow(
+                    run.run_id, t.task_id, t.attempt, t.from_state or None, t.to_state, t.reason
+                )
+                for t in transitions
+            ]
+        )
+        events = [
+            self._status_event(run, t, now, (details or {}).get(t.task_id or "", {}))
+            for t in transitions
+        ]
+        tx.add_outbox(
+            [
+                OutboxRow(event.id, self._status.name, run.run_id, event.to_bytes())
+                for event in events
+            ]
+        )
+
+    def _status_event(
+        self, run: LockedRun, t: Transition, now: datetime, details: Mapping[str, Any]
+    ) -> CloudEvent:
+        data: dict[str, Any] = {
+            "run_id": run.run_id,
+            "pipeline_id": run.pipeline_id,
+            "batch_date": run.batch_date.isoformat(),
+            "state": str(t.to_state),
+            "previous_state": str(t.from_state) if t.from_state else None,
+            "reason": t.reason,
+            "trace_id": run.trace_id,
+            "at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        if t.task_id is None:
+            data["spec_hash"] = run.spec_hash
+            return new_event(
+                RUN_STATUS, self._status.source, data, subject=run.run_id, trace_id=run.trace_id
+            )
+        data.update(task_id=t.task_id, attempt=t.attempt or 0, **details)
+        return new_event(
+            TASK_STATUS,
+            self._status.source,
+            data,
+            subject=f"{run.run_id}/{t.task_id}",
+            trace_id=run.trace_id,
+        )
+
+    @staticmethod
+    def _ignore(event: CloudEvent, why: str, counts: BatchOutcome) -> None:
+        log.warning(
+            "event.ignored",
+            event_id=event.id,
+            event_type=event.type,
+            reason=why,
+            run_id=event.data.get("run_id"),
+            task_id=event.data.get("task_id"),
+        )
+        counts.ignored += 1
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,184 @@
+"""The state machine's one decision function: (graph, run, event) -> transitions.
+
+Pure: no I/O, no clock, no randomness. The coordinator loads a :class:`RunSnapshot`, calls
+:func:`decide`, and carries the returned transitions out in one database transaction.
+Readiness is examined only for the successors of the task that just ended (O(out-degree)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service.engine.states import (
+    ATTEMPT_OUTCOMES,
+    TASK_BROKEN,
+    TASK_SATISFIED,
+    TASK_TERMINAL,
+    RunState,
+    TaskState,
+    run_may_move,
+    task_may_move,
+)
+from service.spec.graph import TaskGraph
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    task_id: str
+    state: TaskState
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    run_id: str
+    state: RunState
+    tasks: Mapping[str, TaskSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class RunCreated:
+    """A new run's task instances exist, all pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    """An attempt of a task ended with ``outcome`` (one of ``ATTEMPT_OUTCOMES``)."""
+
+    task_id: str
+    attempt: int
+    outcome: TaskState
+
+
+Event = RunCreated | AttemptFinished
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change: of a task when ``task_id`` is set, else of the run."""
+
+    task_id: str | None
+    from_state: str
+    to_state: str
+    attempt: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    transitions: tuple[Transition, ...] = ()
+    # Why the event changed nothing (a stale attempt, an ended run); None when it applied.
+    ignored: str | None = None
+    run_state: RunState | None = field(default=None)
+
+
+class IllegalTransition(ValueError):
+    """A move the transition table does not allow: a bug in the caller or in ``decide``."""
+
+
+def decide(graph: TaskGraph, run: RunSnapshot, event: Event) -> Decision:
+    if isinstance(event, RunCreated):
+        return _on_run_created(graph, run)
+    return _on_attempt_finished(graph, run, event)
+
+
+def _on_run_created(graph: TaskGraph, run: RunSnapshot) -> Decision:
+    if run.state is not RunState.QUEUED:
+        return Decision(ignored=f"run is {run.state}, not queued")
+    plan = _Plan(run)
+    plan.move_run(RunState.RUNNING, "run started")
+    for task_id in graph.roots:
+        plan.move_task(task_id, TaskState.QUEUED, "no dependencies")
+    return plan.decision()
+
+
+def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinished) -> Decision:
+    if event.outcome not in ATTEMPT_OUTCOMES:
+        raise IllegalTransition(f"an attempt cannot end as {event.outcome}")
+    task = run.tasks.get(event.task_id)
+    if task is None:
+        return Decision(ignored=f"run has no task {event.task_id!r}")
+    if task.state is not TaskState.RUNNING or task.attempt != event.attempt:
+        return Decision(
+            ignored=f"stale completion: attempt {event.attempt} reported {event.outcome}, "
+            f"but the task is {task.state} at attempt {task.attempt}"
+        )
+    plan = _Plan(run)
+    plan.move_task(event.task_id, event.outcome, f"attempt {event.attempt} ended {event.outcome}")
+    _propagate(graph, plan, event.task_id)
+    _finish_run_if_done(plan)
+    return plan.decision()
+
+
+def _propagate(graph: TaskGraph, plan: _Plan, finished: str) -> None:
+    """Queue or fail the successors that ``finished`` unblocked, transitively for failures."""
+    frontier = [finished]
+    while frontier:
+        upstream = frontier.pop()
+        for task_id in graph.successors[upstream]:
+            if plan.task_state(task_id) is not TaskState.PENDING:
+                continue
+            states = [plan.task_state(dep) for dep in graph.predecessors[task_id]]
+            if any(state in TASK_BROKEN for state in states):
+                plan.move_task(
+                    task_id, TaskState.UPSTREAM_FAILED, f"upstream {upstream} did not succeed"
+                )
+                frontier.append(task_id)
+            elif all(state in TASK_SATISFIED for state in states):
+                plan.move_task(task_id, TaskState.QUEUED, "dependencies satisfied")
+
+
+def _finish_run_if_done(plan: _Plan) -> None:
+    states = plan.all_task_states()
+    if not all(state in TASK_TERMINAL for state in states):
+        return
+    if any(state in TASK_BROKEN for state in states):
+        plan.move_run(RunState.FAILED, "a task did not succeed")
+    else:
+        plan.move_run(RunState.SUCCESS, "every task succeeded")
+
+
+class _Plan:
+    """The run as it will be after the transitions collected so far."""
+
+    def __init__(self, run: RunSnapshot) -> None:
+        self._run = run
+        self._run_state = run.state
+        self._changed: dict[str, TaskState] = {}
+        self._transitions: list[Transition] = []
+
+    def task_state(self, task_id: str) -> TaskState:
+        return self._changed.get(task_id) or self._run.tasks[task_id].state
+
+    def all_task_states(self) -> list[TaskState]:
+        return [self.task_state(task_id) for task_id in self._run.tasks]
+
+    def move_task(self, task_id: str, new: TaskState, reason: str) -> None:
+        current = self.task_state(task_id)
+        if not task_may_move(current, new):
+            raise IllegalTransition(f"task {task_id!r}: {current} -> {new} is not allowed")
+        self._changed[task_id] = new
+        attempt = self._run.tasks[task_id].attempt
+        self._transitions.append(Transition(task_id, current, new, attempt, reason))
+
+    def move_run(self, new: RunState, reason: str) -> None:
+        if not run_may_move(self._run_state, new):
+            raise IllegalTransition(
+                f"run {self._run.run_id}: {self._run_state} -> {new} is not allowed"
+            )
+        self._transitions.append(Transition(None, self._run_state, new, None, reason))
+        self._run_state = new
+
+    def decision(self) -> Decision:
+        return Decision(transitions=tuple(self._transitions), run_state=self._run_state)
+
+
+def start_attempt(task: TaskSnapshot) -> Transition:
+    """The move of a queued task to running: its attempt number goes up by one."""
+    if not task_may_move(task.state, TaskState.RUNNING):
+        raise IllegalTransition(f"task {task.task_id!r}: {task.state} -> running is not allowed")
+    attempt = task.attempt + 1
+    return Transition(
+        task.task_id, task.state, TaskState.RUNNING, attempt, f"attempt {attempt} started"
+    )

@@ -1,0 +1,214 @@
+"""The in-process executor: claims queued tasks, runs them, reports their completions.
+
+Claiming goes through the database (``FOR UPDATE SKIP LOCKED``), so any number of replicas
+can run executors against one database. Completions are reported as ``task.completed`` events
+and applied in batches through the same coordinator path as completions from Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from service.bus.envelope import TASK_COMPLETED, CloudEvent, new_event, utc_timestamp
+from service.coordinator import Coordinator
+from service.engine.states import TaskState
+from service.errors import TributaryError
+from service.executor.process import (
+    ERROR_SNIPPET_CHARS,
+    ProcessExit,
+    run_process,
+    task_environment,
+)
+from service.observability import bound, get_logger
+from service.pipelines import PipelineRegistry
+from service.spec.templates import render
+from service.store.records import ClaimedAttempt
+
+log = get_logger(__name__)
+
+APPLY_RETRY_MAX = 5.0  # seconds between tries when the database is unavailable
+
+
+class CompletionBatcher:
+    """Applies local completions in batches: one transaction for all that arrived together."""
+
+    def __init__(self, coordinator: Coordinator, max_batch: int = 500) -> None:
+        self._coordinator = coordinator
+        # None marks the end: everything before it is applied, then run() returns.
+        self._queue: asyncio.Queue[CloudEvent | None] = asyncio.Queue()
+        self._max_batch = max_batch
+
+    def submit(self, event: CloudEvent) -> None:
+        self._queue.put_nowait(event)
+
+    def close(self) -> None:
+        """Let run() return once every completion submitted so far is applied."""
+        self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        closing = False
+        while not closing:
+            batch: list[CloudEvent] = []
+            item = await self._queue.get()
+            while True:
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
+                if len(batch) >= self._max_batch or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._apply(batch)
+
+    async def _apply(self, batch: Sequence[CloudEvent]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self._coordinator.apply(batch)
+                return
+            except TributaryError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("completions.retry", error=str(exc), events=len(batch), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, APPLY_RETRY_MAX)
+
+
+class LocalExecutor:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        registry: PipelineRegistry,
+        completions: CompletionBatcher,
+        worker_id: str,
+        event_source: str,
+        log_dir: Path,
+        max_parallel: int,
+        poll_interval: float,
+    ) -> None:
+        self._coordinator = coordinator
+        self._registry = registry
+        self._completions = completions
+        self._worker_id = worker_id
+        self._source = f"{event_source}/worker/{worker_id}"
+        self._log_dir = log_dir
+        self._max_parallel = max_parallel
+        self._poll_interval = poll_interval
+        self._running: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._accepting = True
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def run(self) -> None:
+        while self._accepting:
+            free = self._max_parallel - len(self._running)
+            claims = await self._coordinator.claim(self._worker_id, free) if free > 0 else []
+            for claim in claims:
+                task = asyncio.create_task(
+                    self._execute(claim),
+                    name=f"attempt {claim.run_id}/{claim.task_id}/{claim.attempt}",
+                )
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+            if claims and len(claims) == free:
+                continue  # there may be more: claim again once a slot frees
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+            self._wakeup.clear()
+
+    async def stop(self, drain_timeout: float) -> None:
+        """Stop claiming; let running attempts finish for ``drain_timeout`` seconds, then kill."""
+        self._accepting = False
+        self.wake()
+        if self._running:
+            log.info("executor.draining", running=len(self._running), timeout=drain_timeout)
+            _, still_running = await asyncio.wait(self._running, timeout=drain_timeout)
+            for task in still_running:
+                task.cancel()
+            if still_running:
+                await asyncio.wait(still_running)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("attempt.crashed", task=task.get_name(), error=repr(task.exception()))
+        self.wake()
+
+    async def _execute(self, claim: ClaimedAttempt) -> None:
+        with bound(**claim.log_context()):
+            started = datetime.now(UTC)
+            try:
+                result = await self._run_attempt(claim)
+            except (TributaryError, OSError, KeyError) as exc:
+                # Could not even be prepared: report it failed rather than leave it running.
+                message = f"cannot run the attempt: {exc!r}"
+                log.error("attempt.unrunnable", error=message)
+                result = ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message)
+            outcome = TaskState.SUCCESS if result.exit_code == 0 else TaskState.FAILED
+            log.info(
+                "attempt.ended",
+                outcome=outcome,
+                exit_code=result.exit_code,
+                signal=result.signal,
+                seconds=(datetime.now(UTC) - started).total_seconds(),
+            )
+            self._completions.submit(self._completion(claim, result, outcome, started))
+
+    async def _run_attempt(self, claim: ClaimedAttempt) -> ProcessExit:
+        pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
+        spec = pipeline.tasks[claim.task_id]
+        values = {
+            "batch_date": claim.batch_date.isoformat(),
+            "run_id": claim.run_id,
+            "attempt": str(claim.attempt),
+            "task_id": claim.task_id,
+            "pipeline_id": claim.pipeline_id,
+        }
+        argv = [render(arg, values) for arg in spec.command]
+        context = {
+            "TRIBUTARY_RUN_ID": claim.run_id,
+            "TRIBUTARY_TASK_ID": claim.task_id,
+            "TRIBUTARY_ATTEMPT": str(claim.attempt),
+            "TRIBUTARY_BATCH_DATE": claim.batch_date.isoformat(),
+            "TRIBUTARY_TRACE_ID": claim.trace_id,
+            "TRIBUTARY_PIPELINE_ID": claim.pipeline_id,
+        }
+        env = task_environment(os.environ, spec.env, context)
+        log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
+        log.info("attempt.started", argv=argv, log_path=str(log_path))
+        return await run_process(argv, env, spec.cwd, log_path)
+
+    def _completion(
+        self, claim: ClaimedAttempt, result: ProcessExit, outcome: TaskState, started: datetime
+    ) -> CloudEvent:
+        return new_event(
+            TASK_COMPLETED,
+            self._source,
+            {
+                "run_id": claim.run_id,
+                "task_id": claim.task_id,
+                "attempt": claim.attempt,
+                "outcome": str(outcome),
+                "exit_code": result.exit_code,
+                "signal": result.signal,
+                "error_snippet": result.error_snippet,
+                "stderr_tail": result.stderr_tail,
+                "started_at": utc_timestamp(started),
+                "ended_at": utc_timestamp(),
+                "worker_id": self._worker_id,
+            },
+            subject=f"{claim.run_id}/{claim.task_id}",
+            trace_id=claim.trace_id,
+        )

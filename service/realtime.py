@@ -1,0 +1,99 @@
+"""Live state in Redis: the current state of each run and task, with a TTL, and a channel.
+
+Fed from the status events once they are published. Redis is a side system: when it is
+down the service goes on, says so once, and writes again when Redis is back.
+
+Keys (``<prefix>`` from settings):
+- ``<prefix>:run:<run_id>``: hash of the run's latest status (state, pipeline, batch date …)
+- ``<prefix>:run:<run_id>:tasks``: hash task id -> JSON of the task's latest status
+- channel ``<prefix>:status``: every status event, as published
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import orjson
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from service.observability import get_logger
+from service.store.records import OutboxMessage
+
+log = get_logger(__name__)
+
+RETRY_INTERVAL = 5.0  # seconds between writes tried while Redis is down
+QUEUE_LIMIT = 1_000  # batches waiting for Redis; beyond it the oldest are dropped
+
+
+class LiveState:
+    def __init__(self, url: str, prefix: str, ttl_seconds: int) -> None:
+        self._client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+        self.available = True
+        self._retry_after = 0.0
+        self._queue: asyncio.Queue[Sequence[OutboxMessage]] = asyncio.Queue(QUEUE_LIMIT)
+        self.dropped = 0  # batches dropped because Redis could not keep up
+
+    def offer(self, messages: Sequence[OutboxMessage]) -> None:
+        """Queue published events for Redis without ever blocking the caller."""
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(messages)
+
+    async def run(self) -> None:
+        while True:
+            await self.publish(await self._queue.get())
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def run_key(self, run_id: str) -> str:
+        return f"{self._prefix}:run:{run_id}"
+
+    @property
+    def channel(self) -> str:
+        return f"{self._prefix}:status"
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        if not self.available and time.monotonic() < self._retry_after:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for message in messages:
+            event = orjson.loads(message.payload)
+            data = event["data"]
+            key = self.run_key(data["run_id"])
+            if event["type"] == "run.status":
+                pipe.hset(key, mapping={k: str(v) for k, v in data.items() if v is not None})
+                pipe.expire(key, self._ttl)
+            else:
+                pipe.hset(f"{key}:tasks", data["task_id"], orjson.dumps(data))
+                pipe.expire(f"{key}:tasks", self._ttl)
+            pipe.publish(self.channel, message.payload)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            if self.available:
+                log.warning("live_state.unavailable", error=repr(exc), retry_in=RETRY_INTERVAL)
+            self.available = False
+            self._retry_after = time.monotonic() + RETRY_INTERVAL
+            return
+        if not self.available:
+            log.info("live_state.available")
+        self.available = True
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.ping()
+        except (RedisError, OSError):
+            return False
+        return True
+
+    async def publish_pending(self) -> None:
+        """Write what is still queued (at shutdown), once."""
+        while not self._queue.empty():
+            await self.publish(self._queue.get_nowait())

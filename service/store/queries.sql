@@ -1,0 +1,199 @@
+-- Every query Tributary sends to PostgreSQL, by name. Loaded once by service/store/queries.py;
+-- tests/integration/test_queries.py checks that each one parses and is used.
+-- Arrays ($n::text[]) carry batches: one round trip for many rows.
+
+
+-- name: create_migrations_table
+-- The ledger of applied migrations (runs under the migration lock).
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: lock_migrations
+-- $1 lock key. Held until the migrating transaction ends; a second process waits here.
+SELECT pg_advisory_xact_lock($1);
+
+-- name: applied_migrations
+SELECT version, name, checksum FROM schema_migrations ORDER BY version;
+
+-- name: record_migration
+-- $1 version, $2 name, $3 checksum.
+INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3);
+
+
+-- name: save_pipeline_version
+-- $1 pipeline id, $2 spec hash, $3 spec JSON. A version is stored once and never changes.
+INSERT INTO pipeline_versions (pipeline_id, spec_hash, spec)
+VALUES ($1, $2, $3)
+ON CONFLICT (pipeline_id, spec_hash) DO NOTHING;
+
+-- name: pipeline_version_spec
+-- $1 pipeline id, $2 spec hash.
+SELECT spec FROM pipeline_versions WHERE pipeline_id = $1 AND spec_hash = $2;
+
+
+-- name: mark_event_processed
+-- $1 source, $2 event id, $3 type. No row back: the event was applied before (a duplicate).
+INSERT INTO processed_events (source, event_id, event_type)
+VALUES ($1, $2, $3)
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING event_id;
+
+-- name: record_dataset_partition
+-- $1 dataset, $2 partition, $3 version, $4 producer, $5 event id.
+INSERT INTO dataset_partitions (dataset, partition, version, producer, event_id)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (dataset, partition, version) DO NOTHING;
+
+-- name: ready_datasets
+-- $1 dataset names, $2 partition: which of them have announced that partition.
+SELECT DISTINCT dataset FROM dataset_partitions
+WHERE dataset = ANY($1::text[]) AND partition = $2;
+
+
+-- name: insert_run
+-- $1 run id, $2 pipeline, $3 spec hash, $4 batch date, $5 trigger key, $6 params, $7 trace id.
+-- No row back: the run id or the (pipeline, trigger key) pair exists already.
+INSERT INTO runs (run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params, trace_id)
+VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)
+ON CONFLICT DO NOTHING
+RETURNING run_id;
+
+-- name: run_for_trigger
+-- $1 pipeline, $2 trigger key.
+SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
+
+-- name: insert_task_instances
+-- $1 run id, $2 task ids: every task of a new run, pending.
+INSERT INTO task_instances (run_id, task_id, state)
+SELECT $1, task_id, 'pending' FROM unnest($2::text[]) AS task_id;
+
+-- name: lock_run
+-- $1 run id. Serializes every change to one run, across replicas.
+SELECT run_id, pipeline_id, spec_hash, batch_date, state, trace_id
+FROM runs WHERE run_id = $1
+FOR UPDATE;
+
+-- name: run_task_states
+-- $1 run id.
+SELECT task_id, state, attempt FROM task_instances WHERE run_id = $1;
+
+-- name: move_run
+-- $1 run id, $2 expected state, $3 new state. No row back: the run was not in $2.
+UPDATE runs
+SET state = $3,
+    updated_at = now(),
+    started_at = CASE WHEN $3 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
+    ended_at = CASE WHEN $3 IN ('success', 'failed', 'cancelled') THEN now() ELSE ended_at END
+WHERE run_id = $1 AND state = $2
+RETURNING run_id;
+
+-- name: move_tasks
+-- $1 run id, $2 task ids, $3 expected states, $4 new states (parallel arrays).
+-- Returns the rows moved; a missing one was not in its expected state.
+UPDATE task_instances AS t
+SET state = m.to_state,
+    updated_at = now(),
+    queued_at = CASE WHEN m.to_state = 'queued' THEN now() ELSE t.queued_at END,
+    ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'skipped', 'upstream_failed',
+                                        'timed_out', 'cancelled')
+                    THEN coalesce(t.ended_at, now()) ELSE t.ended_at END
+FROM unnest($2::text[], $3::text[], $4::text[]) AS m(task_id, from_state, to_state)
+WHERE t.run_id = $1 AND t.task_id = m.task_id AND t.state = m.from_state
+RETURNING t.task_id;
+
+-- name: record_attempt_result
+-- $1 run id, $2 task id, $3 attempt, $4 exit code, $5 error snippet, $6 stderr tail,
+-- $7 ended at. Stores the outcome on the instance and archives the attempt.
+WITH finished AS (
+    UPDATE task_instances
+    SET exit_code = $4, error_snippet = $5, stderr_tail = $6, ended_at = $7, updated_at = now()
+    WHERE run_id = $1 AND task_id = $2 AND attempt = $3
+    RETURNING run_id, task_id, attempt, state, worker_id, started_at, ended_at,
+              exit_code, error_snippet, stderr_tail
+)
+INSERT INTO task_attempts (run_id, task_id, attempt, state, worker_id, started_at, ended_at,
+                           exit_code, error_snippet, stderr_tail)
+SELECT * FROM finished
+ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
+
+-- name: claim_queued_tasks
+-- $1 worker id, $2 how many. Oldest runs first; rows another replica is claiming are skipped.
+WITH claimable AS (
+    SELECT t.run_id, t.task_id
+    FROM task_instances AS t
+    JOIN runs AS r ON r.run_id = t.run_id AND r.state = 'running'
+    WHERE t.state = 'queued'
+    ORDER BY r.created_at, t.queued_at
+    LIMIT $2
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE task_instances AS t
+SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),
+    ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL, updated_at = now()
+FROM claimable AS c, runs AS r
+WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
+RETURNING t.run_id, t.task_id, t.attempt, t.started_at,
+          r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params;
+
+-- name: insert_transitions
+-- $1 run ids, $2 task ids (NULL for the run), $3 attempts, $4 from, $5 to, $6 reasons, $7 actor.
+INSERT INTO transitions (run_id, task_id, attempt, from_state, to_state, reason, actor)
+SELECT run_id, task_id, attempt, from_state, to_state, reason, $7
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+    AS x(run_id, task_id, attempt, from_state, to_state, reason);
+
+
+-- name: insert_outbox
+-- $1 event ids, $2 topics, $3 keys, $4 payloads.
+INSERT INTO outbox (event_id, topic, key, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]);
+
+-- name: try_relay_leadership
+-- $1 lock key. One relay at a time keeps each run's events in order on the status topic.
+SELECT pg_try_advisory_lock($1);
+
+-- name: release_relay_leadership
+-- $1 lock key.
+SELECT pg_advisory_unlock($1);
+
+-- name: unsent_outbox
+-- $1 how many, oldest first.
+SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1;
+
+-- name: mark_outbox_sent
+-- $1 outbox row ids.
+UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]);
+
+
+-- name: list_runs
+-- $1 how many, $2 pipeline id or NULL for all. Newest first.
+SELECT run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params, trace_id,
+       created_at, started_at, ended_at
+FROM runs
+WHERE $2::text IS NULL OR pipeline_id = $2
+ORDER BY created_at DESC
+LIMIT $1;
+
+-- name: get_run
+-- $1 run id.
+SELECT run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params, trace_id,
+       created_at, started_at, ended_at
+FROM runs WHERE run_id = $1;
+
+-- name: list_task_instances
+-- $1 run id, in the order the tasks were started.
+SELECT run_id, task_id, state, attempt, worker_id, queued_at, started_at, ended_at,
+       exit_code, error_snippet, stderr_tail
+FROM task_instances WHERE run_id = $1
+ORDER BY started_at NULLS LAST, task_id;
+
+-- name: ping
+SELECT 1;
+
+-- name: database_exists
+-- $1 database name.
+SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1);

@@ -1,0 +1,334 @@
+"""PostgreSQL access: a connection pool, and a unit of work per transaction.
+
+The only module that runs the named queries. A :class:`Transaction` buffers the append-only
+rows of a batch (transition log, outbox) and writes each kind with one statement just before
+commit. Driver errors leave as :class:`InfrastructureError` (the server is unreachable) or
+:class:`ConcurrencyError` (a deadlock, a lost race): both are worth retrying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from service.errors import ConcurrencyError, InfrastructureError
+from service.store.migrations import Migration, apply_migrations
+from service.store.queries import q
+from service.store.records import (
+    ClaimedAttempt,
+    LockedRun,
+    OutboxMessage,
+    RunRecord,
+    TaskRecord,
+    TransitionRow,
+)
+
+if TYPE_CHECKING:
+    from service.store.migrations import Connection
+
+# Transient server states: the connection dropped, the server is starting or shutting down.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+# "trip" in ASCII: the key of the outbox relay's leadership lock.
+RELAY_LOCK_KEY = 0x74726970
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    event_id: str
+    topic: str
+    key: str
+    payload: bytes
+
+
+async def _init_connection(conn: Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def connect(url: str, pool_size: int = 10) -> Store:
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=pool_size, init=_init_connection, command_timeout=60
+        )
+    except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        raise InfrastructureError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+    return Store(pool)
+
+
+async def create_database_if_missing(url: str) -> bool:
+    """Create the database named in ``url`` (connecting to ``postgres`` to do it)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise InfrastructureError(f"the database URL {_redact(url)} names no database")
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        conn = await asyncpg.connect(maintenance)
+    except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        raise InfrastructureError(f"cannot connect to PostgreSQL at {_redact(url)}: {exc}") from exc
+    try:
+        if await conn.fetchval(q("database_exists"), name):
+            return False
+        with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # created meanwhile
+            await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
+        return True
+    finally:
+        await conn.close()
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migrate(self, migrations: list[Migration] | None = None) -> list[Migration]:
+        async with _translated(), self._pool.acquire() as conn:
+            return await apply_migrations(conn, migrations)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with _translated(), self._pool.acquire() as conn, conn.transaction():
+            tx = Transaction(conn)
+            yield tx
+            await tx.flush()
+
+    @asynccontextmanager
+    async def relay_leadership(self) -> AsyncIterator[OutboxReader | None]:
+        """An outbox reader if this process holds the relay lock, else None.
+
+        The lock is tied to the session: it is released when the connection closes, so a
+        crashed leader's lock goes with it and a standby takes over.
+        """
+        async with _translated(), self._pool.acquire() as conn:
+            leader = await conn.fetchval(q("try_relay_leadership"), RELAY_LOCK_KEY)
+            try:
+                yield OutboxReader(conn) if leader else None
+            finally:
+                if leader:
+                    await conn.execute(q("release_relay_leadership"), RELAY_LOCK_KEY)
+
+    async def save_pipeline_version(self, pipeline_id: str, spec_hash: str, spec: Any) -> None:
+        async with _translated():
+            await self._pool.execute(q("save_pipeline_version"), pipeline_id, spec_hash, spec)
+
+    async def pipeline_version_spec(self, pipeline_id: str, spec_hash: str) -> Any:
+        async with _translated():
+            return await self._pool.fetchval(q("pipeline_version_spec"), pipeline_id, spec_hash)
+
+    async def list_runs(self, limit: int, pipeline_id: str | None = None) -> list[RunRecord]:
+        async with _translated():
+            rows = await self._pool.fetch(q("list_runs"), limit, pipeline_id)
+        return [RunRecord.from_row(dict(row)) for row in rows]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        async with _translated():
+            row = await self._pool.fetchrow(q("get_run"), run_id)
+        return RunRecord.from_row(dict(row)) if row else None
+
+    async def list_task_instances(self, run_id: str) -> list[TaskRecord]:
+        async with _translated():
+            rows = await self._pool.fetch(q("list_task_instances"), run_id)
+        return [TaskRecord.from_row(dict(row)) for row in rows]
+
+    async def ping(self) -> None:
+        async with _translated():
+            await self._pool.fetchval(q("ping"))
+
+
+@dataclass
+class Transaction:
+    """One open transaction; append-only rows are written in bulk at :meth:`flush`."""
+
+    conn: Connection
+    actor: str = "tributary"
+    _transitions: list[TransitionRow] = field(default_factory=list)
+    _outbox: list[OutboxRow] = field(default_factory=list)
+
+    async def mark_event_processed(self, source: str, event_id: str, event_type: str) -> bool:
+        """True the first time this event is seen; False for a duplicate."""
+        return (
+            await self.conn.fetchval(q("mark_event_processed"), source, event_id, event_type)
+            is not None
+        )
+
+    async def record_dataset_partition(
+        self, dataset: str, partition: str, version: str, producer: str | None, event_id: str
+    ) -> None:
+        await self.conn.execute(
+            q("record_dataset_partition"), dataset, partition, version, producer, event_id
+        )
+
+    async def ready_datasets(self, datasets: Sequence[str], partition: str) -> set[str]:
+        rows = await self.conn.fetch(q("ready_datasets"), list(datasets), partition)
+        return {row["dataset"] for row in rows}
+
+    async def insert_run(
+        self,
+        run_id: str,
+        pipeline_id: str,
+        spec_hash: str,
+        batch_date: date,
+        trigger_key: str,
+        params: dict[str, Any],
+        trace_id: str,
+    ) -> bool:
+        created = await self.conn.fetchval(
+            q("insert_run"),
+            run_id,
+            pipeline_id,
+            spec_hash,
+            batch_date,
+            trigger_key,
+            params,
+            trace_id,
+        )
+        return created is not None
+
+    async def run_for_trigger(self, pipeline_id: str, trigger_key: str) -> str | None:
+        result: str | None = await self.conn.fetchval(
+            q("run_for_trigger"), pipeline_id, trigger_key
+        )
+        return result
+
+    async def insert_task_instances(self, run_id: str, task_ids: Sequence[str]) -> None:
+        await self.conn.execute(q("insert_task_instances"), run_id, list(task_ids))
+
+    async def lock_run(self, run_id: str) -> LockedRun | None:
+        row = await self.conn.fetchrow(q("lock_run"), run_id)
+        return LockedRun.from_row(dict(row)) if row else None
+
+    async def run_task_states(self, run_id: str) -> list[asyncpg.Record]:
+        return list(await self.conn.fetch(q("run_task_states"), run_id))
+
+    async def move_run(self, run_id: str, from_state: str, to_state: str) -> None:
+        if await self.conn.fetchval(q("move_run"), run_id, from_state, to_state) is None:
+            raise ConcurrencyError(f"run {run_id} was not {from_state} (moving to {to_state})")
+
+    async def move_tasks(self, run_id: str, moves: Sequence[tuple[str, str, str]]) -> None:
+        """Apply (task id, expected state, new state) moves; all or none."""
+        if not moves:
+            return
+        task_ids, froms, tos = (list(column) for column in zip(*moves, strict=True))
+        moved = await self.conn.fetch(q("move_tasks"), run_id, task_ids, froms, tos)
+        if len(moved) != len(moves):
+            missed = set(task_ids) - {row["task_id"] for row in moved}
+            raise ConcurrencyError(f"run {run_id}: tasks {sorted(missed)} changed under us")
+
+    async def record_attempt_result(
+        self,
+        run_id: str,
+        task_id: str,
+        attempt: int,
+        exit_code: int | None,
+        error_snippet: str | None,
+        stderr_tail: str | None,
+        ended_at: datetime,
+    ) -> None:
+        await self.conn.execute(
+            q("record_attempt_result"),
+            run_id,
+            task_id,
+            attempt,
+            exit_code,
+            error_snippet,
+            stderr_tail,
+            ended_at,
+        )
+
+    async def claim_queued_tasks(self, worker_id: str, limit: int) -> list[ClaimedAttempt]:
+        rows = await self.conn.fetch(q("claim_queued_tasks"), worker_id, limit)
+        return [ClaimedAttempt.from_row(dict(row)) for row in rows]
+
+    def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
+        self._transitions.extend(rows)
+
+    def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        self._outbox.extend(rows)
+
+    @property
+    def outbox_written(self) -> int:
+        return len(self._outbox)
+
+    async def flush(self) -> None:
+        if self._transitions:
+            rows = self._transitions
+            await self.conn.execute(
+                q("insert_transitions"),
+                [r.run_id for r in rows],
+                [r.task_id for r in rows],
+                [r.attempt for r in rows],
+                [r.from_state for r in rows],
+                [r.to_state for r in rows],
+                [r.reason for r in rows],
+                self.actor,
+            )
+        if self._outbox:
+            rows_out = self._outbox
+            await self.conn.execute(
+                q("insert_outbox"),
+                [r.event_id for r in rows_out],
+                [r.topic for r in rows_out],
+                [r.key for r in rows_out],
+                [r.payload for r in rows_out],
+            )
+
+
+@dataclass
+class OutboxReader:
+    """Reads and acknowledges outbox rows on the relay leader's connection."""
+
+    conn: Connection
+
+    async def unsent(self, limit: int) -> list[OutboxMessage]:
+        async with _translated():
+            rows = await self.conn.fetch(q("unsent_outbox"), limit)
+        return [OutboxMessage(**row) for row in rows]
+
+    async def mark_sent(self, ids: Sequence[int]) -> None:
+        async with _translated():
+            await self.conn.execute(q("mark_outbox_sent"), list(ids))
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+        raise ConcurrencyError(f"PostgreSQL aborted the transaction: {exc}") from exc
+    except _UNAVAILABLE as exc:
+        raise InfrastructureError(f"PostgreSQL is unavailable: {exc}") from exc
+
+
+def _redact(url: str) -> str:
+    """Hide the password of a connection URL for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

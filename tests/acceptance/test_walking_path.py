@@ -1,0 +1,203 @@
+"""The walking path: a dataset.ready event on Kafka -> a run of the example chain -> status events.
+
+The service runs as a real subprocess (``python -m service serve``) against the session's
+Kafka broker, a fresh PostgreSQL database and Redis.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+from service.bus.envelope import DATASET_READY, new_event, validate_data
+from tests.conftest import REDIS_URL, service_environment
+from tests.support import ServiceProcess, TopicReader, eventually, produce
+
+PARTITION = "2026-11-21"
+CHAIN = ["extract", "transform", "load"]
+
+
+def status_events(records: list[Any]) -> list[dict[str, Any]]:
+    return [orjson.loads(record.value) for record in records]
+
+
+def run_ended(records: list[Any]) -> bool:
+    return any(
+        e["type"] == "run.status" and e["data"]["state"] in ("success", "failed")
+        for e in status_events(records)
+    )
+
+
+async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
+    tmp_path: Path, database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str
+) -> None:
+    env = service_environment(
+        database_url,
+        kafka_bootstrap,
+        topic_prefix,
+        redis_prefix,
+        task_log_dir=str(tmp_path / "task-logs"),
+    )
+    triggers, status = env["TRIBUTARY_TOPIC_TRIGGERS"], env["TRIBUTARY_TOPIC_STATUS"]
+    service = ServiceProcess(env, tmp_path / "service.log")
+    service.start()
+    try:
+        await service.wait_started()
+        ready = new_event(
+            DATASET_READY,
+            "urn:test:upstream",
+            {"dataset": "orders_raw", "partition": PARTITION, "version": "v1"},
+        )
+        malformed = [
+            b"this is not json",
+            orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "m1",
+                    "source": "s",
+                    "type": DATASET_READY,
+                    "data": {"dataset": "orders_raw"},
+                }
+            ),
+            orjson.dumps(
+                {"specversion": "1.0", "id": "m2", "source": "s", "type": "mystery", "data": {}}
+            ),
+            orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "m3",
+                    "source": "s",
+                    "type": DATASET_READY,
+                    "data": {"dataset": "orders_raw", "partition": "yesterday"},
+                }
+            ),
+        ]
+        await produce(
+            kafka_bootstrap,
+            triggers,
+            [(b"orders_raw", raw) for raw in malformed] + [(b"orders_raw", ready.to_bytes())],
+        )
+
+        async with TopicReader(kafka_bootstrap, status) as reader:
+            records = await reader.read_until(run_ended, timeout=60)
+            # The same event again, and a new event for the same partition: still one run.
+            again = new_event(
+                DATASET_READY,
+                "urn:test:upstream",
+                {"dataset": "orders_raw", "partition": PARTITION, "version": "v1"},
+            )
+            await produce(
+                kafka_bootstrap,
+                triggers,
+                [(b"orders_raw", ready.to_bytes()), (b"orders_raw", again.to_bytes())],
+            )
+            conn = await asyncpg.connect(database_url)
+            try:
+                await wait_until_processed(conn, {ready.id, again.id})
+                await check_database(conn)
+            finally:
+                await conn.close()
+            records = await reader.read_until(run_ended, timeout=5)
+
+        events = status_events(records)
+        check_status_events(events, records)
+        run_id = events[0]["data"]["run_id"]
+        await check_live_state(env["TRIBUTARY_REDIS_KEY_PREFIX"], run_id)
+
+        assert service.alive, "bad input must not stop the service"
+        rejected = [e for e in service.log_events() if e.get("event") == "event.rejected"]
+        reasons = " | ".join(e["reason"] for e in rejected)
+        assert len(rejected) == len(malformed), reasons
+        assert "not JSON" in reasons
+        assert "data must contain ['partition']" in reasons
+        assert "unknown event type 'mystery'" in reasons
+        assert "partition 'yesterday' does not start with a date" in reasons
+        assert all(e["topic"] == triggers and "offset" in e for e in rejected)
+    finally:
+        code = service.stop()
+    assert code == 0, service.log_text()[-3000:]
+    assert "service.stopped" in service.log_text()
+    for task_id in CHAIN:
+        assert any((tmp_path / "task-logs").glob(f"*/{task_id}/1.log"))
+
+
+async def wait_until_processed(conn: asyncpg.Connection, event_ids: set[str]) -> None:
+    async def processed() -> set[str]:
+        rows = await conn.fetch(
+            "SELECT event_id FROM processed_events WHERE event_id = ANY($1)", list(event_ids)
+        )
+        return {r["event_id"] for r in rows}
+
+    await eventually(processed, lambda seen: seen == event_ids, 10, "the events to be processed")
+
+
+async def check_database(conn: asyncpg.Connection) -> None:
+    runs = await conn.fetch("SELECT * FROM runs")
+    assert len(runs) == 1, "exactly one run per (pipeline, partition)"
+    run = runs[0]
+    assert run["pipeline_id"] == "orders_daily"
+    assert run["state"] == "success"
+    assert str(run["batch_date"]) == PARTITION
+    assert run["started_at"] <= run["ended_at"]
+    tasks = {
+        r["task_id"]: r
+        for r in await conn.fetch("SELECT * FROM task_instances WHERE run_id = $1", run["run_id"])
+    }
+    assert set(tasks) == set(CHAIN)
+    for task in tasks.values():
+        assert task["state"] == "success"
+        assert task["exit_code"] == 0
+        assert task["attempt"] == 1
+        assert task["started_at"] is not None
+        assert task["ended_at"] >= task["started_at"]
+    # Dependency order: each task started after its upstream ended.
+    for upstream, downstream in itertools.pairwise(CHAIN):
+        assert tasks[downstream]["started_at"] >= tasks[upstream]["ended_at"]
+    attempts = await conn.fetch("SELECT * FROM task_attempts WHERE run_id = $1", run["run_id"])
+    assert sorted(a["task_id"] for a in attempts) == sorted(CHAIN)
+    assert await conn.fetchval("SELECT count(*) FROM dataset_partitions") == 1
+    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    log = await conn.fetch(
+        "SELECT task_id, to_state FROM transitions WHERE run_id = $1 ORDER BY id", run["run_id"]
+    )
+    assert [r["to_state"] for r in log if r["task_id"] is None] == ["queued", "running", "success"]
+
+
+def check_status_events(events: list[dict[str, Any]], records: list[Any]) -> None:
+    for event, record in zip(events, records, strict=True):
+        validate_data(event["type"], event["data"])
+        assert record.key.decode() == event["data"]["run_id"]
+        assert dict(record.headers)["content-type"].startswith(b"application/cloudevents+json")
+    ids = [e["id"] for e in events]
+    assert len(set(ids)) == len(ids)
+    run_states = [e["data"]["state"] for e in events if e["type"] == "run.status"]
+    assert run_states == ["queued", "running", "success"]
+    for task_id in CHAIN:
+        states = [
+            e["data"]["state"]
+            for e in events
+            if e["type"] == "task.status" and e["data"]["task_id"] == task_id
+        ]
+        assert states == ["queued", "running", "success"], task_id
+    done = [e for e in events if e["type"] == "task.status" and e["data"]["state"] == "success"]
+    assert all(e["data"]["exit_code"] == 0 for e in done)
+    assert len({e["data"]["trace_id"] for e in events}) == 1
+
+
+async def check_live_state(prefix: str, run_id: str) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        key = f"{prefix}:run:{run_id}"
+        await eventually(
+            lambda: client.hget(key, "state"), lambda s: s == "success", 10, "the live run state"
+        )
+        assert await client.ttl(key) > 0
+        tasks = await client.hgetall(f"{key}:tasks")
+        assert {orjson.loads(v)["state"] for v in tasks.values()} == {"success"}
+    finally:
+        await client.aclose()

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import load_settings, settings_reference
+from service.errors import ConfigError
+
+REQUIRED = {
+    "TRIBUTARY_DATABASE_URL": "postgresql://u@db:5432/x",
+    "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(text)
+    return path
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'http_port = 9000\nmax_parallel_tasks = 3\ntopic_status = "s"\n')
+    settings = load_settings(path, environ={**REQUIRED, "TRIBUTARY_HTTP_PORT": "9100"})
+    assert settings.http_port == 9100
+    assert settings.max_parallel_tasks == 3
+    assert settings.topic_status == "s"
+
+
+def test_env_chooses_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.toml").write_text("http_port = 7000\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={**REQUIRED, "TRIBUTARY_ENV": "staging"})
+    assert settings.env == "staging"
+    assert settings.http_port == 7000
+
+
+def test_a_missing_required_setting_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"TRIBUTARY_ENV": "none", "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS": "k"})
+    assert "'database_url' is required" in str(caught.value)
+    assert "TRIBUTARY_DATABASE_URL" in str(caught.value)
+
+
+def test_a_wrong_value_names_the_variable_and_the_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            environ={**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_HTTP_PORT": "eighty"}
+        )
+    message = str(caught.value)
+    assert "'http_port'" in message
+    assert "TRIBUTARY_HTTP_PORT" in message
+    assert "'eighty'" in message
+
+
+def test_a_bad_database_url_is_refused() -> None:
+    env = {**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_DATABASE_URL": "mysql://x"}
+    with pytest.raises(ConfigError, match=r"postgresql://"):
+        load_settings(environ=env)
+
+
+def test_unknown_keys_in_the_file_get_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "http_prot = 1\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'http_prot' \(did you mean 'http_port'\?\)"
+    ):
+        load_settings(path, environ=REQUIRED)
+
+
+def test_unknown_environment_variables_are_refused() -> None:
+    env = {**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_HTTP_PROT": "1"}
+    with pytest.raises(ConfigError, match=r"TRIBUTARY_HTTP_PROT.*did you mean TRIBUTARY_HTTP_PORT"):
+        load_settings(environ=env)
+
+
+def test_secrets_are_refused_in_files(tmp_path: Path) -> None:
+    path = write(tmp_path, 'kafka_sasl_password = "hunter2"\n')
+    with pytest.raises(ConfigError, match=r"secret.*TRIBUTARY_KAFKA_SASL_PASSWORD"):
+        load_settings(path, environ=REQUIRED)
+
+
+def test_secrets_from_the_environment_are_hidden_in_repr() -> None:
+    env = {**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_KAFKA_SASL_PASSWORD": "hunter2"}
+    settings = load_settings(environ=env)
+    assert "hunter2" not in repr(settings)
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == "hunter2"
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "http_port = \n")
+    with pytest.raises(ConfigError, match=r"settings.toml: not valid TOML"):
+        load_settings(path, environ=REQUIRED)
+
+
+def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"does not exist"):
+        load_settings(tmp_path / "nope.toml", environ=REQUIRED)
+
+
+def test_the_shipped_files_are_valid() -> None:
+    root = Path(__file__).resolve().parents[2] / "config"
+    for path in root.glob("*.toml"):
+        load_settings(path, environ=REQUIRED)
+
+
+def test_the_configuration_doc_lists_every_setting() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert settings_reference() in doc, (
+        "regenerate the table with service.config.settings_reference()"
+    )
