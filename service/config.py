@@ -70,6 +70,13 @@ class Settings(BaseModel):
     kafka_heartbeat_interval_ms: int = Field(
         default=3_000, ge=100, description="Consumer heartbeat interval (ms)."
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=30_000,
+        description="Longest a fetch waits for data. Apache Kafka answers as soon as data "
+        "arrives; Tansu tends to hold the fetch, so keep it short (20-50) there.",
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How to talk to the brokers."
     )

@@ -9,6 +9,7 @@ input (commit Kafka offsets). Bad input is refused before the transaction starts
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from service.engine.decide import (
     start_attempt,
 )
 from service.engine.states import RUN_TERMINAL, RunState, TaskState
-from service.errors import ConcurrencyError, EventError
+from service.errors import ConcurrencyError, EventError, TributaryError
 from service.observability import get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.loader import Pipeline
@@ -43,6 +44,8 @@ from service.store.records import ClaimedAttempt, LockedRun, TransitionRow
 log = get_logger(__name__)
 
 RUN_ID_ATTEMPTS = 8  # fresh random suffixes tried when two runs are created in the same second
+RETRY_FIRST_DELAY = 0.05  # seconds before the first retry of a batch the database could not take
+RETRY_MAX_DELAY = 5.0  # seconds between retries while the database is unavailable
 
 
 @dataclass(slots=True)
@@ -325,3 +328,43 @@ class Coordinator:
 
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+async def apply_reliably(coordinator: Coordinator, events: Sequence[CloudEvent]) -> int:
+    """Apply ``events``, whatever happens; return how many had to be rejected.
+
+    A transient failure (the database away, a lost race) is retried with backoff until it
+    passes: nothing is acknowledged meanwhile. Any other failure splits the batch, so that
+    only the event the database refuses is rejected (logged with its reason) and the rest apply.
+    """
+    delay = RETRY_FIRST_DELAY
+    failure: Exception
+    while True:
+        try:
+            await coordinator.apply(events)
+            return 0
+        except TributaryError as exc:
+            if not exc.retriable:
+                failure = exc
+                break
+            log.warning("apply.retry", error=str(exc), events=len(events), delay=delay)
+        except Exception as exc:
+            failure = exc
+            break
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX_DELAY)
+    if len(events) > 1:
+        log.error("apply.batch_failed", error=repr(failure), events=len(events))
+        rejected = 0
+        for event in events:
+            rejected += await apply_reliably(coordinator, [event])
+        return rejected
+    event = events[0]
+    log.error(
+        "event.rejected",
+        event_id=event.id,
+        event_type=event.type,
+        source=event.source,
+        reason=f"the database refused to apply it: {failure!r}",
+    )
+    return 1

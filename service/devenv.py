@@ -142,6 +142,7 @@ def postgres_bindir() -> Path | None:
 
 def start_throwaway_postgres(data_dir: Path, port: int, started: StartedProcesses) -> str:
     """A private cluster (trust auth, loopback) in ``data_dir``; returns its server URL."""
+    data_dir = data_dir.resolve()
     bindir = postgres_bindir()
     if bindir is None:
         raise InfrastructureError(

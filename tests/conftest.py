@@ -182,6 +182,7 @@ def service_environment(
         "kafka_enable_idempotence": "false",
         "kafka_session_timeout_ms": "2000",
         "kafka_heartbeat_interval_ms": "500",
+        "kafka_fetch_max_wait_ms": "25",
         "kafka_consumer_group": f"{topic_prefix}-group",
         "kafka_topic_partitions": "2",
         "topic_triggers": f"{topic_prefix}.triggers",

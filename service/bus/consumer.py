@@ -7,7 +7,6 @@ A crash between the two redelivers the batch, which the processed-events table m
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,14 +14,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from service.bus.envelope import CloudEvent, parse_event
-from service.coordinator import Coordinator, check_event
-from service.errors import EventError, TributaryError
+from service.coordinator import Coordinator, apply_reliably, check_event
+from service.errors import EventError
 from service.observability import get_logger
 
 log = get_logger(__name__)
 
 POLL_TIMEOUT_MS = 1_000
-RETRY_MAX_DELAY = 5.0  # seconds between tries while the database is unavailable
 
 
 class EventConsumer:
@@ -45,7 +43,7 @@ class EventConsumer:
                 continue
             events = [event for records in batches.values() for event in self._parse(records)]
             if events:
-                await self._apply(events)
+                self.rejected += await apply_reliably(self._coordinator, events)
             await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
 
     def _parse(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[CloudEvent]:
@@ -60,34 +58,6 @@ class EventConsumer:
                 continue
             events.append(event)
         return events
-
-    async def _apply(self, events: list[CloudEvent]) -> None:
-        """Apply the batch; retry while the database is away; isolate an event it refuses."""
-        delay = 0.1
-        while True:
-            try:
-                await self._coordinator.apply(events)
-                return
-            except TributaryError as exc:
-                if not exc.retriable:
-                    break
-                log.warning("consumer.retry", error=str(exc), events=len(events), delay=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_DELAY)
-            except Exception as exc:
-                log.error("consumer.batch_failed", error=repr(exc), events=len(events))
-                break
-        if len(events) == 1:
-            self.rejected += 1
-            log.error(
-                "event.rejected",
-                event_id=events[0].id,
-                event_type=events[0].type,
-                reason="the database refused to apply it (see consumer.batch_failed)",
-            )
-            return
-        for event in events:
-            await self._apply([event])
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -59,6 +59,7 @@ def make_consumer(settings: Settings, topics: Sequence[str]) -> AIOKafkaConsumer
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_poll_records=settings.consumer_batch_size,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
 
 

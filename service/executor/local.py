@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from service.bus.envelope import TASK_COMPLETED, CloudEvent, new_event, utc_timestamp
-from service.coordinator import Coordinator
+from service.coordinator import Coordinator, apply_reliably
 from service.engine.states import TaskState
 from service.errors import TributaryError
 from service.executor.process import (
@@ -30,8 +29,6 @@ from service.spec.templates import render
 from service.store.records import ClaimedAttempt
 
 log = get_logger(__name__)
-
-APPLY_RETRY_MAX = 5.0  # seconds between tries when the database is unavailable
 
 
 class CompletionBatcher:
@@ -64,20 +61,7 @@ class CompletionBatcher:
                     break
                 item = self._queue.get_nowait()
             if batch:
-                await self._apply(batch)
-
-    async def _apply(self, batch: Sequence[CloudEvent]) -> None:
-        delay = 0.05
-        while True:
-            try:
-                await self._coordinator.apply(batch)
-                return
-            except TributaryError as exc:
-                if not exc.retriable:
-                    raise
-                log.warning("completions.retry", error=str(exc), events=len(batch), delay=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, APPLY_RETRY_MAX)
+                await apply_reliably(self._coordinator, batch)
 
 
 class LocalExecutor:

@@ -1,0 +1,169 @@
+"""Time from a dataset.ready event to the run's `success` status event, for the example chain.
+
+Starts its own Tansu broker, a fresh database on the local PostgreSQL (dropped afterwards) and
+`tributary serve` as a subprocess, then announces N partitions one after another and measures,
+for each, the time from producing the event to reading `run.status: success`. The floor is
+the same three task commands run back to back with a bare asyncio subprocess loop.
+
+    .venv/bin/python bench/walking_path.py [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from service import devenv
+from service.bus.envelope import DATASET_READY, new_event
+from service.spec.loader import load_pipeline_file
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PIPELINE = ROOT / "examples" / "pipelines" / "orders_daily.yaml"
+
+
+async def floor(batch_date: str) -> float:
+    """The example's three commands, one after another, with nothing around them."""
+    pipeline = load_pipeline_file(PIPELINE)
+    started = time.perf_counter()
+    for task_id in pipeline.graph.order:
+        argv = [a.replace("{batch_date}", batch_date) for a in pipeline.tasks[task_id].command]
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        await process.wait()
+    return time.perf_counter() - started
+
+
+async def measure(bootstrap: str, env: dict[str, str], runs: int) -> list[float]:
+    status = AIOKafkaConsumer(
+        env["TRIBUTARY_TOPIC_STATUS"],
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="latest",
+        group_id=None,
+        fetch_max_wait_ms=25,
+    )
+    await status.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    timings = []
+    try:
+        await status.getmany(timeout_ms=500)  # join and settle at the end of the topic
+        for i in range(runs):
+            partition = (date(2026, 1, 1) + timedelta(days=i)).isoformat()
+            event = new_event(
+                DATASET_READY, "urn:bench", {"dataset": "orders_raw", "partition": partition}
+            )
+            started = time.perf_counter()
+            await producer.send_and_wait(
+                env["TRIBUTARY_TOPIC_TRIGGERS"], event.to_bytes(), key=b"orders_raw"
+            )
+            while True:
+                batches = await status.getmany(timeout_ms=100)
+                done = any(
+                    (e := orjson.loads(r.value))["type"] == "run.status"
+                    and e["data"]["state"] == "success"
+                    and e["data"]["batch_date"] == partition
+                    for records in batches.values()
+                    for r in records
+                )
+                if done:
+                    timings.append(time.perf_counter() - started)
+                    break
+                if time.perf_counter() - started > 60:
+                    raise SystemExit(f"run for {partition} did not succeed within 60 s")
+    finally:
+        await producer.stop()
+        await status.stop()
+    return timings
+
+
+async def admin(sql: str) -> None:
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="tributary-bench-"))
+    port = devenv.free_port()
+    broker = devenv.start_tansu(port, work / "tansu.log")
+    bootstrap = f"127.0.0.1:{port}"
+    database = f"tributary_bench_{secrets.token_hex(4)}"
+    asyncio.run(admin(f'CREATE DATABASE "{database}"'))
+    prefix = f"bench-{secrets.token_hex(3)}"
+    env = {
+        "TRIBUTARY_ENV": "bench",
+        "TRIBUTARY_DATABASE_URL": POSTGRES_URL.rsplit("/", 1)[0] + "/" + database,
+        "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TRIBUTARY_KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "TRIBUTARY_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "TRIBUTARY_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "TRIBUTARY_KAFKA_FETCH_MAX_WAIT_MS": "25",
+        "TRIBUTARY_KAFKA_CONSUMER_GROUP": f"{prefix}-group",
+        "TRIBUTARY_TOPIC_TRIGGERS": f"{prefix}.triggers",
+        "TRIBUTARY_TOPIC_COMPLETIONS": f"{prefix}.completions",
+        "TRIBUTARY_TOPIC_STATUS": f"{prefix}.status",
+        "TRIBUTARY_REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "TRIBUTARY_REDIS_KEY_PREFIX": prefix,
+        "TRIBUTARY_REDIS_STATE_TTL_SECONDS": "300",
+        "TRIBUTARY_PIPELINES_DIR": str(PIPELINE.parent),
+        "TRIBUTARY_TASK_LOG_DIR": str(work / "logs"),
+        "TRIBUTARY_HTTP_PORT": "0",
+        "TRIBUTARY_LOG_LEVEL": "WARNING",
+    }
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")}
+    with (work / "service.log").open("wb") as log:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"],
+            cwd=ROOT,
+            env={**base_env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        time.sleep(3)  # start-up: migrations, topics, consumer group join
+        floors = [asyncio.run(floor("2026-01-01")) for _ in range(3)]
+        timings = asyncio.run(measure(bootstrap, env, args.runs))
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+        broker.terminate()
+        broker.wait(timeout=10)
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+    floor_median = statistics.median(floors)
+    median = statistics.median(timings)
+    print(f"example chain (3 tasks), {args.runs} runs one after another")
+    print(
+        f"  dataset.ready -> run.status success: median {median * 1000:.0f} ms, "
+        f"min {min(timings) * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms"
+    )
+    print(f"  floor (the 3 commands back to back): median {floor_median * 1000:.0f} ms")
+    print(
+        f"  orchestration overhead: {(median - floor_median) * 1000:.0f} ms per run "
+        f"({median / floor_median:.2f}x the floor)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The coordinator against the real database: one transaction per batch, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from service.bus.envelope import DATASET_READY, TASK_COMPLETED, CloudEvent, new_event, validate_data
+from service.coordinator import Coordinator, StatusTopic, apply_reliably
+from service.pipelines import PipelineRegistry
+from service.store import Store, connect
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await connect(database_url, 5)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def coordinator(store: Store) -> Coordinator:
+    registry = PipelineRegistry(store)
+    assert await registry.load(EXAMPLES) == []
+    return Coordinator(store, registry, StatusTopic("status", "urn:test"), actor="test")
+
+
+def ready(partition: str = "2026-11-21", **data: Any) -> CloudEvent:
+    return new_event(
+        DATASET_READY, "urn:up", {"dataset": "orders_raw", "partition": partition, **data}
+    )
+
+
+def completed(run_id: str, task_id: str, attempt: int, outcome: str = "success") -> CloudEvent:
+    data = {
+        "run_id": run_id,
+        "task_id": task_id,
+        "attempt": attempt,
+        "outcome": outcome,
+        "exit_code": 0 if outcome == "success" else 1,
+    }
+    return new_event(TASK_COMPLETED, "urn:worker", data)
+
+
+async def states(pg: asyncpg.Connection) -> dict[str, str]:
+    rows = await pg.fetch("SELECT task_id, state FROM task_instances")
+    return {r["task_id"]: r["state"] for r in rows}
+
+
+async def test_a_partition_makes_one_run_whatever_is_redelivered(
+    coordinator: Coordinator, pg: asyncpg.Connection
+) -> None:
+    event = ready()
+    first = await coordinator.apply([event])
+    assert (first.runs_created, first.tasks_queued, first.outbox_written) == (1, 1, 3)
+    again = await coordinator.apply([event, ready()])
+    assert again.duplicates == 1
+    assert again.runs_created == 0
+    assert await pg.fetchval("SELECT count(*) FROM runs") == 1
+    assert await states(pg) == {"extract": "queued", "transform": "pending", "load": "pending"}
+    for row in await pg.fetch("SELECT payload FROM outbox ORDER BY id"):
+        body = orjson.loads(row["payload"])
+        validate_data(body["type"], body["data"])
+
+
+async def test_claim_complete_and_advance(coordinator: Coordinator, pg: asyncpg.Connection) -> None:
+    await coordinator.apply([ready()])
+    [claim] = await coordinator.claim("w1", 10)
+    assert (claim.task_id, claim.attempt) == ("extract", 1)
+    assert await coordinator.claim("w1", 10) == []
+    outcome = await coordinator.apply([completed(claim.run_id, "extract", 1)])
+    assert outcome.tasks_queued == 1
+    assert await states(pg) == {"extract": "success", "transform": "queued", "load": "pending"}
+    attempt = await pg.fetchrow("SELECT * FROM task_attempts")
+    assert (attempt["task_id"], attempt["state"], attempt["exit_code"]) == ("extract", "success", 0)
+
+
+async def test_stale_and_unknown_completions_are_ignored(
+    coordinator: Coordinator, pg: asyncpg.Connection
+) -> None:
+    await coordinator.apply([ready()])
+    [claim] = await coordinator.claim("w1", 1)
+    outcome = await coordinator.apply(
+        [completed(claim.run_id, "extract", 2), completed("no-such-run", "extract", 1)]
+    )
+    assert (outcome.applied, outcome.ignored) == (0, 2)
+    assert (await states(pg))["extract"] == "running"
+
+
+async def test_a_failure_ends_the_run_failed(
+    coordinator: Coordinator, pg: asyncpg.Connection
+) -> None:
+    await coordinator.apply([ready()])
+    [claim] = await coordinator.claim("w1", 1)
+    await coordinator.apply([completed(claim.run_id, "extract", 1, "failed")])
+    assert await states(pg) == {
+        "extract": "failed",
+        "transform": "upstream_failed",
+        "load": "upstream_failed",
+    }
+    assert await pg.fetchval("SELECT state FROM runs") == "failed"
+    # A late completion after the run ended changes nothing.
+    late = await coordinator.apply([completed(claim.run_id, "extract", 1)])
+    assert late.ignored == 1
+
+
+async def test_concurrent_claimers_never_share_a_task(
+    coordinator: Coordinator, pg: asyncpg.Connection
+) -> None:
+    await coordinator.apply([ready(f"2026-01-{day:02d}") for day in range(1, 21)])
+    claims = await asyncio.gather(*(coordinator.claim(f"w{i}", 3) for i in range(8)))
+    claimed = [(c.run_id, c.task_id) for batch in claims for c in batch]
+    assert len(claimed) == len(set(claimed)) == 20
+    assert await pg.fetchval("SELECT count(*) FROM task_instances WHERE state = 'running'") == 20
+
+
+async def test_an_event_the_database_refuses_is_isolated(
+    coordinator: Coordinator, pg: asyncpg.Connection
+) -> None:
+    # Valid JSON and valid against the schema, but PostgreSQL text cannot hold NUL.
+    poison = ready("2026-11-22", producer="bad\u0000producer")
+    rejected = await apply_reliably(coordinator, [ready("2026-11-21"), poison, ready("2026-11-23")])
+    assert rejected == 1
+    batch_dates = await pg.fetch("SELECT batch_date::text FROM runs ORDER BY batch_date")
+    assert [r["batch_date"] for r in batch_dates] == ["2026-11-21", "2026-11-23"]
