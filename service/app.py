@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from service.api.http import make_app
 from service.bus.consumer import EventConsumer
@@ -40,131 +42,163 @@ class Service:
         self.started = asyncio.Event()  # set once every loop runs
 
     async def run(self, stop: asyncio.Event) -> None:
-        settings = self.settings
-        store = await connect(settings.database_url, settings.database_pool_size)
         async with contextlib.AsyncExitStack() as stack:
-            stack.push_async_callback(store.close)
-            await store.migrate()
-            registry = PipelineRegistry(store)
-            await registry.load(settings.pipelines_dir)
-            if settings.kafka_create_topics:
-                created = await ensure_topics(settings, service_topics(settings))
-                if created:
-                    log.info("kafka.topics_created", topics=created)
-
-            producer = make_producer(settings)
-            await _start_kafka(producer.start(), settings)
-            stack.push_async_callback(producer.stop)
-            kafka_consumer = make_consumer(
-                settings, [settings.topic_triggers, settings.topic_completions]
-            )
-            await _start_kafka(kafka_consumer.start(), settings)
-            stack.push_async_callback(kafka_consumer.stop)
-
-            live = None
-            if settings.redis_url:
-                live = LiveState(
-                    settings.redis_url, settings.redis_key_prefix, settings.redis_state_ttl_seconds
-                )
-                stack.push_async_callback(live.close)
-                if not await live.ping():
-                    log.warning("live_state.unavailable", redis_url=settings.redis_url)
-            else:
-                log.warning("live_state.disabled", reason="no redis_url configured")
-
-            relay = OutboxRelay(
-                store,
-                producer,
-                settings.relay_batch_size,
-                settings.relay_poll_interval_seconds,
-                on_published=live.offer if live else lambda messages: None,
-            )
-            wake = _Wakeups()
-            coordinator = Coordinator(
-                store,
-                registry,
-                StatusTopic(settings.topic_status, settings.event_source),
-                actor=settings.instance_id,
-                on_commit=wake.after_commit,
-            )
-            completions = CompletionBatcher(coordinator, settings.consumer_batch_size)
-            executor = LocalExecutor(
-                coordinator,
-                registry,
-                completions,
-                settings.instance_id,
-                settings.event_source,
-                settings.task_log_dir,
-                settings.max_parallel_tasks,
-                settings.executor_poll_interval_seconds,
-            )
-            wake.executor, wake.relay = executor, relay
-            consumer = EventConsumer(kafka_consumer, coordinator, settings.consumer_batch_size)
-            self.consumer, self.relay, self.executor = consumer, relay, executor
-
-            async def readiness() -> dict[str, Any]:
-                return await _readiness(store, producer, settings, live)
-
-            runner = web.AppRunner(make_app(store, readiness), access_log=None)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, settings.http_host, settings.http_port)
-            await site.start()
-            self.http_port = runner.addresses[0][1]
-
-            intake = {asyncio.create_task(consumer.run(), name="consumer")}
-            work = {
-                asyncio.create_task(executor.run(), name="executor"),
-                asyncio.create_task(completions.run(), name="completions"),
-                asyncio.create_task(relay.run(), name="relay"),
-            }
-            if live:
-                work.add(asyncio.create_task(live.run(), name="live-state"))
+            parts = await _open(self.settings, stack)
+            self.http_port = await _serve_http(self.settings, parts, stack)
+            loops = parts.start_loops()
             self.started.set()
             log.info(
                 "service.started",
-                instance_id=settings.instance_id,
+                instance_id=self.settings.instance_id,
                 http_port=self.http_port,
-                pipelines=sorted(registry.current),
+                pipelines=sorted(parts.registry.current),
             )
             try:
-                await _until_stopped(stop, intake | work)
+                await _until_stopped(stop, loops)
             finally:
                 log.info("service.stopping")
-                await _cancel(intake)
-                await executor.stop(settings.shutdown_drain_seconds)
-                completions.close()
-                await _finish(work, "completions")
-                await _cancel({t for t in work if t.get_name() == "relay"})
-                await relay.drain()
-                await _cancel(work)
-                if live:
-                    await live.publish_pending()
+                await parts.shutdown(loops, self.settings.shutdown_drain_seconds)
                 log.info("service.stopped")
+
+
+@dataclass
+class _Parts:
+    """The connected pieces of one process and the loops that drive them."""
+
+    store: Store
+    registry: PipelineRegistry
+    producer: AIOKafkaProducer
+    live: LiveState | None
+    consumer: EventConsumer
+    relay: OutboxRelay
+    completions: CompletionBatcher
+    executor: LocalExecutor
+
+    def start_loops(self) -> set[asyncio.Task[None]]:
+        loops = {
+            asyncio.create_task(self.consumer.run(), name="consumer"),
+            asyncio.create_task(self.executor.run(), name="executor"),
+            asyncio.create_task(self.completions.run(), name="completions"),
+            asyncio.create_task(self.relay.run(), name="relay"),
+        }
+        if self.live:
+            loops.add(asyncio.create_task(self.live.run(), name="live-state"))
+        return loops
+
+    async def shutdown(self, loops: set[asyncio.Task[None]], drain_seconds: float) -> None:
+        """Intake first; then the attempts, their completions, the outbox, the live state."""
+        by_name = {task.get_name(): task for task in loops}
+        await _cancel({by_name["consumer"]})
+        await self.executor.stop(drain_seconds)
+        self.completions.close()
+        if not by_name["completions"].done():
+            await by_name["completions"]
+        await _cancel({by_name["relay"]})
+        await self.relay.drain()
+        await _cancel(loops)
+        if self.live:
+            await self.live.publish_pending()
+
+
+async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
+    store = await connect(settings.database_url, settings.database_pool_size)
+    stack.push_async_callback(store.close)
+    await store.migrate()
+    registry = PipelineRegistry(store)
+    await registry.load(settings.pipelines_dir)
+    producer, kafka_consumer = await _open_kafka(settings, stack)
+    live = await _open_live_state(settings, stack)
+
+    relay = OutboxRelay(
+        store,
+        producer,
+        settings.relay_batch_size,
+        settings.relay_poll_interval_seconds,
+        on_published=live.offer if live else lambda messages: None,
+    )
+    wake = _Wakeups(relay)
+    coordinator = Coordinator(
+        store,
+        registry,
+        StatusTopic(settings.topic_status, settings.event_source),
+        actor=settings.instance_id,
+        on_commit=wake.after_commit,
+    )
+    completions = CompletionBatcher(coordinator, settings.consumer_batch_size)
+    executor = LocalExecutor(
+        coordinator,
+        registry,
+        completions,
+        settings.instance_id,
+        settings.event_source,
+        settings.task_log_dir,
+        settings.max_parallel_tasks,
+        settings.executor_poll_interval_seconds,
+    )
+    wake.executor = executor
+    consumer = EventConsumer(kafka_consumer, coordinator, settings.consumer_batch_size)
+    return _Parts(store, registry, producer, live, consumer, relay, completions, executor)
+
+
+async def _open_kafka(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+    if settings.kafka_create_topics:
+        created = await ensure_topics(settings, service_topics(settings))
+        if created:
+            log.info("kafka.topics_created", topics=created)
+    producer = make_producer(settings)
+    consumer = make_consumer(settings, [settings.topic_triggers, settings.topic_completions])
+    for client in (producer, consumer):
+        try:
+            await client.start()
+        except KafkaError as exc:
+            raise InfrastructureError(
+                f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc!r}"
+            ) from exc
+        stack.push_async_callback(client.stop)
+    return producer, consumer
+
+
+async def _open_live_state(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> LiveState | None:
+    if not settings.redis_url:
+        log.warning("live_state.disabled", reason="no redis_url configured")
+        return None
+    live = LiveState(
+        settings.redis_url, settings.redis_key_prefix, settings.redis_state_ttl_seconds
+    )
+    stack.push_async_callback(live.close)
+    if not await live.ping():
+        log.warning("live_state.unavailable", redis_url=settings.redis_url)
+    return live
+
+
+async def _serve_http(settings: Settings, parts: _Parts, stack: contextlib.AsyncExitStack) -> int:
+    async def readiness() -> dict[str, Any]:
+        return await _readiness(parts.store, parts.producer, settings, parts.live)
+
+    runner = web.AppRunner(make_app(parts.store, readiness), access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    port: int = runner.addresses[0][1]
+    return port
 
 
 class _Wakeups:
     """After a commit: wake the executor for newly queued work, the relay for new events."""
 
-    executor: LocalExecutor | None = None
-    relay: OutboxRelay | None = None
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
+        self.executor: LocalExecutor | None = None
 
     def after_commit(self, outcome: BatchOutcome) -> None:
         if (outcome.runs_created or outcome.tasks_queued) and self.executor:
             self.executor.wake()
-        if outcome.outbox_written and self.relay:
+        if outcome.outbox_written:
             self.relay.wake()
-
-
-async def _start_kafka(starting: Coroutine[Any, Any, None], settings: Settings) -> None:
-    from aiokafka.errors import KafkaError
-
-    try:
-        await starting
-    except KafkaError as exc:
-        raise InfrastructureError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc!r}"
-        ) from exc
 
 
 async def _until_stopped(stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> None:
@@ -177,13 +211,6 @@ async def _until_stopped(stop: asyncio.Event, tasks: set[asyncio.Task[None]]) ->
         raise TributaryError(f"side task {task.get_name()!r} stopped: {error!r}") from error
 
 
-async def _finish(tasks: set[asyncio.Task[None]], name: str) -> None:
-    """Wait for the named task to return by itself (it was told to finish)."""
-    for task in tasks:
-        if task.get_name() == name and not task.done():
-            await task
-
-
 async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
@@ -193,7 +220,7 @@ async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
 
 
 async def _readiness(
-    store: Store, producer: Any, settings: Settings, live: LiveState | None
+    store: Store, producer: AIOKafkaProducer, settings: Settings, live: LiveState | None
 ) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     try:

@@ -52,6 +52,12 @@ class ServiceProcess:
         await eventually(started_or_exited, bool, timeout, "the service to start")
         assert self.alive, f"the service exited at start:\n{self.log_text()[-3000:]}"
 
+    def http_port(self) -> int:
+        started = [e for e in self.log_events() if e.get("event") == "service.started"]
+        assert started, "the service has not started"
+        port: int = started[-1]["http_port"]
+        return port
+
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -10,6 +10,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
@@ -108,6 +109,7 @@ async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
         check_status_events(events, records)
         run_id = events[0]["data"]["run_id"]
         await check_live_state(env["TRIBUTARY_REDIS_KEY_PREFIX"], run_id)
+        await check_http(service.http_port(), run_id)
 
         assert service.alive, "bad input must not stop the service"
         rejected = [e for e in service.log_events() if e.get("event") == "event.rejected"]
@@ -187,6 +189,29 @@ def check_status_events(events: list[dict[str, Any]], records: list[Any]) -> Non
     done = [e for e in events if e["type"] == "task.status" and e["data"]["state"] == "success"]
     assert all(e["data"]["exit_code"] == 0 for e in done)
     assert len({e["data"]["trace_id"] for e in events}) == 1
+
+
+async def check_http(port: int, run_id: str) -> None:
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as response:
+            assert response.status == 200
+        async with http.get(f"{base}/readyz") as response:
+            body = await response.json()
+            assert response.status == 200, body
+            assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
+        async with http.get(f"{base}/api/runs") as response:
+            runs = (await response.json())["runs"]
+            assert [(r["run_id"], r["state"]) for r in runs] == [(run_id, "success")]
+        async with http.get(f"{base}/api/runs/{run_id}") as response:
+            tasks = (await response.json())["tasks"]
+            assert [t["task_id"] for t in tasks] == CHAIN
+        async with http.get(f"{base}/api/runs/no-such-run") as response:
+            assert response.status == 404
+            assert "no run 'no-such-run'" in (await response.json())["error"]
+        async with http.get(f"{base}/api/runs?limit=lots") as response:
+            assert response.status == 400
+            assert "'limit' must be an integer" in (await response.json())["error"]
 
 
 async def check_live_state(prefix: str, run_id: str) -> None:
