@@ -106,26 +106,17 @@ def tansu_binary() -> Path:
 def start_tansu(port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """The embedded Kafka-compatible broker on 127.0.0.1:``port``, storage in memory."""
     url = f"tcp://127.0.0.1:{port}"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    wait_for_port("127.0.0.1", port, "the embedded Kafka broker (Tansu)", process)
-    return process
+    argv = [
+        str(tansu_binary()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    return start_server(argv, port, log_path, "the embedded Kafka broker (Tansu)")
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------
@@ -213,30 +204,26 @@ def start_redis(port: int, log_path: Path) -> subprocess.Popen[bytes] | None:
     binary = shutil.which("redis-server")
     if binary is None:
         return None
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return start_server(argv, port, log_path, "redis-server")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def start_server(argv: list[str], port: int, log_path: Path, what: str) -> subprocess.Popen[bytes]:
+    """Start a server in a session of its own, output to ``log_path``; wait for its port."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    wait_for_port("127.0.0.1", port, "redis-server", process)
+    wait_for_port("127.0.0.1", port, what, process)
     return process
-
-
-# --- helpers ---------------------------------------------------------------------------------
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
