@@ -26,8 +26,9 @@ from service.coordinator import BatchOutcome, Coordinator, StatusTopic
 from service.errors import InfrastructureError, TributaryError
 from service.executor.local import CompletionBatcher, LocalExecutor
 from service.observability import get_logger
-from service.pipelines import PipelineRegistry
+from service.pipelines import PipelineRegistry, PipelineWatcher
 from service.realtime import LiveState
+from service.spec.validate import Capacity
 from service.store import Store, connect
 
 log = get_logger(__name__)
@@ -40,10 +41,17 @@ class Service:
         self.settings = settings
         self.http_port: int | None = None  # the bound port, once serving (useful with port 0)
         self.started = asyncio.Event()  # set once every loop runs
+        self._watcher: PipelineWatcher | None = None
+
+    def request_reload(self) -> None:
+        """Reload the pipelines directory now (SIGHUP)."""
+        if self._watcher is not None:
+            self._watcher.request_reload()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
             parts = await _open(self.settings, stack)
+            self._watcher = parts.watcher
             self.http_port = await _serve_http(self.settings, parts, stack)
             loops = parts.start_loops()
             self.started.set()
@@ -73,6 +81,7 @@ class _Parts:
     relay: OutboxRelay
     completions: CompletionBatcher
     executor: LocalExecutor
+    watcher: PipelineWatcher
 
     def start_loops(self) -> set[asyncio.Task[None]]:
         loops = {
@@ -80,6 +89,7 @@ class _Parts:
             asyncio.create_task(self.executor.run(), name="executor"),
             asyncio.create_task(self.completions.run(), name="completions"),
             asyncio.create_task(self.relay.run(), name="relay"),
+            asyncio.create_task(self.watcher.run(), name="pipeline-watcher"),
         }
         if self.live:
             loops.add(asyncio.create_task(self.live.run(), name="live-state"))
@@ -104,8 +114,11 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     store = await connect(settings.database_url, settings.database_pool_size)
     stack.push_async_callback(store.close)
     await store.migrate()
-    registry = PipelineRegistry(store)
+    registry = PipelineRegistry(store, Capacity(settings.node_cpu_cores, settings.node_memory_mb))
     await registry.load(settings.pipelines_dir)
+    watcher = PipelineWatcher(
+        registry, settings.pipelines_dir, settings.pipelines_reload_interval_seconds
+    )
     producer, kafka_consumer = await _open_kafka(settings, stack)
     live = await _open_live_state(settings, stack)
 
@@ -137,7 +150,7 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     )
     wake.executor = executor
     consumer = EventConsumer(kafka_consumer, coordinator, settings.consumer_batch_size)
-    return _Parts(store, registry, producer, live, consumer, relay, completions, executor)
+    return _Parts(store, registry, producer, live, consumer, relay, completions, executor, watcher)
 
 
 async def _open_kafka(

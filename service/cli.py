@@ -20,9 +20,11 @@ from service.app import Service
 from service.bus.envelope import CONTENT_TYPE, DATASET_READY, new_event
 from service.bus.kafka import ensure_topics, make_producer
 from service.config import Settings, env_var, load_settings
-from service.errors import ConfigError, SpecError, TributaryError
+from service.errors import ConfigError, Problem, SpecError, TributaryError
 from service.observability import configure_logging, get_logger
-from service.spec.loader import load_pipeline_dir, load_pipeline_file
+from service.spec.loader import Pipeline, load_pipeline_dir, load_pipeline_file
+from service.spec.plan import format_plan, make_plan
+from service.spec.validate import Capacity, suggest
 from service.store import connect, create_database_if_missing
 
 log = get_logger(__name__)
@@ -43,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"tributary: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(f"tributary: {problem}", file=sys.stderr)
+        sys.exit(1)
     except TributaryError as exc:
         print(f"tributary: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -73,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", type=Path, help="pipeline files or directories")
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.set_defaults(handler=cmd_validate)
+
+    plan = commands.add_parser("plan", help="dry run: what a run would do, nothing executed")
+    plan.add_argument("pipeline", help="a pipeline id, or a pipeline file")
+    plan.add_argument("--partition", required=True, help="e.g. 2026-11-21")
+    plan.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    plan.add_argument("--resume-from", metavar="TASK", help="re-run TASK and what depends on it")
+    plan.add_argument("--pipelines-dir", type=Path, help="where to find PIPELINE by id")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.set_defaults(handler=cmd_plan)
 
     emit = commands.add_parser("emit-ready", help="produce a dataset.ready event")
     emit.add_argument("dataset")
@@ -117,9 +132,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve(settings: Settings, ready: Callable[[Service], None] | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    service = Service(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    service = Service(settings)
+    loop.add_signal_handler(signal.SIGHUP, service.request_reload)
     if ready is None:
         await service.run(stop)
         return
@@ -222,31 +238,100 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def spec_context(args: argparse.Namespace) -> tuple[Capacity, Path, str]:
+    """Node capacity and pipelines directory from the settings, if they load; else this machine."""
+    try:
+        settings = settings_for(args)
+    except ConfigError as exc:
+        first = str(exc).splitlines()[-1].strip()
+        machine = Settings.model_fields
+        capacity = Capacity(
+            machine["node_cpu_cores"].get_default(call_default_factory=True),
+            machine["node_memory_mb"].get_default(call_default_factory=True),
+        )
+        return (
+            capacity,
+            Path("pipelines"),
+            f"this machine's capacity (settings did not load: {first})",
+        )
+    capacity = Capacity(settings.node_cpu_cores, settings.node_memory_mb)
+    return capacity, settings.pipelines_dir, "node capacity from the settings"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    problems: list[str] = []
-    checked = 0
+    capacity, _, capacity_source = spec_context(args)
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    valid: list[Pipeline] = []
     for path in args.paths:
         if path.is_dir():
-            pipelines, found = load_pipeline_dir(path)
-            checked += len(pipelines)
-            problems.extend(found)
+            result = load_pipeline_dir(path, capacity)
+            valid.extend(result.pipelines)
+            errors.extend(result.problems)
+            warnings.extend(result.warnings)
             continue
         try:
-            load_pipeline_file(path)
-            checked += 1
+            pipeline = load_pipeline_file(path, capacity)
         except SpecError as exc:
-            problems.extend(exc.problems)
+            errors.extend(exc.problems)
+            continue
+        valid.append(pipeline)
+        warnings.extend(pipeline.warnings)
     if args.format == "json":
         print(
             orjson.dumps(
-                {"valid": not problems, "pipelines": checked, "problems": problems}
+                {
+                    "valid": not errors,
+                    "pipelines": [
+                        {"id": p.id, "file": p.source, "spec_hash": p.spec_hash} for p in valid
+                    ],
+                    "errors": [p.to_json() for p in errors],
+                    "warnings": [p.to_json() for p in warnings],
+                    "capacity": {"cpu_cores": capacity.cpu_cores, "memory_mb": capacity.memory_mb},
+                }
             ).decode()
         )
     else:
-        for problem in problems:
+        for problem in [*errors, *warnings]:
             print(problem)
-        print(f"{checked} valid pipeline(s), {len(problems)} problem(s)", file=sys.stderr)
-    return 1 if problems else 0
+        print(
+            f"{len(valid)} valid pipeline(s), {len(errors)} error(s), {len(warnings)} "
+            f"warning(s); checked against {capacity_source}: {capacity.cpu_cores:g} cores, "
+            f"{capacity.memory_mb} MB",
+            file=sys.stderr,
+        )
+    return 1 if errors else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    capacity, pipelines_dir, _ = spec_context(args)
+    pipeline = _find_pipeline(args.pipeline, args.pipelines_dir or pipelines_dir, capacity)
+    given = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError([Problem(f"expected NAME=VALUE, got {item!r}", "--param")])
+        given[name] = value
+    plan = make_plan(pipeline, args.partition, given, args.resume_from, capacity)
+    if args.format == "json":
+        print(orjson.dumps(plan.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_plan(plan))
+    return 0
+
+
+def _find_pipeline(name: str, directory: Path, capacity: Capacity) -> Pipeline:
+    """A pipeline file, or a pipeline id in the pipelines directory."""
+    if Path(name).is_file():
+        return load_pipeline_file(Path(name), capacity)
+    result = load_pipeline_dir(directory, capacity)
+    found = {p.id: p for p in result.pipelines}
+    if name in found:
+        return found[name]
+    refused = [p for p in result.problems if name in p.file]
+    if refused:
+        raise SpecError(refused)
+    raise SpecError([Problem(f"no pipeline {name!r} in {directory}{suggest(name, found)}")])
 
 
 def cmd_emit_ready(args: argparse.Namespace) -> int:

@@ -29,6 +29,10 @@ DEFAULT_ENV = "dev"
 CONFIG_DIR = Path("config")
 
 
+def _machine_memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+
+
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -112,6 +116,21 @@ class Settings(BaseModel):
 
     pipelines_dir: Path = Field(
         default=Path("pipelines"), description="Directory of pipeline YAML files."
+    )
+    pipelines_reload_interval_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often the pipelines directory is checked for changes (0: only on SIGHUP).",
+    )
+    node_cpu_cores: float = Field(
+        default_factory=lambda: float(os.cpu_count() or 1),
+        gt=0,
+        description="CPU cores one node offers tasks (default: this machine's).",
+    )
+    node_memory_mb: int = Field(
+        default_factory=_machine_memory_mb,
+        ge=1,
+        description="Memory in MB one node offers tasks (default: this machine's).",
     )
 
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")

@@ -38,6 +38,7 @@ from service.errors import ConcurrencyError, EventError, TributaryError
 from service.observability import get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.loader import Pipeline
+from service.spec.params import ParamValue, resolve_params
 from service.store import OutboxRow, Store, Transaction
 from service.store.records import ClaimedAttempt, LockedRun, TransitionRow
 
@@ -71,21 +72,9 @@ def new_run_id(now: datetime, suffix: str | None = None) -> str:
     return f"{now.astimezone(UTC):%Y%m%d-%H%M%S}-{suffix or secrets.token_hex(2)}"
 
 
-def batch_date_of(partition: str) -> date:
-    """A partition names its day as ``YYYY-MM-DD`` (UTC)."""
-    try:
-        return date.fromisoformat(partition[:10])
-    except ValueError:
-        raise EventError(
-            f"partition {partition!r} does not start with a date (YYYY-MM-DD)"
-        ) from None
-
-
 def check_event(event: CloudEvent) -> None:
-    """Refuse what the transaction could not apply, before it starts."""
-    if event.type == DATASET_READY:
-        batch_date_of(event.data["partition"])
-    elif event.type != TASK_COMPLETED:
+    """Refuse what no transaction could apply, before one starts."""
+    if event.type not in (DATASET_READY, TASK_COMPLETED):
         raise EventError(f"event type {event.type!r} is not consumed by the orchestrator")
 
 
@@ -153,13 +142,27 @@ class Coordinator:
             dataset, partition, data.get("version") or event.id, data.get("producer"), event.id
         )
         for pipeline in self._registry.triggered_by(dataset):
-            needed = [trigger.dataset for trigger in pipeline.spec.triggers]
-            if len(needed) > 1 and await tx.ready_datasets(needed, partition) != set(needed):
+            triggers = pipeline.spec.triggers.datasets
+            trigger = next(t for t in triggers if t.dataset == dataset)
+            try:
+                batch_date = trigger.batch_date_for(partition)
+            except ValueError as exc:
+                log.error(
+                    "trigger.partition_mismatch",
+                    pipeline_id=pipeline.id,
+                    event_id=event.id,
+                    reason=str(exc),
+                )
+                continue
+            others = [
+                (t.dataset, t.partition_for(batch_date)) for t in triggers if t is not trigger
+            ]
+            if others and await tx.ready_datasets(others) != {d for d, _ in others}:
                 continue
             run_id = await self._create_run(
                 tx,
                 pipeline,
-                partition,
+                batch_date,
                 trace_id=event.trace_id or secrets.token_hex(16),
                 reason=f"{DATASET_READY} {dataset} {partition}",
             )
@@ -169,15 +172,18 @@ class Coordinator:
         counts.applied += 1
 
     async def _create_run(
-        self, tx: Transaction, pipeline: Pipeline, partition: str, trace_id: str, reason: str
+        self, tx: Transaction, pipeline: Pipeline, batch_date: date, trace_id: str, reason: str
     ) -> str | None:
-        """Create the run for (pipeline, partition) unless it exists; queue its first tasks."""
-        trigger_key = f"partition:{partition}"
-        batch_date = batch_date_of(partition)
+        """Create the run for (pipeline, batch date) unless it exists; queue its first tasks."""
+        trigger_key = f"batch_date:{batch_date.isoformat()}"
+        params = {
+            name: _jsonable(value)
+            for name, value in resolve_params(pipeline.spec.params, {}).items()
+        }
         for _ in range(RUN_ID_ATTEMPTS):
             run_id = new_run_id(datetime.now(UTC))
             if await tx.insert_run(
-                run_id, pipeline.id, pipeline.spec_hash, batch_date, trigger_key, {}, trace_id
+                run_id, pipeline.id, pipeline.spec_hash, batch_date, trigger_key, params, trace_id
             ):
                 break
             if await tx.run_for_trigger(pipeline.id, trigger_key) is not None:
@@ -324,6 +330,10 @@ class Coordinator:
             task_id=event.data.get("task_id"),
         )
         counts.ignored += 1
+
+
+def _jsonable(value: ParamValue) -> str | int | float | bool:
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -7,6 +7,10 @@ input, bad configuration).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
 
 class TributaryError(Exception):
     """Base of every error Tributary raises on purpose."""
@@ -22,12 +26,39 @@ class MigrationError(TributaryError):
     """The database schema cannot be brought up to date safely."""
 
 
-class SpecError(TributaryError):
-    """A pipeline specification is invalid; ``problems`` holds every finding."""
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding about a pipeline file: where (file, line, path) and what."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+    message: str
+    path: str = ""
+    file: str = ""
+    line: int | None = None
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        prefix = f"{where}: " if where else ""
+        path = f"{self.path}: " if self.path else ""
+        tag = "warning: " if self.severity == "warning" else ""
+        return f"{prefix}{tag}{path}{self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "path": self.path,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+
+class SpecError(TributaryError):
+    """A pipeline specification (or a run's parameters) is invalid; ``problems`` lists all."""
+
+    def __init__(self, problems: Sequence[Problem | str]) -> None:
+        self.problems = [p if isinstance(p, Problem) else Problem(p) for p in problems]
+        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 class EventError(TributaryError):

@@ -7,7 +7,7 @@ Readiness is examined only for the successors of the task that just ended (O(out
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from service.engine.states import (
@@ -21,6 +21,7 @@ from service.engine.states import (
     task_may_move,
 )
 from service.spec.graph import TaskGraph
+from service.spec.models import TriggerRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
 
 
 def _propagate(graph: TaskGraph, plan: _Plan, finished: str) -> None:
-    """Queue or fail the successors that ``finished`` unblocked, transitively for failures."""
+    """Decide the successors that ``finished`` may have unblocked; follow what that ends."""
     frontier = [finished]
     while frontier:
         upstream = frontier.pop()
@@ -120,13 +121,45 @@ def _propagate(graph: TaskGraph, plan: _Plan, finished: str) -> None:
             if plan.task_state(task_id) is not TaskState.PENDING:
                 continue
             states = [plan.task_state(dep) for dep in graph.predecessors[task_id]]
-            if any(state in TASK_BROKEN for state in states):
-                plan.move_task(
-                    task_id, TaskState.UPSTREAM_FAILED, f"upstream {upstream} did not succeed"
-                )
+            verdict = readiness(graph.trigger_rules[task_id], states)
+            if verdict is None:
+                continue
+            new_state, reason = verdict
+            plan.move_task(task_id, new_state, f"{reason} (after {upstream})")
+            if new_state is not TaskState.QUEUED:
                 frontier.append(task_id)
-            elif all(state in TASK_SATISFIED for state in states):
-                plan.move_task(task_id, TaskState.QUEUED, "dependencies satisfied")
+
+
+def readiness(rule: TriggerRule, upstream: Sequence[TaskState]) -> tuple[TaskState, str] | None:
+    """What a pending task becomes, given its trigger rule and its upstream states.
+
+    None while undecided. ``success`` and ``skipped`` count as good, every other terminal
+    state as bad; rules that need every upstream task wait until each has ended.
+    """
+    done = all(state in TASK_TERMINAL for state in upstream)
+    good = [state in TASK_SATISFIED for state in upstream]
+    bad = [state in TASK_TERMINAL and state not in TASK_SATISFIED for state in upstream]
+    if rule is TriggerRule.ALL_SUCCESS:
+        if any(bad):
+            return TaskState.UPSTREAM_FAILED, "an upstream task did not succeed"
+        return (TaskState.QUEUED, "every upstream task succeeded") if all(good) else None
+    if rule is TriggerRule.ALL_DONE:
+        return (TaskState.QUEUED, "every upstream task ended") if done else None
+    if rule is TriggerRule.ALL_FAILED:
+        if any(good):
+            return TaskState.SKIPPED, "an upstream task succeeded (all_failed)"
+        return (TaskState.QUEUED, "every upstream task failed") if done else None
+    if rule is TriggerRule.ONE_FAILED:
+        if any(bad):
+            return TaskState.QUEUED, "an upstream task failed"
+        return (TaskState.SKIPPED, "no upstream task failed (one_failed)") if done else None
+    if rule is TriggerRule.ONE_SUCCESS:
+        if any(state is TaskState.SUCCESS for state in upstream):
+            return TaskState.QUEUED, "an upstream task succeeded"
+        return (TaskState.UPSTREAM_FAILED, "no upstream task succeeded") if done else None
+    if any(bad):  # none_failed
+        return TaskState.UPSTREAM_FAILED, "an upstream task failed (none_failed)"
+    return (TaskState.QUEUED, "no upstream task failed") if done else None
 
 
 def _finish_run_if_done(plan: _Plan) -> None:

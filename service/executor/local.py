@@ -25,7 +25,8 @@ from service.executor.process import (
 )
 from service.observability import bound, get_logger
 from service.pipelines import PipelineRegistry
-from service.spec.templates import render
+from service.spec.params import resolve_params
+from service.spec.render import render_task, template_values
 from service.store.records import ClaimedAttempt
 
 log = get_logger(__name__)
@@ -152,15 +153,16 @@ class LocalExecutor:
 
     async def _run_attempt(self, claim: ClaimedAttempt) -> ProcessExit:
         pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
-        spec = pipeline.tasks[claim.task_id]
-        values = {
-            "batch_date": claim.batch_date.isoformat(),
-            "run_id": claim.run_id,
-            "attempt": str(claim.attempt),
-            "task_id": claim.task_id,
-            "pipeline_id": claim.pipeline_id,
-        }
-        argv = [render(arg, values) for arg in spec.command]
+        params = resolve_params(pipeline.spec.params, claim.params)
+        values = template_values(
+            batch_date=claim.batch_date,
+            run_id=claim.run_id,
+            attempt=claim.attempt,
+            task_id=claim.task_id,
+            pipeline_id=claim.pipeline_id,
+            params=params,
+        )
+        task = render_task(pipeline, claim.task_id, values)
         context = {
             "TRIBUTARY_RUN_ID": claim.run_id,
             "TRIBUTARY_TASK_ID": claim.task_id,
@@ -168,11 +170,12 @@ class LocalExecutor:
             "TRIBUTARY_BATCH_DATE": claim.batch_date.isoformat(),
             "TRIBUTARY_TRACE_ID": claim.trace_id,
             "TRIBUTARY_PIPELINE_ID": claim.pipeline_id,
+            **{f"TRIBUTARY_PARAM_{name.upper()}": str(values[f"params.{name}"]) for name in params},
         }
-        env = task_environment(os.environ, spec.env, context)
+        env = task_environment(os.environ, task.env, context)
         log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
-        log.info("attempt.started", argv=argv, log_path=str(log_path))
-        return await run_process(argv, env, spec.cwd, log_path)
+        log.info("attempt.started", argv=task.argv, log_path=str(log_path))
+        return await run_process(task.argv, env, task.cwd, log_path)
 
     def _completion(
         self, claim: ClaimedAttempt, result: ProcessExit, outcome: TaskState, started: datetime

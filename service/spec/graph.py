@@ -1,4 +1,4 @@
-"""The task graph derived from what tasks declare: validated once, indexed both ways."""
+"""The task graph derived from what tasks declare: built once per version, indexed both ways."""
 
 from __future__ import annotations
 
@@ -6,64 +6,55 @@ import graphlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.spec.models import PipelineSpec
+from service.spec.models import PipelineSpec, TriggerRule
 
 
 @dataclass(frozen=True, slots=True)
 class TaskGraph:
-    """Predecessors and successors of every task, and one topological order."""
+    """Predecessors and successors of every task, its trigger rule, and one topological order."""
 
     order: tuple[str, ...]
     predecessors: Mapping[str, tuple[str, ...]]
     successors: Mapping[str, tuple[str, ...]]
+    trigger_rules: Mapping[str, TriggerRule]
 
     @property
     def roots(self) -> tuple[str, ...]:
         return tuple(task for task in self.order if not self.predecessors[task])
 
+    def waves(self) -> list[list[str]]:
+        """Tasks grouped by depth: wave n holds tasks whose longest upstream chain is n."""
+        depth: dict[str, int] = {}
+        for task in self.order:
+            depth[task] = 1 + max((depth[dep] for dep in self.predecessors[task]), default=-1)
+        waves: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+        for task in self.order:
+            waves[depth[task]].append(task)
+        return waves
 
-def graph_problems(spec: PipelineSpec) -> list[str]:
-    """Every structural problem: duplicate ids, unknown dependencies, cycles."""
-    problems: list[str] = []
-    seen: set[str] = set()
-    for index, task in enumerate(spec.tasks):
-        if task.id in seen:
-            problems.append(f"tasks[{index}].id: duplicate task id {task.id!r}")
-        seen.add(task.id)
-    for index, task in enumerate(spec.tasks):
-        for dep_index, dep in enumerate(task.requires):
-            if dep not in seen:
-                problems.append(
-                    f"tasks[{index}].requires[{dep_index}]: unknown task {dep!r}"
-                    f" (task {task.id!r} requires it)"
-                )
-            elif dep == task.id:
-                problems.append(
-                    f"tasks[{index}].requires[{dep_index}]: {task.id!r} requires itself"
-                )
-    if not problems:
-        try:
-            _topological_order(spec)
-        except graphlib.CycleError as exc:
-            # Arrows point downstream: "a -> b" reads "b requires a".
-            problems.append("tasks: dependency cycle " + " -> ".join(exc.args[1]))
-    return problems
+    def downstream_of(self, task_id: str) -> set[str]:
+        """``task_id`` and everything that depends on it, directly or not."""
+        found = {task_id}
+        frontier = [task_id]
+        while frontier:
+            for successor in self.successors[frontier.pop()]:
+                if successor not in found:
+                    found.add(successor)
+                    frontier.append(successor)
+        return found
 
 
 def build_graph(spec: PipelineSpec) -> TaskGraph:
-    """Index a spec that :func:`graph_problems` found sound."""
-    predecessors = {task.id: tuple(dict.fromkeys(task.requires)) for task in spec.tasks}
+    """Index a spec whose graph :func:`service.spec.validate.check_graph` found sound."""
+    predecessors = {task.id: tuple(task.requires) for task in spec.tasks}
     successors: dict[str, list[str]] = {task.id: [] for task in spec.tasks}
     for task_id, deps in predecessors.items():
         for dep in deps:
             successors[dep].append(task_id)
+    sorter = graphlib.TopologicalSorter(predecessors)
     return TaskGraph(
-        order=_topological_order(spec),
+        order=tuple(sorter.static_order()),
         predecessors=predecessors,
         successors={task: tuple(succ) for task, succ in successors.items()},
+        trigger_rules={task.id: task.trigger_rule for task in spec.tasks},
     )
-
-
-def _topological_order(spec: PipelineSpec) -> tuple[str, ...]:
-    sorter = graphlib.TopologicalSorter({task.id: task.requires for task in spec.tasks})
-    return tuple(sorter.static_order())

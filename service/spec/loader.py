@@ -1,34 +1,48 @@
-"""Reading pipeline files: every problem reported at once, with file and path."""
+"""Reading pipeline files: every problem at once, each with file, line, path and reason."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from service.errors import SpecError
-from service.spec.graph import TaskGraph, build_graph, graph_problems
-from service.spec.models import PipelineSpec, TaskSpec
-from service.spec.templates import unknown_placeholders
+from service.errors import Problem, SpecError
+from service.spec.graph import TaskGraph, build_graph
+from service.spec.models import KNOWN_KEYS, PipelineSpec, TaskSpec
+from service.spec.validate import (
+    Capacity,
+    TaskTemplates,
+    check_datasets,
+    check_graph,
+    check_tasks,
+    compile_templates,
+    graph_of_document,
+    suggest,
+)
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
 class Pipeline:
-    """A validated pipeline: its spec, its graph and the hash that names this exact version."""
+    """A validated pipeline: its spec, graph, compiled templates and the hash of this version."""
 
     spec: PipelineSpec
     graph: TaskGraph
     spec_hash: str
     source: str
     tasks: Mapping[str, TaskSpec]
+    templates: Mapping[str, TaskTemplates]
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def id(self) -> str:
@@ -40,71 +54,230 @@ def spec_hash(spec: PipelineSpec) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def pipeline_from_data(data: Any, source: str) -> Pipeline:
+def pipeline_from_data(
+    data: Any, source: str, capacity: Capacity | None = None, lines: LineIndex | None = None
+) -> Pipeline:
     """Validate one pipeline document; raise :class:`SpecError` listing every problem."""
-    if not isinstance(data, dict):
-        raise SpecError(
-            [f"{source}: a pipeline file must hold a mapping, got {type(data).__name__}"]
+    lines = lines or LineIndex(None)
+
+    def located(problem: Problem) -> Problem:
+        return Problem(
+            problem.message, problem.path, source, lines.line(problem.path, data), problem.severity
         )
+
+    if not isinstance(data, dict):
+        kind = "nothing" if data is None else type(data).__name__
+        raise SpecError(
+            [
+                Problem(
+                    f"a pipeline file holds a mapping (id, tasks, …), not {kind}",
+                    file=source,
+                    line=1,
+                )
+            ]
+        )
+    graph_problems = check_graph(graph_of_document(data))
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(
-            [f"{source}: {_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        ) from None
-    problems = graph_problems(spec)
-    for index, task in enumerate(spec.tasks):
-        for arg_index, arg in enumerate(task.command):
-            for name in unknown_placeholders(arg):
-                problems.append(
-                    f"tasks[{index}].command[{arg_index}]: unknown placeholder {{{name}}}"
-                )
-    if problems:
-        raise SpecError([f"{source}: {problem}" for problem in problems])
+        found = _from_pydantic(exc.errors(), data) + graph_problems
+        raise SpecError([located(p) for p in found]) from None
+    compiled, template_problems = compile_templates(spec)
+    found = graph_problems + check_tasks(spec, capacity) + template_problems
+    errors = [located(p) for p in found if p.severity == "error"]
+    if errors:
+        raise SpecError(errors)
     return Pipeline(
         spec=spec,
         graph=build_graph(spec),
         spec_hash=spec_hash(spec),
         source=source,
         tasks={task.id: task for task in spec.tasks},
+        templates=compiled,
+        warnings=tuple(located(p) for p in found if p.severity == "warning"),
     )
 
 
-def load_pipeline_file(path: Path) -> Pipeline:
+def load_pipeline_file(path: Path, capacity: Capacity | None = None) -> Pipeline:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SpecError([f"{path}: not valid YAML: {exc}"]) from None
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return pipeline_from_data(data, str(path))
-
-
-def load_pipeline_dir(directory: Path) -> tuple[list[Pipeline], list[str]]:
-    """Every valid pipeline in ``directory`` and every problem found in the others."""
-    if not directory.is_dir():
-        return [], [f"{directory}: pipelines directory does not exist"]
-    pipelines: list[Pipeline] = []
-    problems: list[str] = []
-    owners: dict[str, str] = {}
-    for path in sorted(p for p in directory.iterdir() if p.suffix in PIPELINE_SUFFIXES):
+        raise SpecError([Problem(f"cannot read: {exc.strerror}", file=str(path))]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem(f"not UTF-8 text: {exc.reason}", file=str(path))]) from None
+    try:
+        loader = _Loader(text)
         try:
-            pipeline = load_pipeline_file(path)
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(
+            [
+                Problem(
+                    f"not valid YAML: {reason}",
+                    file=str(path),
+                    line=mark.line + 1 if mark else None,
+                )
+            ]
+        ) from None
+    return pipeline_from_data(data, str(path), capacity, LineIndex(node))
+
+
+@dataclass
+class DirectoryLoad:
+    """What a pipelines directory holds: the valid pipelines and every problem of the rest."""
+
+    pipelines: list[Pipeline] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # errors: those files were refused
+    warnings: list[Problem] = field(default_factory=list)
+    # Files that exist but were refused, so a previous valid version of each can stay.
+    refused_files: set[str] = field(default_factory=set)
+
+
+def pipeline_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in PIPELINE_SUFFIXES and p.is_file())
+
+
+def load_pipeline_dir(directory: Path, capacity: Capacity | None = None) -> DirectoryLoad:
+    """Every pipeline file in ``directory``, validated one by one and then across files."""
+    result = DirectoryLoad()
+    if not directory.is_dir():
+        result.problems.append(Problem("pipelines directory does not exist", file=str(directory)))
+        return result
+    owners: dict[str, str] = {}
+    for path in pipeline_files(directory):
+        try:
+            pipeline = load_pipeline_file(path, capacity)
         except SpecError as exc:
-            problems.extend(exc.problems)
+            result.problems.extend(exc.problems)
+            result.refused_files.add(str(path))
             continue
         if pipeline.id in owners:
-            problems.append(
-                f"{path}: pipeline id {pipeline.id!r} is already defined in {owners[pipeline.id]}"
+            result.problems.append(
+                Problem(
+                    f"pipeline id {pipeline.id!r} is already defined in {owners[pipeline.id]}",
+                    "id",
+                    str(path),
+                )
             )
+            result.refused_files.add(str(path))
             continue
         owners[pipeline.id] = str(path)
-        pipelines.append(pipeline)
-    return pipelines, problems
+        result.pipelines.append(pipeline)
+        result.warnings.extend(pipeline.warnings)
+    by_id = {p.id: p for p in result.pipelines}
+    for pipeline_id, problem in check_datasets(p.spec for p in result.pipelines):
+        pipeline = by_id[pipeline_id]
+        result.warnings.append(
+            Problem(problem.message, problem.path, pipeline.source, None, problem.severity)
+        )
+    return result
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
+def directory_signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of the pipeline files: changes when any file does."""
+    try:
+        files = pipeline_files(directory)
+    except OSError:
+        return ()
+    signature = []
+    for path in files:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        signature.append((path.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(signature)
+
+
+# --- error translation -----------------------------------------------------------------------
+
+
+def _from_pydantic(errors: list[ErrorDetails], data: Any) -> list[Problem]:
+    """Pydantic's errors as plain reasons, located by their path in the document."""
+    by_path: dict[str, list[str]] = {}
+    for error in errors:
+        path = _data_path(error["loc"], data)
+        message = _reason(error, path)
+        messages = by_path.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+    return [
+        Problem(" or ".join(messages) if len(messages) < 3 else messages[0], path)
+        for path, messages in by_path.items()
+    ]
+
+
+def _data_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """The error's location as it exists in the data (union branch names dropped)."""
+    path = ""
+    node = data
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+            path += f".{part}" if path else part
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            path += f"[{part}]"
+        elif isinstance(node, dict) and isinstance(part, str) and part in KNOWN_KEYS:
+            path += f".{part}" if path else part  # a missing key: name it
+            break
+    return path
+
+
+def _reason(error: ErrorDetails, path: str) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = path.rsplit(".", 1)[-1]
+        return f"unknown key {key!r}{suggest(key, KNOWN_KEYS)}"
+    if kind == "missing":
+        return "required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if kind not in ("value_error", "assertion_error") and "input" in error:
+        value = error["input"]
+        if not isinstance(value, dict | list):
+            message += f", got {value!r}"
+    return message
+
+
+class LineIndex:
+    """Line numbers of the YAML nodes, looked up only when there is something to report."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self._root = root
+
+    def line(self, path: str, data: Any = None) -> int | None:
+        node = self._root
+        if node is None:
+            return None
+        line = node.start_mark.line + 1
+        for part in _split_path(path):
+            if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+                match = next(((k, v) for k, v in node.value if k.value == part), None)
+                if match is None:
+                    break
+                line = match[0].start_mark.line + 1
+                node = match[1]
+                if not isinstance(node, yaml.ScalarNode):
+                    line = match[0].start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if part >= len(node.value):
+                    break
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
+
+
+def _split_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for chunk in path.replace("[", ".[").split("."):
+        if not chunk:
+            continue
+        parts.append(int(chunk[1:-1]) if chunk.startswith("[") else chunk)
+    return parts

@@ -1,19 +1,150 @@
-"""Placeholders in task commands: ``{batch_date}``, ``{run_id}``, ``{attempt}`` … (no eval)."""
+"""Placeholders in commands, env values, paths and partitions. No eval, no code.
+
+Grammar of a placeholder (spaces allowed between the parts)::
+
+    {NAME [+|- AMOUNT UNIT]... [:STRFTIME]}
+
+- NAME: ``batch_date``, ``run_id``, ``attempt``, ``task_id``, ``pipeline_id`` or
+  ``params.NAME`` (a declared parameter);
+- date arithmetic (``+ 1d``, ``- 2w``) and a strftime format (``:%Y%m%d``) apply only to
+  dates: ``batch_date`` and parameters of type ``date``. Dates are calendar dates, in UTC;
+- ``{{`` and ``}}`` stand for literal braces.
+
+Templates are compiled once when a pipeline is loaded; a bad one is a validation error.
+"""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
 
-PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-NAMES = frozenset({"batch_date", "run_id", "attempt", "task_id", "pipeline_id"})
+Kind = Literal["date", "text"]
+
+# Names every run provides, and their kinds.
+RUN_NAMES: Mapping[str, Kind] = {
+    "batch_date": "date",
+    "run_id": "text",
+    "attempt": "text",
+    "task_id": "text",
+    "pipeline_id": "text",
+}
+UNIT_DAYS = {"d": 1, "w": 7}
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_BODY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:[+-]\s*\d+\s*[A-Za-z]+\s*)*)(?::(.*))?$")
+_OFFSET = re.compile(r"([+-])\s*(\d+)\s*([A-Za-z]+)")
+# strftime directives that mean something for a date (glibc passes unknown ones through).
+_DIRECTIVE = re.compile(r"%(-?[aAwdbBmyYjUWuVGgCeDFxh]|%)")
 
 
-def unknown_placeholders(text: str) -> list[str]:
-    """Placeholders in ``text`` that no run can fill."""
-    return [name for name in PLACEHOLDER.findall(text) if name.strip() not in NAMES]
+class TemplateError(ValueError):
+    """A template that cannot be compiled; the message says what and where in the text."""
 
 
-def render(text: str, values: Mapping[str, str]) -> str:
-    """Fill every placeholder; ``{{`` and ``}}`` are not special, unknown names are kept."""
-    return PLACEHOLDER.sub(lambda m: values.get(m.group(1).strip(), m.group(0)), text)
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    name: str
+    offset_days: int = 0
+    fmt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    text: str
+    parts: tuple[str | Placeholder, ...]
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.parts if isinstance(p, Placeholder))
+
+    def render(
+        self, values: Mapping[str, str | date], quote: Callable[[str], str] | None = None
+    ) -> str:
+        """Fill every placeholder; ``quote`` wraps each substituted value (shell commands)."""
+        out = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = values[part.name]
+            if isinstance(value, date):
+                value = value + timedelta(days=part.offset_days)
+                text = value.strftime(part.fmt) if part.fmt else value.isoformat()
+            else:
+                text = value
+            out.append(quote(text) if quote else text)
+        return "".join(out)
+
+
+def compile_template(text: str, names: Mapping[str, Kind]) -> Template:
+    """Parse ``text``; every placeholder must name one of ``names`` and fit its kind."""
+    parts: list[str | Placeholder] = []
+    literal: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(text):
+        literal.append(text[position : match.start()])
+        position = match.end()
+        token = match.group(0)
+        if token in ("{{", "}}"):
+            literal.append(token[0])
+            continue
+        if match.group(1) is None:
+            raise TemplateError(
+                f"unmatched {token!r} at character {match.start() + 1} (write {token * 2} for a "
+                f"literal brace)"
+            )
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        parts.append(_placeholder(match.group(1), names))
+    literal.append(text[position:])
+    if "".join(literal):
+        parts.append("".join(literal))
+    return Template(text, tuple(parts))
+
+
+def _placeholder(body: str, names: Mapping[str, Kind]) -> Placeholder:
+    match = _BODY.match(body)
+    if not match:
+        raise TemplateError(
+            f"{{{body}}} is not a placeholder: expected {{name}}, {{name + 1d}} or {{name:%Y%m%d}}"
+        )
+    name, arithmetic, fmt = match.group(1), match.group(2), match.group(3)
+    if name not in names:
+        raise TemplateError(f"unknown placeholder {{{name}}}{_suggest(name, names)}")
+    kind = names[name]
+    offset = 0
+    for sign, amount, unit in _OFFSET.findall(arithmetic or ""):
+        if unit not in UNIT_DAYS:
+            raise TemplateError(
+                f"{{{body}}}: unknown unit {unit!r} in date arithmetic (use d or w)"
+            )
+        offset += (1 if sign == "+" else -1) * int(amount) * UNIT_DAYS[unit]
+    if kind != "date" and (arithmetic or fmt is not None):
+        raise TemplateError(
+            f"{{{body}}}: date arithmetic and formats apply only to dates, and {name} is not a date"
+        )
+    if fmt is not None:
+        fmt = fmt.strip()
+        if not fmt:
+            raise TemplateError(f"{{{body}}}: empty date format after ':'")
+        unknown = [d for d in re.findall(r"%-?.?", fmt) if not _DIRECTIVE.fullmatch(d)]
+        if unknown:
+            raise TemplateError(
+                f"{{{body}}}: {unknown[0]!r} is not a date format directive (e.g. %Y %m %d %j %a)"
+            )
+    return Placeholder(name, offset, fmt)
+
+
+def _suggest(name: str, names: Mapping[str, Kind]) -> str:
+    match = difflib.get_close_matches(name, list(names), n=1)
+    if match:
+        return f" (did you mean {{{match[0]}}}?)"
+    if name.startswith("params."):
+        declared = sorted(n for n in names if n.startswith("params."))
+        return f": declare it under params ({', '.join(declared) or 'none declared'})"
+    return ""

@@ -49,9 +49,11 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (dataset, partition, version) DO NOTHING;
 
 -- name: ready_datasets
--- $1 dataset names, $2 partition: which of them have announced that partition.
-SELECT DISTINCT dataset FROM dataset_partitions
-WHERE dataset = ANY($1::text[]) AND partition = $2;
+-- $1 dataset names, $2 their partitions (parallel arrays): which pairs have been announced.
+SELECT DISTINCT d.dataset
+FROM dataset_partitions AS d
+JOIN unnest($1::text[], $2::text[]) AS wanted(dataset, partition)
+  ON d.dataset = wanted.dataset AND d.partition = wanted.partition;
 
 
 -- name: insert_run

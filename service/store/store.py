@@ -183,8 +183,10 @@ class Transaction:
             q("record_dataset_partition"), dataset, partition, version, producer, event_id
         )
 
-    async def ready_datasets(self, datasets: Sequence[str], partition: str) -> set[str]:
-        rows = await self.conn.fetch(q("ready_datasets"), list(datasets), partition)
+    async def ready_datasets(self, wanted: Sequence[tuple[str, str]]) -> set[str]:
+        """Which of the (dataset, partition) pairs have been announced."""
+        datasets, partitions = [d for d, _ in wanted], [p for _, p in wanted]
+        rows = await self.conn.fetch(q("ready_datasets"), datasets, partitions)
         return {row["dataset"] for row in rows}
 
     async def insert_run(

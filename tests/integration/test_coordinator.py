@@ -17,6 +17,7 @@ from service.pipelines import PipelineRegistry
 from service.store import Store, connect
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
+TASKS = ["ingest", "clean", "join_customers", "aggregate", "publish", "notify", "tidy_staging"]
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 @pytest.fixture
 async def coordinator(store: Store) -> Coordinator:
     registry = PipelineRegistry(store)
-    assert await registry.load(EXAMPLES) == []
+    assert (await registry.load(EXAMPLES)).problems == []
     return Coordinator(store, registry, StatusTopic("status", "urn:test"), actor="test")
 
 
@@ -65,7 +66,7 @@ async def test_a_partition_makes_one_run_whatever_is_redelivered(
     assert again.duplicates == 1
     assert again.runs_created == 0
     assert await pg.fetchval("SELECT count(*) FROM runs") == 1
-    assert await states(pg) == {"extract": "queued", "transform": "pending", "load": "pending"}
+    assert await states(pg) == {task: "queued" if task == "ingest" else "pending" for task in TASKS}
     for row in await pg.fetch("SELECT payload FROM outbox ORDER BY id"):
         body = orjson.loads(row["payload"])
         validate_data(body["type"], body["data"])
@@ -74,13 +75,14 @@ async def test_a_partition_makes_one_run_whatever_is_redelivered(
 async def test_claim_complete_and_advance(coordinator: Coordinator, pg: asyncpg.Connection) -> None:
     await coordinator.apply([ready()])
     [claim] = await coordinator.claim("w1", 10)
-    assert (claim.task_id, claim.attempt) == ("extract", 1)
+    assert (claim.task_id, claim.attempt) == ("ingest", 1)
     assert await coordinator.claim("w1", 10) == []
-    outcome = await coordinator.apply([completed(claim.run_id, "extract", 1)])
+    outcome = await coordinator.apply([completed(claim.run_id, "ingest", 1)])
     assert outcome.tasks_queued == 1
-    assert await states(pg) == {"extract": "success", "transform": "queued", "load": "pending"}
+    now = await states(pg)
+    assert (now["ingest"], now["clean"], now["join_customers"]) == ("success", "queued", "pending")
     attempt = await pg.fetchrow("SELECT * FROM task_attempts")
-    assert (attempt["task_id"], attempt["state"], attempt["exit_code"]) == ("extract", "success", 0)
+    assert (attempt["task_id"], attempt["state"], attempt["exit_code"]) == ("ingest", "success", 0)
 
 
 async def test_stale_and_unknown_completions_are_ignored(
@@ -89,26 +91,29 @@ async def test_stale_and_unknown_completions_are_ignored(
     await coordinator.apply([ready()])
     [claim] = await coordinator.claim("w1", 1)
     outcome = await coordinator.apply(
-        [completed(claim.run_id, "extract", 2), completed("no-such-run", "extract", 1)]
+        [completed(claim.run_id, "ingest", 2), completed("no-such-run", "ingest", 1)]
     )
     assert (outcome.applied, outcome.ignored) == (0, 2)
-    assert (await states(pg))["extract"] == "running"
+    assert (await states(pg))["ingest"] == "running"
 
 
-async def test_a_failure_ends_the_run_failed(
+async def test_a_failure_fails_downstream_but_all_done_tasks_still_run(
     coordinator: Coordinator, pg: asyncpg.Connection
 ) -> None:
     await coordinator.apply([ready()])
     [claim] = await coordinator.claim("w1", 1)
-    await coordinator.apply([completed(claim.run_id, "extract", 1, "failed")])
-    assert await states(pg) == {
-        "extract": "failed",
-        "transform": "upstream_failed",
-        "load": "upstream_failed",
-    }
+    await coordinator.apply([completed(claim.run_id, "ingest", 1, "failed")])
+    now = await states(pg)
+    assert [now[t] for t in ("clean", "join_customers", "aggregate", "publish")] == [
+        "upstream_failed"
+    ] * 4
+    assert (now["notify"], now["tidy_staging"]) == ("queued", "queued")
+    assert await pg.fetchval("SELECT state FROM runs") == "running"
+    finishers = await coordinator.claim("w1", 5)
+    await coordinator.apply([completed(c.run_id, c.task_id, c.attempt) for c in finishers])
     assert await pg.fetchval("SELECT state FROM runs") == "failed"
     # A late completion after the run ended changes nothing.
-    late = await coordinator.apply([completed(claim.run_id, "extract", 1)])
+    late = await coordinator.apply([completed(claim.run_id, "ingest", 1)])
     assert late.ignored == 1
 
 
