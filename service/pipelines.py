@@ -18,6 +18,7 @@ from service.errors import Problem, SpecError
 from service.observability import get_logger
 from service.spec.loader import (
     DirectoryLoad,
+    FileCache,
     Pipeline,
     directory_signature,
     load_pipeline_dir,
@@ -36,11 +37,14 @@ class PipelineRegistry:
         self._current: dict[str, Pipeline] = {}
         self._by_trigger: dict[str, list[Pipeline]] = {}
         self._versions: dict[tuple[str, str], Pipeline] = {}
+        self._file_cache: FileCache = {}  # unchanged files are not parsed again on reload
 
     async def load(self, directory: Path) -> DirectoryLoad:
         """Load the directory; keep the last valid version of every refused file."""
         # Parsing and validating can take a while for big pipelines: not on the event loop.
-        result = await asyncio.to_thread(load_pipeline_dir, directory, self._capacity)
+        result = await asyncio.to_thread(
+            load_pipeline_dir, directory, self._capacity, self._file_cache
+        )
         for problem in result.problems:
             log.error("pipeline.invalid", **_fields(problem))
         for problem in result.warnings:

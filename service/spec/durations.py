@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -23,6 +24,11 @@ def parse_duration(value: Any) -> timedelta:
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise ValueError("a duration is a number of seconds or a string such as '30s', '1h30m'")
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(value: str) -> timedelta:
     text = value.strip().replace(" ", "")
     if not _WHOLE.match(text):
         raise ValueError(
@@ -34,6 +40,7 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=sign * seconds)
 
 
+@functools.lru_cache(maxsize=4096)
 def format_duration(value: timedelta) -> str:
     """The shortest exact spelling: ``timedelta(minutes=90)`` -> ``"1h30m"``."""
     seconds = value.total_seconds()

@@ -44,16 +44,17 @@ class TaskGraph:
         return found
 
 
-def build_graph(spec: PipelineSpec) -> TaskGraph:
-    """Index a spec whose graph :func:`service.spec.validate.check_graph` found sound."""
+def build_graph(spec: PipelineSpec, order: tuple[str, ...] | None = None) -> TaskGraph:
+    """Index a spec whose graph was found sound (``order``: a topological order, if known)."""
     predecessors = {task.id: tuple(task.requires) for task in spec.tasks}
     successors: dict[str, list[str]] = {task.id: [] for task in spec.tasks}
     for task_id, deps in predecessors.items():
         for dep in deps:
             successors[dep].append(task_id)
-    sorter = graphlib.TopologicalSorter(predecessors)
+    if order is None:
+        order = tuple(graphlib.TopologicalSorter(predecessors).static_order())
     return TaskGraph(
-        order=tuple(sorter.static_order()),
+        order=order,
         predecessors=predecessors,
         successors={task: tuple(succ) for task, succ in successors.items()},
         trigger_rules={task.id: task.trigger_rule for task in spec.tasks},

@@ -27,6 +27,7 @@ DEFAULT_STEP_TIMEOUT = timedelta(minutes=10)
 
 
 class Spec(BaseModel):
+    # Frozen: a spec never changes once loaded, and default sub-models can be shared.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -175,16 +176,16 @@ class Backoff(Spec):
 
 class RetryPolicy(Spec):
     max_attempts: int = Field(default=1, ge=1, le=100)
-    backoff: Backoff = Field(default_factory=Backoff)
+    backoff: Backoff = Backoff()
     # Each delay is scaled by a random factor in [1 - jitter, 1 + jitter].
     jitter: float = Field(default=0.1, ge=0.0, le=1.0)
     # Exit codes worth another attempt; unset means every failing code except fatal ones.
-    on_exit_codes: list[int] | None = None
+    on_exit_codes: tuple[int, ...] | None = None
     on_timeout: bool = True
 
     @field_validator("on_exit_codes")
     @classmethod
-    def _not_success(cls, value: list[int] | None) -> list[int] | None:
+    def _not_success(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
         if value and 0 in value:
             raise ValueError("0 means success: it cannot be retried")
         return value
@@ -200,8 +201,8 @@ class Resources(Spec):
 class ExitCodes(Spec):
     """Exit codes with a meaning beyond success (0) and retryable failure (anything else)."""
 
-    skip: list[int] = Field(default_factory=list)
-    fatal: list[int] = Field(default_factory=list)
+    skip: tuple[int, ...] = ()
+    fatal: tuple[int, ...] = ()
 
     @model_validator(mode="after")
     def _disjoint(self) -> ExitCodes:
@@ -261,7 +262,7 @@ class CheckWait(Spec):
 class DatasetRef(Spec):
     """An input or output: a URI, named as a dataset other pipelines can wait for."""
 
-    uri: str
+    uri: str = Field(pattern=URI_PATTERN.pattern)
     dataset: str | None = None  # defaults to the URI
     partition: str = "{batch_date}"
 
@@ -290,11 +291,11 @@ class TaskDefaults(Spec):
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy = RetryPolicy()
     timeout: Duration | None = None
     grace_period: Duration = DEFAULT_GRACE_PERIOD
-    resources: Resources = Field(default_factory=Resources)
-    exit_codes: ExitCodes = Field(default_factory=ExitCodes)
+    resources: Resources = Resources()
+    exit_codes: ExitCodes = ExitCodes()
     cache: bool = False
     executor: Literal["local", "remote"] = "local"
     tags: list[str] = Field(default_factory=list)
@@ -303,6 +304,11 @@ class TaskDefaults(Spec):
     @classmethod
     def _positive_timeout(cls, value: timedelta | None) -> timedelta | None:
         return None if value is None else _positive(value)
+
+    @field_validator("env")
+    @classmethod
+    def _sorted_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return dict(sorted(value.items()))  # one spelling per spec, for its hash
 
 
 class TaskSpec(TaskDefaults):
@@ -391,7 +397,7 @@ class PipelineSpec(Spec):
         bad = [name for name in value if not re.match(PARAM_PATTERN, name)]
         if bad:
             raise ValueError(f"parameter names must be identifiers: {bad}")
-        return value
+        return dict(sorted(value.items()))  # one spelling per spec, for its hash
 
 
 # Every key of the language, for "did you mean" on unknown keys.

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from service.errors import Problem, SpecError
 from service.spec.durations import format_duration
-from service.spec.loader import Pipeline
-from service.spec.models import TaskSpec
+from service.spec.loader import Pipeline, gc_paused
+from service.spec.models import RetryPolicy, TaskSpec
 from service.spec.params import ParamValue, resolve_params
 from service.spec.render import RenderedTask, render_task, template_values
 from service.spec.validate import Capacity, suggest
@@ -78,6 +79,17 @@ def make_plan(
     resume_from: str | None = None,
     capacity: Capacity | None = None,
 ) -> Plan:
+    with gc_paused():
+        return _make_plan(pipeline, partition, given_params, resume_from, capacity)
+
+
+def _make_plan(
+    pipeline: Pipeline,
+    partition: str,
+    given_params: Mapping[str, Any],
+    resume_from: str | None,
+    capacity: Capacity | None,
+) -> Plan:
     if resume_from is not None and resume_from not in pipeline.tasks:
         raise SpecError(
             [
@@ -91,19 +103,19 @@ def make_plan(
     batch_date = batch_date_of(pipeline, partition)
     params = resolve_params(pipeline.spec.params, given_params, source="--param")
     rerun = pipeline.graph.downstream_of(resume_from) if resume_from else set(pipeline.tasks)
+    base = template_values(
+        batch_date=batch_date,
+        run_id=PLANNED_RUN_ID,
+        attempt=1,
+        task_id="",
+        pipeline_id=pipeline.id,
+        params=params,
+    )
     waves = []
     for number, task_ids in enumerate(pipeline.graph.waves(), start=1):
         tasks = []
         for task_id in task_ids:
-            values = template_values(
-                batch_date=batch_date,
-                run_id=PLANNED_RUN_ID,
-                attempt=1,
-                task_id=task_id,
-                pipeline_id=pipeline.id,
-                params=params,
-            )
-            rendered = render_task(pipeline, task_id, values)
+            rendered = render_task(pipeline, task_id, {**base, "task_id": task_id})
             tasks.append(_planned(pipeline.tasks[task_id], rendered, task_id in rerun))
         running = [t for t in tasks if t.action == "run"]
         cpu = sum(t.cpu_cores for t in running)
@@ -124,21 +136,6 @@ def make_plan(
 
 
 def _planned(task: TaskSpec, rendered: RenderedTask, runs: bool) -> PlannedTask:
-    retry = task.retry
-    backoff = retry.backoff
-    retry_text = (
-        f"{retry.max_attempts} attempts, backoff {format_duration(backoff.base)}"
-        f" x{backoff.factor:g} up to {format_duration(backoff.max)}, jitter {retry.jitter:.0%}"
-        if retry.max_attempts > 1
-        else "no retry"
-    )
-    cache = None
-    if task.cache:
-        cache = (
-            "skipped (cache_hit) if an earlier success had the same cache key: this spec "
-            "version, this command and the versions of its inputs, checked when it starts"
-        )
-    timeout = format_duration(task.timeout) if task.timeout else "none"
     return PlannedTask(
         task_id=task.id,
         action="run" if runs else "keep",
@@ -149,10 +146,32 @@ def _planned(task: TaskSpec, rendered: RenderedTask, runs: bool) -> PlannedTask:
         cpu_cores=task.resources.cpu_cores,
         memory_mb=task.resources.memory_mb,
         pool=task.resources.pool,
-        timeout=f"{timeout}, grace {format_duration(task.grace_period)}",
-        retry=retry_text,
-        cache=cache,
+        timeout=_timeout_text(task.timeout, task.grace_period),
+        retry=_retry_text(task.retry),
+        cache=CACHE_NOTE if task.cache else None,
     )
+
+
+CACHE_NOTE = (
+    "skipped (cache_hit) if an earlier success had the same cache key: this spec "
+    "version, this command and the versions of its inputs, checked when it starts"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _retry_text(retry: RetryPolicy) -> str:
+    if retry.max_attempts == 1:
+        return "no retry"
+    backoff = retry.backoff
+    return (
+        f"{retry.max_attempts} attempts, backoff {format_duration(backoff.base)}"
+        f" x{backoff.factor:g} up to {format_duration(backoff.max)}, jitter {retry.jitter:.0%}"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout_text(timeout: timedelta | None, grace: timedelta) -> str:
+    return f"{format_duration(timeout) if timeout else 'none'}, grace {format_duration(grace)}"
 
 
 def format_plan(plan: Plan) -> str:

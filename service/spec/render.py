@@ -54,7 +54,7 @@ def render_task(pipeline: Pipeline, task_id: str, values: Mapping[str, str | dat
     def command(templates: Sequence[Template], shell: bool) -> list[str]:
         if shell:
             return [SHELL, "-c", templates[0].render(values, quote=shlex.quote)]
-        return [t.render(values) for t in templates]
+        return [t.literal if t.literal is not None else t.render(values) for t in templates]
 
     waits = []
     for wait, templates in zip(task.wait_for, compiled.waits, strict=True):

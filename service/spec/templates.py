@@ -16,6 +16,7 @@ Templates are compiled once when a pipeline is loaded; a bad one is a validation
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ _BODY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:[+-]\s*\d+\s*[A-Za-z]+\
 _OFFSET = re.compile(r"([+-])\s*(\d+)\s*([A-Za-z]+)")
 # strftime directives that mean something for a date (glibc passes unknown ones through).
 _DIRECTIVE = re.compile(r"%(-?[aAwdbBmyYjUWuVGgCeDFxh]|%)")
+_ANY_DIRECTIVE = re.compile(r"%-?.?")
 
 
 class TemplateError(ValueError):
@@ -56,6 +58,8 @@ class Placeholder:
 class Template:
     text: str
     parts: tuple[str | Placeholder, ...]
+    # The text itself when it has no placeholder: rendering is then free.
+    literal: str | None = None
 
     @property
     def names(self) -> frozenset[str]:
@@ -65,23 +69,39 @@ class Template:
         self, values: Mapping[str, str | date], quote: Callable[[str], str] | None = None
     ) -> str:
         """Fill every placeholder; ``quote`` wraps each substituted value (shell commands)."""
+        if self.literal is not None:
+            return self.literal
         out = []
         for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
                 continue
             value = values[part.name]
-            if isinstance(value, date):
-                value = value + timedelta(days=part.offset_days)
-                text = value.strftime(part.fmt) if part.fmt else value.isoformat()
-            else:
-                text = value
+            text = (
+                _format_date(value, part.offset_days, part.fmt)
+                if isinstance(value, date)
+                else value
+            )
             out.append(quote(text) if quote else text)
         return "".join(out)
 
 
-def compile_template(text: str, names: Mapping[str, Kind]) -> Template:
-    """Parse ``text``; every placeholder must name one of ``names`` and fit its kind."""
+@functools.lru_cache(maxsize=1024)
+def _format_date(value: date, offset_days: int, fmt: str | None) -> str:
+    """Dates repeat across a run's tasks: format each (date, offset, format) once."""
+    moved = value + timedelta(days=offset_days)
+    return moved.strftime(fmt) if fmt else moved.isoformat()
+
+
+def compile_template(
+    text: str, names: Mapping[str, Kind], bodies: dict[str, Placeholder] | None = None
+) -> Template:
+    """Parse ``text``; every placeholder must name one of ``names`` and fit its kind.
+
+    ``bodies`` caches parsed placeholders across calls with the same ``names``.
+    """
+    if "{" not in text and "}" not in text:
+        return Template(text, (text,) if text else (), literal=text)
     parts: list[str | Placeholder] = []
     literal: list[str] = []
     position = 0
@@ -100,11 +120,18 @@ def compile_template(text: str, names: Mapping[str, Kind]) -> Template:
         if literal:
             parts.append("".join(literal))
             literal = []
-        parts.append(_placeholder(match.group(1), names))
+        body = match.group(1)
+        placeholder = bodies.get(body) if bodies is not None else None
+        if placeholder is None:
+            placeholder = _placeholder(body, names)
+            if bodies is not None:
+                bodies[body] = placeholder
+        parts.append(placeholder)
     literal.append(text[position:])
     if "".join(literal):
         parts.append("".join(literal))
-    return Template(text, tuple(parts))
+    plain = None if any(isinstance(p, Placeholder) for p in parts) else "".join(map(str, parts))
+    return Template(text, tuple(parts), literal=plain)
 
 
 def _placeholder(body: str, names: Mapping[str, Kind]) -> Placeholder:
@@ -132,7 +159,7 @@ def _placeholder(body: str, names: Mapping[str, Kind]) -> Placeholder:
         fmt = fmt.strip()
         if not fmt:
             raise TemplateError(f"{{{body}}}: empty date format after ':'")
-        unknown = [d for d in re.findall(r"%-?.?", fmt) if not _DIRECTIVE.fullmatch(d)]
+        unknown = [d for d in _ANY_DIRECTIVE.findall(fmt) if not _DIRECTIVE.fullmatch(d)]
         if unknown:
             raise TemplateError(
                 f"{{{body}}}: {unknown[0]!r} is not a date format directive (e.g. %Y %m %d %j %a)"

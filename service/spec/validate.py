@@ -13,8 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import Problem
-from service.spec.models import PipelineSpec, TaskSpec, TriggerRule
-from service.spec.templates import RUN_NAMES, Kind, Template, TemplateError, compile_template
+from service.spec.models import CheckWait, PipelineSpec, TaskSpec, TriggerRule
+from service.spec.templates import (
+    RUN_NAMES,
+    Kind,
+    Placeholder,
+    Template,
+    TemplateError,
+    compile_template,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +54,17 @@ def template_names(spec: PipelineSpec) -> dict[str, Kind]:
 
 
 def check_graph(tasks: Sequence[tuple[str, Sequence[str]]]) -> list[Problem]:
+    return graph_order(tasks)[0]
+
+
+def graph_order(
+    tasks: Sequence[tuple[str, Sequence[str]]],
+) -> tuple[list[Problem], tuple[str, ...] | None]:
     """Duplicate ids, unknown or self dependencies (with a suggestion), cycles (printed).
 
     Takes (task id, requires) pairs so that it runs even on a document the models refused:
-    graph problems are reported together with every other one.
+    graph problems are reported together with every other one. Returns a topological order
+    when the graph is sound.
     """
     problems: list[Problem] = []
     ids = [task_id for task_id, _ in tasks]
@@ -68,13 +82,14 @@ def check_graph(tasks: Sequence[tuple[str, Sequence[str]]]) -> list[Problem]:
                 problems.append(Problem(f"unknown task {dep!r}{suggest(dep, ids)}", path))
         if len(set(requires)) != len(requires):
             problems.append(Problem("a task is listed twice", f"tasks[{index}].requires"))
-    if not problems:
-        try:
-            graphlib.TopologicalSorter(dict(tasks)).prepare()
-        except graphlib.CycleError as exc:
-            # Arrows point downstream: "a -> b" reads "b requires a".
-            problems.append(Problem("dependency cycle " + " -> ".join(exc.args[1]), "tasks"))
-    return problems
+    if problems:
+        return problems, None
+    try:
+        order = tuple(graphlib.TopologicalSorter(dict(tasks)).static_order())
+    except graphlib.CycleError as exc:
+        # Arrows point downstream: "a -> b" reads "b requires a".
+        return [Problem("dependency cycle " + " -> ".join(exc.args[1]), "tasks")], None
+    return [], order
 
 
 def graph_of_document(data: Any) -> list[tuple[str, Sequence[str]]]:
@@ -144,65 +159,77 @@ def check_tasks(spec: PipelineSpec, capacity: Capacity | None) -> list[Problem]:
 
 def compile_templates(spec: PipelineSpec) -> tuple[dict[str, TaskTemplates], list[Problem]]:
     """Compile every template of every task; collect every bad one."""
-    names = template_names(spec)
-    problems: list[Problem] = []
+    compiler = _TemplateCompiler(template_names(spec))
+    compiled = {
+        task.id: compiler.task(task, f"tasks[{index}]") for index, task in enumerate(spec.tasks)
+    }
+    return compiled, compiler.problems
 
-    def one(text: str, path: str) -> Template:
-        try:
-            return compile_template(text, names)
-        except TemplateError as exc:
-            problems.append(Problem(str(exc), path))
-            return Template(text, (text,))
 
-    def command(value: Sequence[str] | str, path: str) -> tuple[Template, ...]:
+class _TemplateCompiler:
+    """Compiles each distinct text once ({batch_date}, flags recur across tasks).
+
+    Paths are given in pieces and joined only for a problem: most texts have none.
+    """
+
+    def __init__(self, names: Mapping[str, Kind]) -> None:
+        self._names = names
+        self._seen: dict[str, Template | TemplateError] = {}
+        self._bodies: dict[str, Placeholder] = {}
+        self.problems: list[Problem] = []
+
+    def one(self, text: str, *path: object) -> Template:
+        compiled = self._seen.get(text)
+        if compiled is None:
+            try:
+                compiled = compile_template(text, self._names, self._bodies)
+            except TemplateError as exc:
+                compiled = exc
+            self._seen[text] = compiled
+        if isinstance(compiled, TemplateError):
+            self.problems.append(Problem(str(compiled), "".join(map(str, path))))
+            return Template(text, (text,), literal=text)
+        return compiled
+
+    def command(self, value: Sequence[str] | str, *path: object) -> tuple[Template, ...]:
         if isinstance(value, str):
-            return (one(value, path),)
-        return tuple(one(arg, f"{path}[{i}]") for i, arg in enumerate(value))
+            return (self.one(value, *path),)
+        return tuple(self.one(arg, *path, "[", i, "]") for i, arg in enumerate(value))
 
-    compiled: dict[str, TaskTemplates] = {}
-    for index, task in enumerate(spec.tasks):
-        path = f"tasks[{index}]"
-        compiled[task.id] = TaskTemplates(
-            command=command(task.command, f"{path}.command"),
-            env={k: one(v, f"{path}.env.{k}") for k, v in task.env.items()},
-            cwd=one(task.cwd, f"{path}.cwd") if task.cwd else None,
-            cleanup=command(task.cleanup.command, f"{path}.cleanup.command")
+    def task(self, task: TaskSpec, path: str) -> TaskTemplates:
+        one, command = self.one, self.command
+        waits = []
+        for i, wait in enumerate(task.wait_for):
+            if isinstance(wait, CheckWait):
+                waits.append(command(wait.check, path, ".wait_for[", i, "].check"))
+            else:
+                waits.append((one(wait.partition, path, ".wait_for[", i, "].partition"),))
+        return TaskTemplates(
+            command=command(task.command, path, ".command"),
+            env={k: one(v, path, ".env.", k) for k, v in task.env.items()},
+            cwd=one(task.cwd, path, ".cwd") if task.cwd else None,
+            cleanup=command(task.cleanup.command, path, ".cleanup.command")
             if task.cleanup
             else None,
-            rollback=(
-                command(task.rollback.command, f"{path}.rollback.command")
-                if task.rollback
-                else None
-            ),
-            waits=tuple(
-                _wait_templates(task, i, path, one, command) for i in range(len(task.wait_for))
-            ),
+            rollback=command(task.rollback.command, path, ".rollback.command")
+            if task.rollback
+            else None,
+            waits=tuple(waits),
             inputs=tuple(
                 (
-                    one(r.uri, f"{path}.inputs[{i}].uri"),
-                    one(r.partition, f"{path}.inputs[{i}].partition"),
+                    one(r.uri, path, ".inputs[", i, "].uri"),
+                    one(r.partition, path, ".inputs[", i, "].partition"),
                 )
                 for i, r in enumerate(task.inputs)
             ),
             outputs=tuple(
                 (
-                    one(r.uri, f"{path}.outputs[{i}].uri"),
-                    one(r.partition, f"{path}.outputs[{i}].partition"),
+                    one(r.uri, path, ".outputs[", i, "].uri"),
+                    one(r.partition, path, ".outputs[", i, "].partition"),
                 )
                 for i, r in enumerate(task.outputs)
             ),
         )
-    return compiled, problems
-
-
-def _wait_templates(
-    task: TaskSpec, index: int, path: str, one: Any, command: Any
-) -> tuple[Template, ...]:
-    wait = task.wait_for[index]
-    if hasattr(wait, "check"):
-        result: tuple[Template, ...] = command(wait.check, f"{path}.wait_for[{index}].check")
-        return result
-    return (one(wait.partition, f"{path}.wait_for[{index}].partition"),)
 
 
 def check_datasets(pipelines: Iterable[PipelineSpec]) -> list[tuple[str, Problem]]:

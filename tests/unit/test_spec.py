@@ -350,3 +350,31 @@ def test_model_and_graph_problems_come_together() -> None:
     found = messages(spec(task("a", colour="red"), task("b", "aa")))
     assert "tasks[0].colour: unknown key 'colour'" in found
     assert "tasks[1].requires[0]: unknown task 'aa' (did you mean 'a'?)" in found
+
+
+def test_unchanged_files_are_not_parsed_again(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("id: p\ntasks: [{id: a, command: ['true']}]\n")
+    cache: dict[str, Any] = {}
+    first = load_pipeline_dir(tmp_path, cache=cache).pipelines[0]
+    assert load_pipeline_dir(tmp_path, cache=cache).pipelines[0] is first
+    path.write_text("id: p\ntasks: [{id: a, command: ['false']}]\n")
+    changed = load_pipeline_dir(tmp_path, cache=cache).pipelines[0]
+    assert changed is not first
+    assert changed.spec_hash != first.spec_hash
+
+
+def test_json_pipelines_load_and_locate_their_problems(tmp_path: Path) -> None:
+    good = tmp_path / "gen.json"
+    good.write_text('{"id": "gen", "tasks": [{"id": "a", "command": ["run", "{batch_date}"]}]}')
+    assert load_pipeline_file(good).id == "gen"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "id": "gen",\n  "tasks": [\n    {"id": "a", "comand": ["x"]}\n  ]\n}\n')
+    with pytest.raises(SpecError) as caught:
+        load_pipeline_file(bad)
+    unknown = [p for p in caught.value.problems if "comand" in p.message]
+    assert unknown[0].line == 4
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"id": "gen",\n "tasks": [}')
+    with pytest.raises(SpecError, match=r"not valid JSON"):
+        load_pipeline_file(broken)
