@@ -23,6 +23,7 @@ from service.bus.envelope import (
     TASK_STATUS,
     CloudEvent,
     new_event,
+    utc_timestamp,
 )
 from service.engine.decide import (
     AttemptFinished,
@@ -303,7 +304,7 @@ class Coordinator:
             "previous_state": str(t.from_state) if t.from_state else None,
             "reason": t.reason,
             "trace_id": run.trace_id,
-            "at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "at": utc_timestamp(now),
         }
         if t.task_id is None:
             data["spec_hash"] = run.spec_hash
