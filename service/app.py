@@ -30,6 +30,7 @@ from service.pipelines import PipelineRegistry, PipelineWatcher
 from service.realtime import LiveState
 from service.spec.validate import Capacity
 from service.store import Store, connect
+from service.timers import TimerLoop
 
 log = get_logger(__name__)
 
@@ -82,6 +83,7 @@ class _Parts:
     completions: CompletionBatcher
     executor: LocalExecutor
     watcher: PipelineWatcher
+    timers: TimerLoop
 
     def start_loops(self) -> set[asyncio.Task[None]]:
         loops = {
@@ -90,6 +92,8 @@ class _Parts:
             asyncio.create_task(self.completions.run(), name="completions"),
             asyncio.create_task(self.relay.run(), name="relay"),
             asyncio.create_task(self.watcher.run(), name="pipeline-watcher"),
+            asyncio.create_task(self.timers.run(), name="timers"),
+            asyncio.create_task(self.executor.heartbeat(), name="heartbeat"),
         }
         if self.live:
             loops.add(asyncio.create_task(self.live.run(), name="live-state"))
@@ -147,10 +151,14 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         settings.task_log_dir,
         settings.max_parallel_tasks,
         settings.executor_poll_interval_seconds,
+        settings.lease_ttl_seconds,
     )
-    wake.executor = executor
+    timers = TimerLoop(coordinator, store, settings.timer_poll_interval_seconds)
+    wake.executor, wake.timers = executor, timers
     consumer = EventConsumer(kafka_consumer, coordinator, settings.consumer_batch_size)
-    return _Parts(store, registry, producer, live, consumer, relay, completions, executor, watcher)
+    return _Parts(
+        store, registry, producer, live, consumer, relay, completions, executor, watcher, timers
+    )
 
 
 async def _open_kafka(
@@ -206,12 +214,15 @@ class _Wakeups:
     def __init__(self, relay: OutboxRelay) -> None:
         self.relay = relay
         self.executor: LocalExecutor | None = None
+        self.timers: TimerLoop | None = None
 
     def after_commit(self, outcome: BatchOutcome) -> None:
         if (outcome.runs_created or outcome.tasks_queued) and self.executor:
             self.executor.wake()
         if outcome.outbox_written:
             self.relay.wake()
+        if outcome.retries_scheduled and self.timers:
+            self.timers.wake()
 
 
 async def _until_stopped(stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> None:

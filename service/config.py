@@ -157,6 +157,17 @@ class Settings(BaseModel):
         gt=0,
         description="Safety-net poll for work queued by other replicas (seconds).",
     )
+    lease_ttl_seconds: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="A running attempt whose worker stops renewing it for this long is lost "
+        "and retried (heartbeats renew it three times per period).",
+    )
+    timer_poll_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest wait between checks for due retries and expired leases (seconds).",
+    )
     relay_poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="Safety-net poll of the outbox."
     )

@@ -10,6 +10,7 @@ input (commit Kafka offsets). Bad input is refused before the transaction starts
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from service.bus.envelope import (
 )
 from service.engine.decide import (
     AttemptFinished,
+    RetryDue,
     RunCreated,
     RunSnapshot,
     TaskSnapshot,
@@ -45,6 +47,7 @@ from service.store.records import ClaimedAttempt, LockedRun, TransitionRow
 
 log = get_logger(__name__)
 
+LEASE_REAPER_SOURCE = "urn:tributary:lease-reaper"
 RUN_ID_ATTEMPTS = 8  # fresh random suffixes tried when two runs are created in the same second
 RETRY_FIRST_DELAY = 0.05  # seconds before the first retry of a batch the database could not take
 RETRY_MAX_DELAY = 5.0  # seconds between retries while the database is unavailable
@@ -59,6 +62,7 @@ class BatchOutcome:
     ignored: int = 0
     runs_created: int = 0
     tasks_queued: int = 0
+    retries_scheduled: int = 0
     outbox_written: int = 0
 
 
@@ -111,11 +115,11 @@ class Coordinator:
         self._on_commit(counts)
         return counts
 
-    async def claim(self, worker_id: str, limit: int) -> list[ClaimedAttempt]:
-        """Move up to ``limit`` queued tasks to running for this worker."""
+    async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[ClaimedAttempt]:
+        """Move up to ``limit`` queued tasks to running for this worker, under a lease."""
         async with self._store.transaction() as tx:
             tx.actor = worker_id
-            claims = await tx.claim_queued_tasks(worker_id, limit)
+            claims = await tx.claim_queued_tasks(worker_id, limit, lease_seconds)
             for claim in claims:
                 transition = start_attempt(
                     TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
@@ -133,6 +137,82 @@ class Coordinator:
         if claims:
             self._on_commit(BatchOutcome(outbox_written=outbox_written))
         return claims
+
+    async def fire_due_retries(self, limit: int) -> int:
+        """Queue again the tasks whose retry time has come; return how many were due."""
+        due = await self._store.due_retries(limit)
+        if not due:
+            return 0
+        counts = BatchOutcome()
+        by_run: dict[str, list[str]] = {}
+        for run_id, task_id in due:
+            by_run.setdefault(run_id, []).append(task_id)
+        async with self._store.transaction() as tx:
+            tx.actor = self._actor
+            for run_id in sorted(by_run):  # one lock order for every replica
+                run = await tx.lock_run(run_id)
+                if run is None or run.state in RUN_TERMINAL:
+                    continue
+                snapshot = await self._snapshot(tx, run)
+                graph = (await self._registry.version(run.pipeline_id, run.spec_hash)).graph
+                for task_id in by_run[run_id]:
+                    decision = decide(graph, snapshot, RetryDue(task_id))
+                    if decision.ignored:
+                        continue  # another replica fired it first
+                    await self._carry_out(tx, run, decision.transitions)
+                    self._record(tx, run, decision.transitions)
+                    counts.tasks_queued += 1
+            counts.outbox_written = tx.outbox_written
+        self._on_commit(counts)
+        return len(due)
+
+    async def reap_expired_leases(self, limit: int) -> int:
+        """Report attempts whose worker stopped renewing its lease as lost (failed, retryable).
+
+        The completion's id is derived from the attempt, so replicas reaping the same lease
+        produce the same event and only one applies.
+        """
+        expired = await self._store.expired_leases(limit)
+        events = []
+        for run_id, task_id, attempt, worker_id in expired:
+            log.warning(
+                "attempt.lost", run_id=run_id, task_id=task_id, attempt=attempt, worker_id=worker_id
+            )
+            reason = f"attempt lost: worker {worker_id} stopped renewing its lease"
+            events.append(
+                CloudEvent(
+                    id=f"lost:{run_id}:{task_id}:{attempt}",
+                    source=LEASE_REAPER_SOURCE,
+                    type=TASK_COMPLETED,
+                    data={
+                        "run_id": run_id,
+                        "task_id": task_id,
+                        "attempt": attempt,
+                        "outcome": "failed",
+                        "retryable": True,
+                        "error_snippet": reason,
+                        "reason": reason,
+                    },
+                    time=utc_timestamp(),
+                )
+            )
+        if events:
+            await self.apply(events)
+        return len(expired)
+
+    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
+        await self._store.renew_leases(worker_id, lease_seconds)
+
+    async def _snapshot(self, tx: Transaction, run: LockedRun) -> RunSnapshot:
+        rows = await tx.run_task_states(run.run_id)
+        return RunSnapshot(
+            run.run_id,
+            run.state,
+            {
+                r["task_id"]: TaskSnapshot(r["task_id"], TaskState(r["state"]), r["attempt"])
+                for r in rows
+            },
+        )
 
     async def _dataset_ready(
         self, tx: Transaction, event: CloudEvent, counts: BatchOutcome
@@ -221,22 +301,23 @@ class Coordinator:
         run = await tx.lock_run(data["run_id"])
         if run is None or run.state in RUN_TERMINAL:
             why = "unknown run" if run is None else f"run is {run.state}"
-            self._ignore(event, why, counts)
+            await self._ignore(tx, event, why, counts)
             return
         pipeline = await self._registry.version(run.pipeline_id, run.spec_hash)
-        rows = await tx.run_task_states(run.run_id)
-        snapshot = RunSnapshot(
-            run.run_id,
-            run.state,
-            {
-                r["task_id"]: TaskSnapshot(r["task_id"], TaskState(r["state"]), r["attempt"])
-                for r in rows
-            },
+        snapshot = await self._snapshot(tx, run)
+        finished = AttemptFinished(
+            data["task_id"],
+            data["attempt"],
+            TaskState(data["outcome"]),
+            exit_code=data.get("exit_code"),
+            retryable=data.get("retryable", True),
+            at=datetime.now(UTC),
+            jitter_sample=random.uniform(-1.0, 1.0),
+            reason=data.get("reason") or "",
         )
-        finished = AttemptFinished(data["task_id"], data["attempt"], TaskState(data["outcome"]))
         decision = decide(pipeline.graph, snapshot, finished)
         if decision.ignored:
-            self._ignore(event, decision.ignored, counts)
+            await self._ignore(tx, event, decision.ignored, counts)
             return
         await self._carry_out(tx, run, decision.transitions)
         ended_at = _parse_time(data.get("ended_at")) or datetime.now(UTC)
@@ -253,12 +334,15 @@ class Coordinator:
         self._record(tx, run, decision.transitions, {finished.task_id: details})
         counts.applied += 1
         counts.tasks_queued += sum(t.to_state == TaskState.QUEUED for t in decision.transitions)
+        counts.retries_scheduled += sum(t.retry_at is not None for t in decision.transitions)
 
     async def _carry_out(
         self, tx: Transaction, run: LockedRun, transitions: Sequence[Transition]
     ) -> None:
         moves = [
-            (t.task_id, t.from_state, t.to_state) for t in transitions if t.task_id is not None
+            (t.task_id, t.from_state, t.to_state, t.retry_at)
+            for t in transitions
+            if t.task_id is not None
         ]
         await tx.move_tasks(run.run_id, moves)
         for t in transitions:
@@ -312,6 +396,8 @@ class Coordinator:
                 RUN_STATUS, self._status.source, data, subject=run.run_id, trace_id=run.trace_id
             )
         data.update(task_id=t.task_id, attempt=t.attempt or 0, **details)
+        if t.retry_at is not None:
+            data["retry_at"] = utc_timestamp(t.retry_at)
         return new_event(
             TASK_STATUS,
             self._status.source,
@@ -321,15 +407,17 @@ class Coordinator:
         )
 
     @staticmethod
-    def _ignore(event: CloudEvent, why: str, counts: BatchOutcome) -> None:
+    async def _ignore(tx: Transaction, event: CloudEvent, why: str, counts: BatchOutcome) -> None:
+        run_id, task_id = event.data.get("run_id"), event.data.get("task_id")
         log.warning(
             "event.ignored",
             event_id=event.id,
             event_type=event.type,
             reason=why,
-            run_id=event.data.get("run_id"),
-            task_id=event.data.get("task_id"),
+            run_id=run_id,
+            task_id=task_id,
         )
+        await tx.record_ignored_event(event.source, event.id, event.type, run_id, task_id, why)
         counts.ignored += 1
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from service.engine.retry import backoff_delay, should_retry
 from service.engine.states import (
     ATTEMPT_OUTCOMES,
     TASK_BROKEN,
@@ -50,9 +52,23 @@ class AttemptFinished:
     task_id: str
     attempt: int
     outcome: TaskState
+    exit_code: int | None = None
+    # False for a fatal exit code: the retry policy is not consulted.
+    retryable: bool = True
+    # When it ended, and a sample in [-1, 1] for the backoff jitter (drawn by the caller).
+    at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    jitter_sample: float = 0.0
+    reason: str = ""
 
 
-Event = RunCreated | AttemptFinished
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """The retry time of a task that is up for retry has come."""
+
+    task_id: str
+
+
+Event = RunCreated | AttemptFinished | RetryDue
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +80,7 @@ class Transition:
     to_state: str
     attempt: int | None
     reason: str
+    retry_at: datetime | None = None  # set on moves to up_for_retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +98,19 @@ class IllegalTransition(ValueError):
 def decide(graph: TaskGraph, run: RunSnapshot, event: Event) -> Decision:
     if isinstance(event, RunCreated):
         return _on_run_created(graph, run)
+    if isinstance(event, RetryDue):
+        return _on_retry_due(run, event)
     return _on_attempt_finished(graph, run, event)
+
+
+def _on_retry_due(run: RunSnapshot, event: RetryDue) -> Decision:
+    task = run.tasks.get(event.task_id)
+    if task is None or task.state is not TaskState.UP_FOR_RETRY:
+        state = "missing" if task is None else task.state
+        return Decision(ignored=f"retry of {event.task_id!r} is not due: the task is {state}")
+    plan = _Plan(run)
+    plan.move_task(event.task_id, TaskState.QUEUED, f"retry after attempt {task.attempt}")
+    return plan.decision()
 
 
 def _on_run_created(graph: TaskGraph, run: RunSnapshot) -> Decision:
@@ -106,7 +135,21 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
             f"but the task is {task.state} at attempt {task.attempt}"
         )
     plan = _Plan(run)
-    plan.move_task(event.task_id, event.outcome, f"attempt {event.attempt} ended {event.outcome}")
+    why = f"attempt {event.attempt} ended {event.outcome}" + (
+        f": {event.reason}" if event.reason else ""
+    )
+    policy = graph.retries[event.task_id]
+    if should_retry(policy, event.attempt, event.outcome, event.exit_code, event.retryable):
+        retry_at = event.at + backoff_delay(policy, event.attempt, event.jitter_sample)
+        plan.move_task(
+            event.task_id,
+            TaskState.UP_FOR_RETRY,
+            f"{why}; attempt {event.attempt + 1} of {policy.max_attempts} at "
+            f"{retry_at.isoformat(timespec='seconds')}",
+            retry_at=retry_at,
+        )
+        return plan.decision()
+    plan.move_task(event.task_id, event.outcome, why)
     _propagate(graph, plan, event.task_id)
     _finish_run_if_done(plan)
     return plan.decision()
@@ -187,13 +230,15 @@ class _Plan:
     def all_task_states(self) -> list[TaskState]:
         return [self.task_state(task_id) for task_id in self._run.tasks]
 
-    def move_task(self, task_id: str, new: TaskState, reason: str) -> None:
+    def move_task(
+        self, task_id: str, new: TaskState, reason: str, retry_at: datetime | None = None
+    ) -> None:
         current = self.task_state(task_id)
         if not task_may_move(current, new):
             raise IllegalTransition(f"task {task_id!r}: {current} -> {new} is not allowed")
         self._changed[task_id] = new
         attempt = self._run.tasks[task_id].attempt
-        self._transitions.append(Transition(task_id, current, new, attempt, reason))
+        self._transitions.append(Transition(task_id, current, new, attempt, reason, retry_at))
 
     def move_run(self, new: RunState, reason: str) -> None:
         if not run_may_move(self._run_state, new):

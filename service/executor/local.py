@@ -15,6 +15,7 @@ from pathlib import Path
 
 from service.bus.envelope import TASK_COMPLETED, CloudEvent, new_event, utc_timestamp
 from service.coordinator import Coordinator, apply_reliably
+from service.engine.retry import classify_exit
 from service.engine.states import TaskState
 from service.errors import TributaryError
 from service.executor.process import (
@@ -25,6 +26,7 @@ from service.executor.process import (
 )
 from service.observability import bound, get_logger
 from service.pipelines import PipelineRegistry
+from service.spec.models import ExitCodes
 from service.spec.params import resolve_params
 from service.spec.render import render_task, template_values
 from service.store.records import ClaimedAttempt
@@ -76,6 +78,7 @@ class LocalExecutor:
         log_dir: Path,
         max_parallel: int,
         poll_interval: float,
+        lease_seconds: float,
     ) -> None:
         self._coordinator = coordinator
         self._registry = registry
@@ -85,6 +88,7 @@ class LocalExecutor:
         self._log_dir = log_dir
         self._max_parallel = max_parallel
         self._poll_interval = poll_interval
+        self._lease_seconds = lease_seconds
         self._running: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._accepting = True
@@ -99,7 +103,11 @@ class LocalExecutor:
     async def run(self) -> None:
         while self._accepting:
             free = self._max_parallel - len(self._running)
-            claims = await self._coordinator.claim(self._worker_id, free) if free > 0 else []
+            claims = (
+                await self._coordinator.claim(self._worker_id, free, self._lease_seconds)
+                if free > 0
+                else []
+            )
             for claim in claims:
                 task = asyncio.create_task(
                     self._execute(claim),
@@ -112,6 +120,13 @@ class LocalExecutor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
             self._wakeup.clear()
+
+    async def heartbeat(self) -> None:
+        """Renew the leases of this worker's running attempts, three times per lease."""
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            if self._running:
+                await self._coordinator.renew_leases(self._worker_id, self._lease_seconds)
 
     async def stop(self, drain_timeout: float) -> None:
         """Stop claiming; let running attempts finish for ``drain_timeout`` seconds, then kill."""
@@ -134,14 +149,15 @@ class LocalExecutor:
     async def _execute(self, claim: ClaimedAttempt) -> None:
         with bound(**claim.log_context()):
             started = datetime.now(UTC)
+            exit_codes = ExitCodes()
             try:
-                result = await self._run_attempt(claim)
+                result, exit_codes = await self._run_attempt(claim)
             except (TributaryError, OSError, KeyError) as exc:
                 # Could not even be prepared: report it failed rather than leave it running.
                 message = f"cannot run the attempt: {exc!r}"
                 log.error("attempt.unrunnable", error=message)
                 result = ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message)
-            outcome = TaskState.SUCCESS if result.exit_code == 0 else TaskState.FAILED
+            outcome, retryable = classify_exit(result.exit_code, exit_codes.skip, exit_codes.fatal)
             log.info(
                 "attempt.ended",
                 outcome=outcome,
@@ -149,9 +165,9 @@ class LocalExecutor:
                 signal=result.signal,
                 seconds=(datetime.now(UTC) - started).total_seconds(),
             )
-            self._completions.submit(self._completion(claim, result, outcome, started))
+            self._completions.submit(self._completion(claim, result, outcome, retryable, started))
 
-    async def _run_attempt(self, claim: ClaimedAttempt) -> ProcessExit:
+    async def _run_attempt(self, claim: ClaimedAttempt) -> tuple[ProcessExit, ExitCodes]:
         pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
         params = resolve_params(pipeline.spec.params, claim.params)
         values = template_values(
@@ -175,10 +191,16 @@ class LocalExecutor:
         env = task_environment(os.environ, task.env, context)
         log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
         log.info("attempt.started", argv=task.argv, log_path=str(log_path))
-        return await run_process(task.argv, env, task.cwd, log_path)
+        exit_codes = pipeline.tasks[claim.task_id].exit_codes
+        return await run_process(task.argv, env, task.cwd, log_path), exit_codes
 
     def _completion(
-        self, claim: ClaimedAttempt, result: ProcessExit, outcome: TaskState, started: datetime
+        self,
+        claim: ClaimedAttempt,
+        result: ProcessExit,
+        outcome: TaskState,
+        retryable: bool,
+        started: datetime,
     ) -> CloudEvent:
         return new_event(
             TASK_COMPLETED,
@@ -188,6 +210,7 @@ class LocalExecutor:
                 "task_id": claim.task_id,
                 "attempt": claim.attempt,
                 "outcome": str(outcome),
+                "retryable": retryable,
                 "exit_code": result.exit_code,
                 "signal": result.signal,
                 "error_snippet": result.error_snippet,

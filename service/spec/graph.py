@@ -6,7 +6,7 @@ import graphlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.spec.models import PipelineSpec, TriggerRule
+from service.spec.models import PipelineSpec, RetryPolicy, TriggerRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,7 @@ class TaskGraph:
     predecessors: Mapping[str, tuple[str, ...]]
     successors: Mapping[str, tuple[str, ...]]
     trigger_rules: Mapping[str, TriggerRule]
+    retries: Mapping[str, RetryPolicy]
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -58,4 +59,5 @@ def build_graph(spec: PipelineSpec, order: tuple[str, ...] | None = None) -> Tas
         predecessors=predecessors,
         successors={task: tuple(succ) for task, succ in successors.items()},
         trigger_rules={task.id: task.trigger_rule for task in spec.tasks},
+        retries={task.id: task.retry for task in spec.tasks},
     )

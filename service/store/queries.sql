@@ -94,16 +94,18 @@ WHERE run_id = $1 AND state = $2
 RETURNING run_id;
 
 -- name: move_tasks
--- $1 run id, $2 task ids, $3 expected states, $4 new states (parallel arrays).
+-- $1 run id, $2 task ids, $3 expected states, $4 new states, $5 retry times (parallel arrays).
 -- Returns the rows moved; a missing one was not in its expected state.
 UPDATE task_instances AS t
 SET state = m.to_state,
+    retry_at = m.retry_at,
     updated_at = now(),
     queued_at = CASE WHEN m.to_state = 'queued' THEN now() ELSE t.queued_at END,
     ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'skipped', 'upstream_failed',
                                         'timed_out', 'cancelled')
                     THEN coalesce(t.ended_at, now()) ELSE t.ended_at END
-FROM unnest($2::text[], $3::text[], $4::text[]) AS m(task_id, from_state, to_state)
+FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
+    AS m(task_id, from_state, to_state, retry_at)
 WHERE t.run_id = $1 AND t.task_id = m.task_id AND t.state = m.from_state
 RETURNING t.task_id;
 
@@ -123,7 +125,8 @@ SELECT * FROM finished
 ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 
 -- name: claim_queued_tasks
--- $1 worker id, $2 how many. Oldest runs first; rows another replica is claiming are skipped.
+-- $1 worker id, $2 how many, $3 lease in seconds. Oldest runs first; rows another replica
+-- is claiming are skipped.
 WITH claimable AS (
     SELECT t.run_id, t.task_id
     FROM task_instances AS t
@@ -135,11 +138,42 @@ WITH claimable AS (
 )
 UPDATE task_instances AS t
 SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),
+    lease_expires_at = now() + make_interval(secs => $3),
     ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL, updated_at = now()
 FROM claimable AS c, runs AS r
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
 RETURNING t.run_id, t.task_id, t.attempt, t.started_at,
           r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params;
+
+-- name: renew_leases
+-- $1 worker id, $2 lease in seconds: the heartbeat of every attempt this worker runs.
+UPDATE task_instances
+SET lease_expires_at = now() + make_interval(secs => $2)
+WHERE worker_id = $1 AND state = 'running';
+
+-- name: expired_leases
+-- $1 how many: running attempts whose worker stopped renewing their lease.
+SELECT run_id, task_id, attempt, worker_id
+FROM task_instances
+WHERE state = 'running' AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT $1;
+
+-- name: due_retries
+-- $1 how many: tasks up for retry whose time has come.
+SELECT run_id, task_id
+FROM task_instances
+WHERE state = 'up_for_retry' AND retry_at <= now()
+ORDER BY retry_at
+LIMIT $1;
+
+-- name: next_retry_at
+SELECT min(retry_at) FROM task_instances WHERE state = 'up_for_retry';
+
+-- name: record_ignored_event
+-- $1 source, $2 event id, $3 type, $4 run id, $5 task id, $6 reason.
+INSERT INTO ignored_events (source, event_id, event_type, run_id, task_id, reason)
+VALUES ($1, $2, $3, $4, $5, $6);
 
 -- name: insert_transitions
 -- $1 run ids, $2 task ids (NULL for the run), $3 attempts, $4 from, $5 to, $6 reasons, $7 actor.

@@ -155,6 +155,25 @@ class Store:
             rows = await self._pool.fetch(q("list_task_instances"), run_id)
         return [TaskRecord.from_row(dict(row)) for row in rows]
 
+    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
+        async with _translated():
+            await self._pool.execute(q("renew_leases"), worker_id, lease_seconds)
+
+    async def expired_leases(self, limit: int) -> list[tuple[str, str, int, str | None]]:
+        async with _translated():
+            rows = await self._pool.fetch(q("expired_leases"), limit)
+        return [(r["run_id"], r["task_id"], r["attempt"], r["worker_id"]) for r in rows]
+
+    async def due_retries(self, limit: int) -> list[tuple[str, str]]:
+        async with _translated():
+            rows = await self._pool.fetch(q("due_retries"), limit)
+        return [(r["run_id"], r["task_id"]) for r in rows]
+
+    async def next_retry_at(self) -> datetime | None:
+        async with _translated():
+            due: datetime | None = await self._pool.fetchval(q("next_retry_at"))
+        return due
+
     async def ping(self) -> None:
         async with _translated():
             await self._pool.fetchval(q("ping"))
@@ -231,12 +250,21 @@ class Transaction:
         if await self.conn.fetchval(q("move_run"), run_id, from_state, to_state) is None:
             raise ConcurrencyError(f"run {run_id} was not {from_state} (moving to {to_state})")
 
-    async def move_tasks(self, run_id: str, moves: Sequence[tuple[str, str, str]]) -> None:
-        """Apply (task id, expected state, new state) moves; all or none."""
+    async def move_tasks(
+        self, run_id: str, moves: Sequence[tuple[str, str, str, datetime | None]]
+    ) -> None:
+        """Apply (task id, expected state, new state, retry at) moves; all or none."""
         if not moves:
             return
-        task_ids, froms, tos = (list(column) for column in zip(*moves, strict=True))
-        moved = await self.conn.fetch(q("move_tasks"), run_id, task_ids, froms, tos)
+        task_ids = [m[0] for m in moves]
+        moved = await self.conn.fetch(
+            q("move_tasks"),
+            run_id,
+            task_ids,
+            [m[1] for m in moves],
+            [m[2] for m in moves],
+            [m[3] for m in moves],
+        )
         if len(moved) != len(moves):
             missed = set(task_ids) - {row["task_id"] for row in moved}
             raise ConcurrencyError(f"run {run_id}: tasks {sorted(missed)} changed under us")
@@ -262,9 +290,24 @@ class Transaction:
             ended_at,
         )
 
-    async def claim_queued_tasks(self, worker_id: str, limit: int) -> list[ClaimedAttempt]:
-        rows = await self.conn.fetch(q("claim_queued_tasks"), worker_id, limit)
+    async def claim_queued_tasks(
+        self, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[ClaimedAttempt]:
+        rows = await self.conn.fetch(q("claim_queued_tasks"), worker_id, limit, lease_seconds)
         return [ClaimedAttempt.from_row(dict(row)) for row in rows]
+
+    async def record_ignored_event(
+        self,
+        source: str,
+        event_id: str,
+        event_type: str,
+        run_id: str | None,
+        task_id: str | None,
+        reason: str,
+    ) -> None:
+        await self.conn.execute(
+            q("record_ignored_event"), source, event_id, event_type, run_id, task_id, reason
+        )
 
     def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
         self._transitions.extend(rows)

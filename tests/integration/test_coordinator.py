@@ -17,6 +17,7 @@ from service.pipelines import PipelineRegistry
 from service.store import Store, connect
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
+LEASE = 30.0  # seconds
 TASKS = ["ingest", "clean", "join_customers", "aggregate", "publish", "notify", "tidy_staging"]
 
 
@@ -40,13 +41,16 @@ def ready(partition: str = "2026-11-21", **data: Any) -> CloudEvent:
     )
 
 
-def completed(run_id: str, task_id: str, attempt: int, outcome: str = "success") -> CloudEvent:
+def completed(
+    run_id: str, task_id: str, attempt: int, outcome: str = "success", retryable: bool = True
+) -> CloudEvent:
     data = {
         "run_id": run_id,
         "task_id": task_id,
         "attempt": attempt,
         "outcome": outcome,
         "exit_code": 0 if outcome == "success" else 1,
+        "retryable": retryable,
     }
     return new_event(TASK_COMPLETED, "urn:worker", data)
 
@@ -74,9 +78,9 @@ async def test_a_partition_makes_one_run_whatever_is_redelivered(
 
 async def test_claim_complete_and_advance(coordinator: Coordinator, pg: asyncpg.Connection) -> None:
     await coordinator.apply([ready()])
-    [claim] = await coordinator.claim("w1", 10)
+    [claim] = await coordinator.claim("w1", 10, LEASE)
     assert (claim.task_id, claim.attempt) == ("ingest", 1)
-    assert await coordinator.claim("w1", 10) == []
+    assert await coordinator.claim("w1", 10, LEASE) == []
     outcome = await coordinator.apply([completed(claim.run_id, "ingest", 1)])
     assert outcome.tasks_queued == 1
     now = await states(pg)
@@ -89,7 +93,7 @@ async def test_stale_and_unknown_completions_are_ignored(
     coordinator: Coordinator, pg: asyncpg.Connection
 ) -> None:
     await coordinator.apply([ready()])
-    [claim] = await coordinator.claim("w1", 1)
+    [claim] = await coordinator.claim("w1", 1, LEASE)
     outcome = await coordinator.apply(
         [completed(claim.run_id, "ingest", 2), completed("no-such-run", "ingest", 1)]
     )
@@ -101,15 +105,15 @@ async def test_a_failure_fails_downstream_but_all_done_tasks_still_run(
     coordinator: Coordinator, pg: asyncpg.Connection
 ) -> None:
     await coordinator.apply([ready()])
-    [claim] = await coordinator.claim("w1", 1)
-    await coordinator.apply([completed(claim.run_id, "ingest", 1, "failed")])
+    [claim] = await coordinator.claim("w1", 1, LEASE)
+    await coordinator.apply([completed(claim.run_id, "ingest", 1, "failed", retryable=False)])
     now = await states(pg)
     assert [now[t] for t in ("clean", "join_customers", "aggregate", "publish")] == [
         "upstream_failed"
     ] * 4
     assert (now["notify"], now["tidy_staging"]) == ("queued", "queued")
     assert await pg.fetchval("SELECT state FROM runs") == "running"
-    finishers = await coordinator.claim("w1", 5)
+    finishers = await coordinator.claim("w1", 5, LEASE)
     await coordinator.apply([completed(c.run_id, c.task_id, c.attempt) for c in finishers])
     assert await pg.fetchval("SELECT state FROM runs") == "failed"
     # A late completion after the run ended changes nothing.
@@ -121,7 +125,7 @@ async def test_concurrent_claimers_never_share_a_task(
     coordinator: Coordinator, pg: asyncpg.Connection
 ) -> None:
     await coordinator.apply([ready(f"2026-01-{day:02d}") for day in range(1, 21)])
-    claims = await asyncio.gather(*(coordinator.claim(f"w{i}", 3) for i in range(8)))
+    claims = await asyncio.gather(*(coordinator.claim(f"w{i}", 3, LEASE) for i in range(8)))
     claimed = [(c.run_id, c.task_id) for batch in claims for c in batch]
     assert len(claimed) == len(set(claimed)) == 20
     assert await pg.fetchval("SELECT count(*) FROM task_instances WHERE state = 'running'") == 20
@@ -136,3 +140,55 @@ async def test_an_event_the_database_refuses_is_isolated(
     assert rejected == 1
     batch_dates = await pg.fetch("SELECT batch_date::text FROM runs ORDER BY batch_date")
     assert [r["batch_date"] for r in batch_dates] == ["2026-11-21", "2026-11-23"]
+
+
+async def test_a_failed_attempt_is_retried_when_its_time_comes(
+    coordinator: Coordinator, pg: asyncpg.Connection
+) -> None:
+    await coordinator.apply([ready()])
+    [claim] = await coordinator.claim("w1", 1, LEASE)
+    outcome = await coordinator.apply([completed(claim.run_id, "ingest", 1, "failed")])
+    assert outcome.retries_scheduled == 1
+    row = await pg.fetchrow(
+        "SELECT state, retry_at, now() AS now FROM task_instances WHERE task_id = 'ingest'"
+    )
+    assert row["state"] == "up_for_retry"
+    # orders_daily: backoff base 10s, jitter 20% -> the first retry 8 to 12 s later.
+    assert 7.5 <= (row["retry_at"] - row["now"]).total_seconds() <= 12.5
+    assert await coordinator.fire_due_retries(10) == 0  # not due yet
+    await pg.execute("UPDATE task_instances SET retry_at = now() WHERE task_id = 'ingest'")
+    assert await coordinator.fire_due_retries(10) == 1
+    assert (await states(pg))["ingest"] == "queued"
+    [again] = await coordinator.claim("w2", 1, LEASE)
+    assert (again.task_id, again.attempt) == ("ingest", 2)
+    log = await pg.fetch("SELECT to_state FROM transitions WHERE task_id = 'ingest' ORDER BY id")
+    assert [r["to_state"] for r in log] == [
+        "queued",
+        "running",
+        "up_for_retry",
+        "queued",
+        "running",
+    ]
+
+
+async def test_an_attempt_whose_lease_expires_is_lost_and_retried_once(
+    coordinator: Coordinator, pg: asyncpg.Connection
+) -> None:
+    await coordinator.apply([ready()])
+    [claim] = await coordinator.claim("w1", 1, LEASE)
+    assert await coordinator.reap_expired_leases(10) == 0
+    await pg.execute("UPDATE task_instances SET lease_expires_at = now() - interval '1 second'")
+    # Two replicas reaping at once: the lost-attempt event has one id, so it applies once.
+    await asyncio.gather(coordinator.reap_expired_leases(10), coordinator.reap_expired_leases(10))
+    row = await pg.fetchrow("SELECT state, attempt FROM task_instances WHERE task_id = 'ingest'")
+    assert (row["state"], row["attempt"]) == ("up_for_retry", 1)
+    assert (
+        await pg.fetchval("SELECT count(*) FROM transitions WHERE to_state = 'up_for_retry'") == 1
+    )
+    attempt = await pg.fetchrow("SELECT * FROM task_attempts WHERE task_id = 'ingest'")
+    assert "stopped renewing its lease" in attempt["error_snippet"]
+    # The lost worker's completion arrives late: it is ignored, and the reason is kept.
+    late = await coordinator.apply([completed(claim.run_id, "ingest", 1)])
+    assert late.ignored == 1
+    reason = await pg.fetchval("SELECT reason FROM ignored_events")
+    assert "stale completion" in reason
