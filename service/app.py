@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from service.api.http import make_app
 from service.bus.consumer import EventConsumer
+from service.bus.dead_letter import DeadLetters
 from service.bus.kafka import ensure_topics, make_consumer, make_producer, service_topics
 from service.bus.relay import OutboxRelay
 from service.config import Settings
@@ -141,7 +142,10 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         actor=settings.instance_id,
         on_commit=wake.after_commit,
     )
-    completions = CompletionBatcher(coordinator, settings.consumer_batch_size)
+    dead_letters = DeadLetters(producer, settings.topic_dead_letter)
+    completions = CompletionBatcher(
+        coordinator, dead_letters, settings.topic_completions, settings.consumer_batch_size
+    )
     executor = LocalExecutor(
         coordinator,
         registry,
@@ -155,7 +159,9 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     )
     timers = TimerLoop(coordinator, store, settings.timer_poll_interval_seconds)
     wake.executor, wake.timers = executor, timers
-    consumer = EventConsumer(kafka_consumer, coordinator, settings.consumer_batch_size)
+    consumer = EventConsumer(
+        kafka_consumer, coordinator, dead_letters, settings.consumer_batch_size
+    )
     return _Parts(
         store, registry, producer, live, consumer, relay, completions, executor, watcher, timers
     )

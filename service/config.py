@@ -110,6 +110,10 @@ class Settings(BaseModel):
     topic_status: str = Field(
         default="tributary.status", description="Topic of run.status and task.status events."
     )
+    topic_dead_letter: str = Field(
+        default="tributary.dead-letter",
+        description="Topic of refused input: original bytes, the reason in headers.",
+    )
     event_source: str = Field(
         default="urn:tributary", description="CloudEvents source of the events Tributary publishes."
     )

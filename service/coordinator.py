@@ -429,19 +429,21 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-async def apply_reliably(coordinator: Coordinator, events: Sequence[CloudEvent]) -> int:
-    """Apply ``events``, whatever happens; return how many had to be rejected.
+async def apply_reliably(
+    coordinator: Coordinator, events: Sequence[CloudEvent]
+) -> list[tuple[CloudEvent, str]]:
+    """Apply ``events``, whatever happens; return the ones refused, with the reason.
 
     A transient failure (the database away, a lost race) is retried with backoff until it
     passes: nothing is acknowledged meanwhile. Any other failure splits the batch, so that
-    only the event the database refuses is rejected (logged with its reason) and the rest apply.
+    only the event the database refuses is rejected and the rest apply.
     """
     delay = RETRY_FIRST_DELAY
     failure: Exception
     while True:
         try:
             await coordinator.apply(events)
-            return 0
+            return []
         except TributaryError as exc:
             if not exc.retriable:
                 failure = exc
@@ -454,16 +456,17 @@ async def apply_reliably(coordinator: Coordinator, events: Sequence[CloudEvent])
         delay = min(delay * 2, RETRY_MAX_DELAY)
     if len(events) > 1:
         log.error("apply.batch_failed", error=repr(failure), events=len(events))
-        rejected = 0
+        rejected: list[tuple[CloudEvent, str]] = []
         for event in events:
-            rejected += await apply_reliably(coordinator, [event])
+            rejected.extend(await apply_reliably(coordinator, [event]))
         return rejected
     event = events[0]
+    reason = f"the database refused to apply it: {failure!r}"
     log.error(
         "event.rejected",
         event_id=event.id,
         event_type=event.type,
         source=event.source,
-        reason=f"the database refused to apply it: {failure!r}",
+        reason=reason,
     )
-    return 1
+    return [(event, reason)]

@@ -188,6 +188,7 @@ def service_environment(
         "topic_triggers": f"{topic_prefix}.triggers",
         "topic_completions": f"{topic_prefix}.completions",
         "topic_status": f"{topic_prefix}.status",
+        "topic_dead_letter": f"{topic_prefix}.dead-letter",
         "redis_url": REDIS_URL,
         "redis_key_prefix": f"{redis_prefix}:{topic_prefix}",
         "pipelines_dir": str(ROOT / "examples" / "pipelines"),

@@ -13,7 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from service.bus.envelope import CloudEvent, parse_event
+from service.bus.dead_letter import DeadLetter, DeadLetters
+from service.bus.envelope import parse_event
 from service.coordinator import Coordinator, apply_reliably, check_event
 from service.errors import EventError
 from service.observability import get_logger
@@ -25,12 +26,17 @@ POLL_TIMEOUT_MS = 1_000
 
 class EventConsumer:
     def __init__(
-        self, consumer: AIOKafkaConsumer, coordinator: Coordinator, batch_size: int
+        self,
+        consumer: AIOKafkaConsumer,
+        coordinator: Coordinator,
+        dead_letters: DeadLetters,
+        batch_size: int,
     ) -> None:
         self._consumer = consumer
         self._coordinator = coordinator
+        self._dead_letters = dead_letters
         self._batch_size = batch_size
-        self.rejected = 0  # records refused as bad input, since start
+        self.rejected = 0  # records sent to the dead-letter topic, since start
 
     async def run(self) -> None:
         while True:
@@ -41,23 +47,30 @@ class EventConsumer:
             )
             if not batches:
                 continue
-            events = [event for records in batches.values() for event in self._parse(records)]
-            if events:
-                self.rejected += await apply_reliably(self._coordinator, events)
+            await self.process([record for records in batches.values() for record in records])
             await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
 
-    def _parse(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[CloudEvent]:
+    async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply what is valid, dead-letter the rest; return once all of it is durable."""
+        letters: list[DeadLetter] = []
+        by_id: dict[str, ConsumerRecord[bytes, bytes]] = {}
         events = []
         for record in records:
             try:
                 event = parse_event(record.value)
                 check_event(event)
             except EventError as exc:
-                self.rejected += 1
                 log.error("event.rejected", reason=str(exc), **_where(record))
+                letters.append(_letter(record, str(exc)))
                 continue
+            by_id[event.id] = record
             events.append(event)
-        return events
+        if events:
+            for event, reason in await apply_reliably(self._coordinator, events):
+                letters.append(_letter(by_id[event.id], reason))
+        if letters:
+            await self._dead_letters.send(letters)
+            self.rejected += len(letters)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
@@ -65,6 +78,12 @@ class EventConsumer:
         except (CommitFailedError, KafkaError) as exc:
             # The partitions moved to another member; it will redeliver, and we dedupe.
             log.warning("consumer.commit_failed", error=repr(exc))
+
+
+def _letter(record: ConsumerRecord[bytes, bytes], reason: str) -> DeadLetter:
+    return DeadLetter(
+        record.key, record.value, reason, record.topic, record.partition, record.offset
+    )
 
 
 def _where(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

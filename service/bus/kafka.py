@@ -64,7 +64,12 @@ def make_consumer(settings: Settings, topics: Sequence[str]) -> AIOKafkaConsumer
 
 
 def service_topics(settings: Settings) -> list[str]:
-    return [settings.topic_triggers, settings.topic_completions, settings.topic_status]
+    return [
+        settings.topic_triggers,
+        settings.topic_completions,
+        settings.topic_status,
+        settings.topic_dead_letter,
+    ]
 
 
 async def ensure_topics(settings: Settings, topics: Sequence[str]) -> list[str]:

@@ -13,6 +13,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from service.bus.dead_letter import DeadLetter, DeadLetters
 from service.bus.envelope import TASK_COMPLETED, CloudEvent, new_event, utc_timestamp
 from service.coordinator import Coordinator, apply_reliably
 from service.engine.retry import classify_exit
@@ -37,8 +38,16 @@ log = get_logger(__name__)
 class CompletionBatcher:
     """Applies local completions in batches: one transaction for all that arrived together."""
 
-    def __init__(self, coordinator: Coordinator, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        dead_letters: DeadLetters,
+        topic: str,
+        max_batch: int = 500,
+    ) -> None:
         self._coordinator = coordinator
+        self._dead_letters = dead_letters
+        self._topic = topic  # named as their origin in dead letters
         # None marks the end: everything before it is applied, then run() returns.
         self._queue: asyncio.Queue[CloudEvent | None] = asyncio.Queue()
         self._max_batch = max_batch
@@ -64,7 +73,16 @@ class CompletionBatcher:
                     break
                 item = self._queue.get_nowait()
             if batch:
-                await apply_reliably(self._coordinator, batch)
+                refused = await apply_reliably(self._coordinator, batch)
+                if refused:
+                    await self._dead_letters.send(
+                        [
+                            DeadLetter(
+                                event.data["run_id"].encode(), event.to_bytes(), reason, self._topic
+                            )
+                            for event, reason in refused
+                        ]
+                    )
 
 
 class LocalExecutor:

@@ -121,6 +121,16 @@ async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
         assert "data must contain ['partition']" in reasons
         assert "unknown event type 'mystery'" in reasons
         assert all(e["topic"] == triggers and "offset" in e for e in rejected)
+        # Each went to the dead-letter topic as it was, with the reason and where it came from.
+        async with TopicReader(kafka_bootstrap, env["TRIBUTARY_TOPIC_DEAD_LETTER"]) as letters:
+            dead = await letters.read_until(lambda r: len(r) >= 3, timeout=20)
+        assert sorted(r.value for r in dead) == sorted(malformed[:3])
+        for letter in dead:
+            headers = dict(letter.headers)
+            assert letter.key == b"orders_raw"
+            assert headers["tributary.topic"] == triggers.encode()
+            assert headers["tributary.reason"]
+            assert int(headers["tributary.offset"]) >= 0
         # A well-formed event whose partition the pipeline cannot map is recorded, not run.
         mismatch = [
             e for e in service.log_events() if e.get("event") == "trigger.partition_mismatch"

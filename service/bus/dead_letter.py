@@ -1,0 +1,82 @@
+"""The dead-letter topic: where refused input goes, byte for byte, with the reason.
+
+A record lands here when it is not JSON, not a CloudEvent, of an unknown type or against its
+schema, or when the database refuses to apply it. Its key and value are kept as they were;
+headers say why and where it came from (``tributary.reason``, ``tributary.topic``,
+``tributary.partition``, ``tributary.offset``, ``tributary.at``). The offset of the original is
+committed only after the dead letter is written, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from service.bus.envelope import utc_timestamp
+from service.observability import get_logger
+
+log = get_logger(__name__)
+
+RETRY_MAX_DELAY = 5.0  # seconds between tries while the broker does not take the letter
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+
+
+class DeadLetters:
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self.sent = 0  # since start
+
+    async def send(self, letters: list[DeadLetter]) -> None:
+        """Write every letter, retrying until the broker has them all."""
+        delay = 0.1
+        while letters:
+            try:
+                deliveries = [
+                    await self._producer.send(
+                        self._topic, letter.value, key=letter.key, headers=_headers(letter)
+                    )
+                    for letter in letters
+                ]
+                await asyncio.gather(*deliveries)
+            except KafkaError as exc:
+                log.warning("dead_letter.retry", error=repr(exc), letters=len(letters), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                continue
+            for letter in letters:
+                log.error(
+                    "event.dead_lettered",
+                    reason=letter.reason,
+                    topic=letter.topic,
+                    partition=letter.partition,
+                    offset=letter.offset,
+                    dead_letter_topic=self._topic,
+                )
+            self.sent += len(letters)
+            return
+
+
+def _headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    headers = [
+        ("tributary.reason", letter.reason.encode()),
+        ("tributary.topic", letter.topic.encode()),
+        ("tributary.at", utc_timestamp().encode()),
+    ]
+    if letter.partition is not None:
+        headers.append(("tributary.partition", str(letter.partition).encode()))
+    if letter.offset is not None:
+        headers.append(("tributary.offset", str(letter.offset).encode()))
+    return headers
