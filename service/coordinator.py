@@ -1,10 +1,11 @@
 """Carries the engine's decisions out: one PostgreSQL transaction per batch of events.
 
 Kafka triggers, Kafka completions and the local executor's completions all arrive here as
-CloudEvents and take the same path: record the event id (a duplicate is a no-op), lock the
-run, ask :func:`decide`, apply the transitions with guarded updates, append the transition
-log and the status events to the outbox, commit. Only then may the caller acknowledge the
-input (commit Kafka offsets). Bad input is refused before the transaction starts.
+CloudEvents and take the same path: record the event ids (duplicates are no-ops), lock the
+runs they touch, ask :func:`decide` for each event against the runs as they are at that point
+of the batch, then write every move, result, log row and status event in bulk, and commit.
+Only then may the caller acknowledge the input (commit Kafka offsets). Bad input is refused
+before the transaction starts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -42,7 +43,14 @@ from service.observability import get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.loader import Pipeline
 from service.spec.params import ParamValue, resolve_params
-from service.store import OutboxRow, Store, Transaction
+from service.store import (
+    AttemptResult,
+    IgnoredEvent,
+    OutboxRow,
+    Store,
+    TaskMove,
+    Transaction,
+)
 from service.store.records import ClaimedAttempt, LockedRun, TransitionRow
 
 log = get_logger(__name__)
@@ -83,6 +91,67 @@ def check_event(event: CloudEvent) -> None:
         raise EventError(f"event type {event.type!r} is not consumed by the orchestrator")
 
 
+class _Work:
+    """The runs one transaction changes: locked rows, task states as the batch has left them
+    so far, and the moves and results to write in bulk at the end."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self.tx = tx
+        self.runs: dict[str, LockedRun] = {}
+        self.run_states: dict[str, RunState] = {}
+        self.tasks: dict[str, dict[str, TaskSnapshot]] = {}
+        self.results: list[AttemptResult] = []
+        self._task_moves: dict[tuple[str, str], TaskMove] = {}
+        self._run_moves: dict[str, tuple[str, str]] = {}
+
+    async def load(self, run_ids: Iterable[str]) -> None:
+        wanted = sorted(set(run_ids) - set(self.runs))
+        if not wanted:
+            return
+        locked = await self.tx.lock_runs(wanted)
+        states = await self.tx.task_states(list(locked))
+        for run_id, run in locked.items():
+            self.runs[run_id] = run
+            self.run_states[run_id] = run.state
+            self.tasks[run_id] = {
+                task_id: TaskSnapshot(task_id, TaskState(state), attempt)
+                for task_id, (state, attempt) in states[run_id].items()
+            }
+
+    def add_new_run(self, run: LockedRun, task_ids: Sequence[str]) -> None:
+        self.runs[run.run_id] = run
+        self.run_states[run.run_id] = run.state
+        self.tasks[run.run_id] = {t: TaskSnapshot(t, TaskState.PENDING, 0) for t in task_ids}
+
+    def snapshot(self, run_id: str) -> RunSnapshot:
+        return RunSnapshot(run_id, self.run_states[run_id], self.tasks[run_id])
+
+    def apply(self, run_id: str, transitions: Sequence[Transition]) -> None:
+        """Take the transitions into the batch's view; keep one net move per row."""
+        for t in transitions:
+            if t.task_id is None:
+                first = self._run_moves.get(run_id, (t.from_state, t.to_state))[0]
+                self._run_moves[run_id] = (first, t.to_state)
+                self.run_states[run_id] = RunState(t.to_state)
+                continue
+            key = (run_id, t.task_id)
+            earlier = self._task_moves.get(key)
+            self._task_moves[key] = TaskMove(
+                run_id,
+                t.task_id,
+                earlier.from_state if earlier else t.from_state,
+                t.to_state,
+                t.retry_at,
+            )
+            attempt = self.tasks[run_id][t.task_id].attempt
+            self.tasks[run_id][t.task_id] = TaskSnapshot(t.task_id, TaskState(t.to_state), attempt)
+
+    async def write(self) -> None:
+        await self.tx.move_tasks(list(self._task_moves.values()))
+        await self.tx.move_runs([(run, m[0], m[1]) for run, m in self._run_moves.items()])
+        await self.tx.record_attempt_results(self.results)
+
+
 class Coordinator:
     def __init__(
         self,
@@ -101,16 +170,21 @@ class Coordinator:
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         """Apply a batch in one transaction. Events must have passed :func:`check_event`."""
         counts = BatchOutcome()
+        unique = list({(e.source, e.id): e for e in reversed(events)}.values())[::-1]
+        counts.duplicates = len(events) - len(unique)
         async with self._store.transaction() as tx:
             tx.actor = self._actor
-            for event in events:
-                if not await tx.mark_event_processed(event.source, event.id, event.type):
-                    counts.duplicates += 1
-                    continue
+            fresh = await tx.mark_events_processed([(e.source, e.id, e.type) for e in unique])
+            work = _Work(tx)
+            todo = [e for e in unique if (e.source, e.id) in fresh]
+            counts.duplicates += len(unique) - len(todo)
+            await work.load(e.data["run_id"] for e in todo if e.type == TASK_COMPLETED)
+            for event in todo:
                 if event.type == DATASET_READY:
-                    await self._dataset_ready(tx, event, counts)
+                    await self._dataset_ready(work, event, counts)
                 else:
-                    await self._task_completed(tx, event, counts)
+                    await self._task_completed(work, event, counts)
+            await work.write()
             counts.outbox_written = tx.outbox_written
         self._on_commit(counts)
         return counts
@@ -138,30 +212,31 @@ class Coordinator:
             self._on_commit(BatchOutcome(outbox_written=outbox_written))
         return claims
 
+    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
+        await self._store.renew_leases(worker_id, lease_seconds)
+
     async def fire_due_retries(self, limit: int) -> int:
         """Queue again the tasks whose retry time has come; return how many were due."""
         due = await self._store.due_retries(limit)
         if not due:
             return 0
         counts = BatchOutcome()
-        by_run: dict[str, list[str]] = {}
-        for run_id, task_id in due:
-            by_run.setdefault(run_id, []).append(task_id)
         async with self._store.transaction() as tx:
             tx.actor = self._actor
-            for run_id in sorted(by_run):  # one lock order for every replica
-                run = await tx.lock_run(run_id)
-                if run is None or run.state in RUN_TERMINAL:
+            work = _Work(tx)
+            await work.load(run_id for run_id, _ in due)
+            for run_id, task_id in due:
+                if run_id not in work.runs or work.run_states[run_id] in RUN_TERMINAL:
                     continue
-                snapshot = await self._snapshot(tx, run)
+                run = work.runs[run_id]
                 graph = (await self._registry.version(run.pipeline_id, run.spec_hash)).graph
-                for task_id in by_run[run_id]:
-                    decision = decide(graph, snapshot, RetryDue(task_id))
-                    if decision.ignored:
-                        continue  # another replica fired it first
-                    await self._carry_out(tx, run, decision.transitions)
-                    self._record(tx, run, decision.transitions)
-                    counts.tasks_queued += 1
+                decision = decide(graph, work.snapshot(run_id), RetryDue(task_id))
+                if decision.ignored:
+                    continue  # another replica fired it first
+                work.apply(run_id, decision.transitions)
+                self._record(tx, run, decision.transitions)
+                counts.tasks_queued += 1
+            await work.write()
             counts.outbox_written = tx.outbox_written
         self._on_commit(counts)
         return len(due)
@@ -200,26 +275,12 @@ class Coordinator:
             await self.apply(events)
         return len(expired)
 
-    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
-        await self._store.renew_leases(worker_id, lease_seconds)
+    # --- triggers ------------------------------------------------------------------------
 
-    async def _snapshot(self, tx: Transaction, run: LockedRun) -> RunSnapshot:
-        rows = await tx.run_task_states(run.run_id)
-        return RunSnapshot(
-            run.run_id,
-            run.state,
-            {
-                r["task_id"]: TaskSnapshot(r["task_id"], TaskState(r["state"]), r["attempt"])
-                for r in rows
-            },
-        )
-
-    async def _dataset_ready(
-        self, tx: Transaction, event: CloudEvent, counts: BatchOutcome
-    ) -> None:
+    async def _dataset_ready(self, work: _Work, event: CloudEvent, counts: BatchOutcome) -> None:
         data = event.data
         dataset, partition = data["dataset"], data["partition"]
-        await tx.record_dataset_partition(
+        await work.tx.record_dataset_partition(
             dataset, partition, data.get("version") or event.id, data.get("producer"), event.id
         )
         for pipeline in self._registry.triggered_by(dataset):
@@ -238,24 +299,25 @@ class Coordinator:
             others = [
                 (t.dataset, t.partition_for(batch_date)) for t in triggers if t is not trigger
             ]
-            if others and await tx.ready_datasets(others) != {d for d, _ in others}:
+            if others and await work.tx.ready_datasets(others) != {d for d, _ in others}:
                 continue
-            run_id = await self._create_run(
-                tx,
+            created = await self._create_run(
+                work,
                 pipeline,
                 batch_date,
                 trace_id=event.trace_id or secrets.token_hex(16),
                 reason=f"{DATASET_READY} {dataset} {partition}",
             )
-            if run_id is not None:
+            if created:
                 counts.runs_created += 1
                 counts.tasks_queued += len(pipeline.graph.roots)
         counts.applied += 1
 
     async def _create_run(
-        self, tx: Transaction, pipeline: Pipeline, batch_date: date, trace_id: str, reason: str
-    ) -> str | None:
+        self, work: _Work, pipeline: Pipeline, batch_date: date, trace_id: str, reason: str
+    ) -> bool:
         """Create the run for (pipeline, batch date) unless it exists; queue its first tasks."""
+        tx = work.tx
         trigger_key = f"batch_date:{batch_date.isoformat()}"
         params = {
             name: _jsonable(value)
@@ -269,21 +331,17 @@ class Coordinator:
                 break
             if await tx.run_for_trigger(pipeline.id, trigger_key) is not None:
                 log.info("run.exists", pipeline_id=pipeline.id, trigger_key=trigger_key)
-                return None
+                return False
         else:
             raise ConcurrencyError(f"no free run id after {RUN_ID_ATTEMPTS} tries")
         await tx.insert_task_instances(run_id, pipeline.graph.order)
         run = LockedRun(
             run_id, pipeline.id, pipeline.spec_hash, batch_date, RunState.QUEUED, trace_id
         )
+        work.add_new_run(run, pipeline.graph.order)
+        decision = decide(pipeline.graph, work.snapshot(run_id), RunCreated())
+        work.apply(run_id, decision.transitions)
         created = Transition(None, "", RunState.QUEUED, None, reason)
-        snapshot = RunSnapshot(
-            run_id,
-            RunState.QUEUED,
-            {task: TaskSnapshot(task, TaskState.PENDING, 0) for task in pipeline.graph.order},
-        )
-        decision = decide(pipeline.graph, snapshot, RunCreated())
-        await self._carry_out(tx, run, decision.transitions)
         self._record(tx, run, [created, *decision.transitions])
         log.info(
             "run.created",
@@ -292,19 +350,18 @@ class Coordinator:
             batch_date=str(batch_date),
             trace_id=trace_id,
         )
-        return run_id
+        return True
 
-    async def _task_completed(
-        self, tx: Transaction, event: CloudEvent, counts: BatchOutcome
-    ) -> None:
+    # --- completions ---------------------------------------------------------------------
+
+    async def _task_completed(self, work: _Work, event: CloudEvent, counts: BatchOutcome) -> None:
         data = event.data
-        run = await tx.lock_run(data["run_id"])
-        if run is None or run.state in RUN_TERMINAL:
-            why = "unknown run" if run is None else f"run is {run.state}"
-            await self._ignore(tx, event, why, counts)
+        run = work.runs.get(data["run_id"])
+        if run is None or work.run_states[run.run_id] in RUN_TERMINAL:
+            why = "unknown run" if run is None else f"run is {work.run_states[run.run_id]}"
+            self._ignore(work.tx, event, why, counts)
             return
         pipeline = await self._registry.version(run.pipeline_id, run.spec_hash)
-        snapshot = await self._snapshot(tx, run)
         finished = AttemptFinished(
             data["task_id"],
             data["attempt"],
@@ -315,39 +372,29 @@ class Coordinator:
             jitter_sample=random.uniform(-1.0, 1.0),
             reason=data.get("reason") or "",
         )
-        decision = decide(pipeline.graph, snapshot, finished)
+        decision = decide(pipeline.graph, work.snapshot(run.run_id), finished)
         if decision.ignored:
-            await self._ignore(tx, event, decision.ignored, counts)
+            self._ignore(work.tx, event, decision.ignored, counts)
             return
-        await self._carry_out(tx, run, decision.transitions)
-        ended_at = _parse_time(data.get("ended_at")) or datetime.now(UTC)
-        await tx.record_attempt_result(
-            run.run_id,
-            finished.task_id,
-            finished.attempt,
-            data.get("exit_code"),
-            data.get("error_snippet"),
-            data.get("stderr_tail"),
-            ended_at,
+        work.apply(run.run_id, decision.transitions)
+        work.results.append(
+            AttemptResult(
+                run.run_id,
+                finished.task_id,
+                finished.attempt,
+                data.get("exit_code"),
+                data.get("error_snippet"),
+                data.get("stderr_tail"),
+                _parse_time(data.get("ended_at")) or datetime.now(UTC),
+            )
         )
         details = {key: data.get(key) for key in ("exit_code", "signal", "error_snippet")}
-        self._record(tx, run, decision.transitions, {finished.task_id: details})
+        self._record(work.tx, run, decision.transitions, {finished.task_id: details})
         counts.applied += 1
         counts.tasks_queued += sum(t.to_state == TaskState.QUEUED for t in decision.transitions)
         counts.retries_scheduled += sum(t.retry_at is not None for t in decision.transitions)
 
-    async def _carry_out(
-        self, tx: Transaction, run: LockedRun, transitions: Sequence[Transition]
-    ) -> None:
-        moves = [
-            (t.task_id, t.from_state, t.to_state, t.retry_at)
-            for t in transitions
-            if t.task_id is not None
-        ]
-        await tx.move_tasks(run.run_id, moves)
-        for t in transitions:
-            if t.task_id is None:
-                await tx.move_run(run.run_id, t.from_state, t.to_state)
+    # --- records -------------------------------------------------------------------------
 
     def _record(
         self,
@@ -407,7 +454,7 @@ class Coordinator:
         )
 
     @staticmethod
-    async def _ignore(tx: Transaction, event: CloudEvent, why: str, counts: BatchOutcome) -> None:
+    def _ignore(tx: Transaction, event: CloudEvent, why: str, counts: BatchOutcome) -> None:
         run_id, task_id = event.data.get("run_id"), event.data.get("task_id")
         log.warning(
             "event.ignored",
@@ -417,16 +464,8 @@ class Coordinator:
             run_id=run_id,
             task_id=task_id,
         )
-        await tx.record_ignored_event(event.source, event.id, event.type, run_id, task_id, why)
+        tx.add_ignored(IgnoredEvent(event.source, event.id, event.type, run_id, task_id, why))
         counts.ignored += 1
-
-
-def _jsonable(value: ParamValue) -> str | int | float | bool:
-    return value.isoformat() if isinstance(value, date) else value
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 async def apply_reliably(
@@ -470,3 +509,11 @@ async def apply_reliably(
         reason=reason,
     )
     return [(event, reason)]
+
+
+def _jsonable(value: ParamValue) -> str | int | float | bool:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -35,12 +35,13 @@ ON CONFLICT (pipeline_id, spec_hash) DO NOTHING;
 SELECT spec FROM pipeline_versions WHERE pipeline_id = $1 AND spec_hash = $2;
 
 
--- name: mark_event_processed
--- $1 source, $2 event id, $3 type. No row back: the event was applied before (a duplicate).
+-- name: mark_events_processed
+-- $1 sources, $2 event ids, $3 types. Returns the events not seen before; the rest are
+-- duplicates, applied by an earlier transaction.
 INSERT INTO processed_events (source, event_id, event_type)
-VALUES ($1, $2, $3)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
 ON CONFLICT (source, event_id) DO NOTHING
-RETURNING event_id;
+RETURNING source, event_id;
 
 -- name: record_dataset_partition
 -- $1 dataset, $2 partition, $3 version, $4 producer, $5 event id.
@@ -73,29 +74,35 @@ SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
 INSERT INTO task_instances (run_id, task_id, state)
 SELECT $1, task_id, 'pending' FROM unnest($2::text[]) AS task_id;
 
--- name: lock_run
--- $1 run id. Serializes every change to one run, across replicas.
+-- name: lock_runs
+-- $1 run ids. Serializes every change to these runs, across replicas; always locked in
+-- run id order, so two transactions never wait on each other in a circle.
 SELECT run_id, pipeline_id, spec_hash, batch_date, state, trace_id
-FROM runs WHERE run_id = $1
+FROM runs WHERE run_id = ANY($1::text[])
+ORDER BY run_id
 FOR UPDATE;
 
--- name: run_task_states
--- $1 run id.
-SELECT task_id, state, attempt FROM task_instances WHERE run_id = $1;
+-- name: task_states
+-- $1 run ids.
+SELECT run_id, task_id, state, attempt FROM task_instances WHERE run_id = ANY($1::text[]);
 
--- name: move_run
--- $1 run id, $2 expected state, $3 new state. No row back: the run was not in $2.
-UPDATE runs
-SET state = $3,
+-- name: move_runs
+-- $1 run ids, $2 expected states, $3 new states. Returns the runs moved; a missing one was
+-- not in its expected state.
+UPDATE runs AS r
+SET state = m.to_state,
     updated_at = now(),
-    started_at = CASE WHEN $3 = 'running' THEN coalesce(started_at, now()) ELSE started_at END,
-    ended_at = CASE WHEN $3 IN ('success', 'failed', 'cancelled') THEN now() ELSE ended_at END
-WHERE run_id = $1 AND state = $2
-RETURNING run_id;
+    started_at = CASE WHEN m.to_state = 'running' THEN coalesce(r.started_at, now())
+                      ELSE r.started_at END,
+    ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'cancelled') THEN now()
+                    ELSE r.ended_at END
+FROM unnest($1::text[], $2::text[], $3::text[]) AS m(run_id, from_state, to_state)
+WHERE r.run_id = m.run_id AND r.state = m.from_state
+RETURNING r.run_id;
 
 -- name: move_tasks
--- $1 run id, $2 task ids, $3 expected states, $4 new states, $5 retry times (parallel arrays).
--- Returns the rows moved; a missing one was not in its expected state.
+-- $1 run ids, $2 task ids, $3 expected states, $4 new states, $5 retry times (parallel
+-- arrays). Returns the rows moved; a missing one was not in its expected state.
 UPDATE task_instances AS t
 SET state = m.to_state,
     retry_at = m.retry_at,
@@ -104,20 +111,24 @@ SET state = m.to_state,
     ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'skipped', 'upstream_failed',
                                         'timed_out', 'cancelled')
                     THEN coalesce(t.ended_at, now()) ELSE t.ended_at END
-FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
-    AS m(task_id, from_state, to_state, retry_at)
-WHERE t.run_id = $1 AND t.task_id = m.task_id AND t.state = m.from_state
-RETURNING t.task_id;
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+    AS m(run_id, task_id, from_state, to_state, retry_at)
+WHERE t.run_id = m.run_id AND t.task_id = m.task_id AND t.state = m.from_state
+RETURNING t.run_id, t.task_id;
 
--- name: record_attempt_result
--- $1 run id, $2 task id, $3 attempt, $4 exit code, $5 error snippet, $6 stderr tail,
--- $7 ended at. Stores the outcome on the instance and archives the attempt.
+-- name: record_attempt_results
+-- $1 run ids, $2 task ids, $3 attempts, $4 exit codes, $5 error snippets, $6 stderr tails,
+-- $7 end times (parallel arrays). Stores each outcome on its instance and archives it.
 WITH finished AS (
-    UPDATE task_instances
-    SET exit_code = $4, error_snippet = $5, stderr_tail = $6, ended_at = $7, updated_at = now()
-    WHERE run_id = $1 AND task_id = $2 AND attempt = $3
-    RETURNING run_id, task_id, attempt, state, worker_id, started_at, ended_at,
-              exit_code, error_snippet, stderr_tail
+    UPDATE task_instances AS t
+    SET exit_code = r.exit_code, error_snippet = r.error_snippet, stderr_tail = r.stderr_tail,
+        ended_at = r.ended_at, updated_at = now()
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[],
+                $7::timestamptz[])
+        AS r(run_id, task_id, attempt, exit_code, error_snippet, stderr_tail, ended_at)
+    WHERE t.run_id = r.run_id AND t.task_id = r.task_id AND t.attempt = r.attempt
+    RETURNING t.run_id, t.task_id, t.attempt, t.state, t.worker_id, t.started_at, t.ended_at,
+              t.exit_code, t.error_snippet, t.stderr_tail
 )
 INSERT INTO task_attempts (run_id, task_id, attempt, state, worker_id, started_at, ended_at,
                            exit_code, error_snippet, stderr_tail)
@@ -170,10 +181,10 @@ LIMIT $1;
 -- name: next_retry_at
 SELECT min(retry_at) FROM task_instances WHERE state = 'up_for_retry';
 
--- name: record_ignored_event
--- $1 source, $2 event id, $3 type, $4 run id, $5 task id, $6 reason.
+-- name: record_ignored_events
+-- $1 sources, $2 event ids, $3 types, $4 run ids, $5 task ids, $6 reasons.
 INSERT INTO ignored_events (source, event_id, event_type, run_id, task_id, reason)
-VALUES ($1, $2, $3, $4, $5, $6);
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]);
 
 -- name: insert_transitions
 -- $1 run ids, $2 task ids (NULL for the run), $3 attempts, $4 from, $5 to, $6 reasons, $7 actor.

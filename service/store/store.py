@@ -179,21 +179,60 @@ class Store:
             await self._pool.fetchval(q("ping"))
 
 
+@dataclass(frozen=True, slots=True)
+class TaskMove:
+    run_id: str
+    task_id: str
+    from_state: str
+    to_state: str
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    run_id: str
+    task_id: str
+    attempt: int
+    exit_code: int | None
+    error_snippet: str | None
+    stderr_tail: str | None
+    ended_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredEvent:
+    source: str
+    event_id: str
+    event_type: str
+    run_id: str | None
+    task_id: str | None
+    reason: str
+
+
 @dataclass
 class Transaction:
-    """One open transaction; append-only rows are written in bulk at :meth:`flush`."""
+    """One open transaction. Reads and guarded moves take many rows per statement; the
+    append-only rows (transition log, outbox, ignored events) are written at :meth:`flush`."""
 
     conn: Connection
     actor: str = "tributary"
     _transitions: list[TransitionRow] = field(default_factory=list)
     _outbox: list[OutboxRow] = field(default_factory=list)
+    _ignored: list[IgnoredEvent] = field(default_factory=list)
 
-    async def mark_event_processed(self, source: str, event_id: str, event_type: str) -> bool:
-        """True the first time this event is seen; False for a duplicate."""
-        return (
-            await self.conn.fetchval(q("mark_event_processed"), source, event_id, event_type)
-            is not None
+    async def mark_events_processed(
+        self, events: Sequence[tuple[str, str, str]]
+    ) -> set[tuple[str, str]]:
+        """Record (source, id, type) of each event; return those seen for the first time."""
+        if not events:
+            return set()
+        rows = await self.conn.fetch(
+            q("mark_events_processed"),
+            [e[0] for e in events],
+            [e[1] for e in events],
+            [e[2] for e in events],
         )
+        return {(row["source"], row["event_id"]) for row in rows}
 
     async def record_dataset_partition(
         self, dataset: str, partition: str, version: str, producer: str | None, event_id: str
@@ -231,63 +270,67 @@ class Transaction:
         return created is not None
 
     async def run_for_trigger(self, pipeline_id: str, trigger_key: str) -> str | None:
-        result: str | None = await self.conn.fetchval(
+        run_id: str | None = await self.conn.fetchval(
             q("run_for_trigger"), pipeline_id, trigger_key
         )
-        return result
+        return run_id
 
     async def insert_task_instances(self, run_id: str, task_ids: Sequence[str]) -> None:
         await self.conn.execute(q("insert_task_instances"), run_id, list(task_ids))
 
-    async def lock_run(self, run_id: str) -> LockedRun | None:
-        row = await self.conn.fetchrow(q("lock_run"), run_id)
-        return LockedRun.from_row(dict(row)) if row else None
+    async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:
+        """Lock the runs (in run id order); runs that do not exist are absent."""
+        rows = await self.conn.fetch(q("lock_runs"), sorted(set(run_ids)))
+        return {row["run_id"]: LockedRun.from_row(dict(row)) for row in rows}
 
-    async def run_task_states(self, run_id: str) -> list[asyncpg.Record]:
-        return list(await self.conn.fetch(q("run_task_states"), run_id))
+    async def task_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, tuple[str, int]]]:
+        """run id -> task id -> (state, attempt)."""
+        found: dict[str, dict[str, tuple[str, int]]] = {run_id: {} for run_id in run_ids}
+        for row in await self.conn.fetch(q("task_states"), list(run_ids)):
+            found[row["run_id"]][row["task_id"]] = (row["state"], row["attempt"])
+        return found
 
-    async def move_run(self, run_id: str, from_state: str, to_state: str) -> None:
-        if await self.conn.fetchval(q("move_run"), run_id, from_state, to_state) is None:
-            raise ConcurrencyError(f"run {run_id} was not {from_state} (moving to {to_state})")
-
-    async def move_tasks(
-        self, run_id: str, moves: Sequence[tuple[str, str, str, datetime | None]]
-    ) -> None:
-        """Apply (task id, expected state, new state, retry at) moves; all or none."""
+    async def move_runs(self, moves: Sequence[tuple[str, str, str]]) -> None:
+        """Apply (run id, expected state, new state) moves; all or none."""
         if not moves:
             return
-        task_ids = [m[0] for m in moves]
         moved = await self.conn.fetch(
-            q("move_tasks"),
-            run_id,
-            task_ids,
-            [m[1] for m in moves],
-            [m[2] for m in moves],
-            [m[3] for m in moves],
+            q("move_runs"), [m[0] for m in moves], [m[1] for m in moves], [m[2] for m in moves]
         )
         if len(moved) != len(moves):
-            missed = set(task_ids) - {row["task_id"] for row in moved}
-            raise ConcurrencyError(f"run {run_id}: tasks {sorted(missed)} changed under us")
+            missed = {m[0] for m in moves} - {row["run_id"] for row in moved}
+            raise ConcurrencyError(f"runs {sorted(missed)} changed under us")
 
-    async def record_attempt_result(
-        self,
-        run_id: str,
-        task_id: str,
-        attempt: int,
-        exit_code: int | None,
-        error_snippet: str | None,
-        stderr_tail: str | None,
-        ended_at: datetime,
-    ) -> None:
+    async def move_tasks(self, moves: Sequence[TaskMove]) -> None:
+        """Apply guarded task moves; all or none."""
+        if not moves:
+            return
+        moved = await self.conn.fetch(
+            q("move_tasks"),
+            [m.run_id for m in moves],
+            [m.task_id for m in moves],
+            [m.from_state for m in moves],
+            [m.to_state for m in moves],
+            [m.retry_at for m in moves],
+        )
+        if len(moved) != len(moves):
+            missed = {(m.run_id, m.task_id) for m in moves} - {
+                (row["run_id"], row["task_id"]) for row in moved
+            }
+            raise ConcurrencyError(f"tasks {sorted(missed)} changed under us")
+
+    async def record_attempt_results(self, results: Sequence[AttemptResult]) -> None:
+        if not results:
+            return
         await self.conn.execute(
-            q("record_attempt_result"),
-            run_id,
-            task_id,
-            attempt,
-            exit_code,
-            error_snippet,
-            stderr_tail,
-            ended_at,
+            q("record_attempt_results"),
+            [r.run_id for r in results],
+            [r.task_id for r in results],
+            [r.attempt for r in results],
+            [r.exit_code for r in results],
+            [r.error_snippet for r in results],
+            [r.stderr_tail for r in results],
+            [r.ended_at for r in results],
         )
 
     async def claim_queued_tasks(
@@ -296,24 +339,14 @@ class Transaction:
         rows = await self.conn.fetch(q("claim_queued_tasks"), worker_id, limit, lease_seconds)
         return [ClaimedAttempt.from_row(dict(row)) for row in rows]
 
-    async def record_ignored_event(
-        self,
-        source: str,
-        event_id: str,
-        event_type: str,
-        run_id: str | None,
-        task_id: str | None,
-        reason: str,
-    ) -> None:
-        await self.conn.execute(
-            q("record_ignored_event"), source, event_id, event_type, run_id, task_id, reason
-        )
-
     def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
         self._transitions.extend(rows)
 
     def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
         self._outbox.extend(rows)
+
+    def add_ignored(self, event: IgnoredEvent) -> None:
+        self._ignored.append(event)
 
     @property
     def outbox_written(self) -> int:
@@ -333,13 +366,24 @@ class Transaction:
                 self.actor,
             )
         if self._outbox:
-            rows_out = self._outbox
+            out = self._outbox
             await self.conn.execute(
                 q("insert_outbox"),
-                [r.event_id for r in rows_out],
-                [r.topic for r in rows_out],
-                [r.key for r in rows_out],
-                [r.payload for r in rows_out],
+                [r.event_id for r in out],
+                [r.topic for r in out],
+                [r.key for r in out],
+                [r.payload for r in out],
+            )
+        if self._ignored:
+            ign = self._ignored
+            await self.conn.execute(
+                q("record_ignored_events"),
+                [e.source for e in ign],
+                [e.event_id for e in ign],
+                [e.event_type for e in ign],
+                [e.run_id for e in ign],
+                [e.task_id for e in ign],
+                [e.reason for e in ign],
             )
 
 
