@@ -136,8 +136,9 @@ SELECT * FROM finished
 ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 
 -- name: claim_queued_tasks
--- $1 worker id, $2 how many, $3 lease in seconds. Oldest runs first; rows another replica
--- is claiming are skipped.
+-- $1 worker id, $2 how many, $3 lease in seconds. Oldest runs first. The run rows are locked
+-- too, like every other writer of a run's events does, so each run's status events are
+-- committed in the order they are written; rows locked elsewhere are skipped, never waited for.
 WITH claimable AS (
     SELECT t.run_id, t.task_id
     FROM task_instances AS t
@@ -145,7 +146,7 @@ WITH claimable AS (
     WHERE t.state = 'queued'
     ORDER BY r.created_at, t.queued_at
     LIMIT $2
-    FOR UPDATE OF t SKIP LOCKED
+    FOR UPDATE OF t, r SKIP LOCKED
 )
 UPDATE task_instances AS t
 SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),
