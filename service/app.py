@@ -223,7 +223,9 @@ class _Wakeups:
         self.timers: TimerLoop | None = None
 
     def after_commit(self, outcome: BatchOutcome) -> None:
-        if (outcome.runs_created or outcome.tasks_queued) and self.executor:
+        if (outcome.runs_created or outcome.tasks_queued or outcome.datasets_recorded) and (
+            self.executor
+        ):
             self.executor.wake()
         if outcome.outbox_written:
             self.relay.wake()

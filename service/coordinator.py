@@ -19,7 +19,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from service.bus.envelope import (
+    DATASET_PRODUCED,
     DATASET_READY,
+    RUN_REQUESTED,
     RUN_STATUS,
     TASK_COMPLETED,
     TASK_STATUS,
@@ -38,11 +40,13 @@ from service.engine.decide import (
     start_attempt,
 )
 from service.engine.states import RUN_TERMINAL, RunState, TaskState
-from service.errors import ConcurrencyError, EventError, TributaryError
+from service.errors import ConcurrencyError, EventError, SpecError, TributaryError
 from service.observability import get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.loader import Pipeline
 from service.spec.params import ParamValue, resolve_params
+from service.spec.render import template_values
+from service.spec.validate import suggest
 from service.store import (
     AttemptResult,
     IgnoredEvent,
@@ -71,6 +75,7 @@ class BatchOutcome:
     runs_created: int = 0
     tasks_queued: int = 0
     retries_scheduled: int = 0
+    datasets_recorded: int = 0  # may unblock tasks waiting for data
     outbox_written: int = 0
 
 
@@ -87,7 +92,7 @@ def new_run_id(now: datetime, suffix: str | None = None) -> str:
 
 def check_event(event: CloudEvent) -> None:
     """Refuse what no transaction could apply, before one starts."""
-    if event.type not in (DATASET_READY, TASK_COMPLETED):
+    if event.type not in (DATASET_READY, RUN_REQUESTED, TASK_COMPLETED):
         raise EventError(f"event type {event.type!r} is not consumed by the orchestrator")
 
 
@@ -182,6 +187,8 @@ class Coordinator:
             for event in todo:
                 if event.type == DATASET_READY:
                     await self._dataset_ready(work, event, counts)
+                elif event.type == RUN_REQUESTED:
+                    await self._run_requested(work, event, counts)
                 else:
                     await self._task_completed(work, event, counts)
             await work.write()
@@ -279,54 +286,114 @@ class Coordinator:
 
     async def _dataset_ready(self, work: _Work, event: CloudEvent, counts: BatchOutcome) -> None:
         data = event.data
-        dataset, partition = data["dataset"], data["partition"]
+        version = data.get("version") or event.id
         await work.tx.record_dataset_partition(
-            dataset, partition, data.get("version") or event.id, data.get("producer"), event.id
+            data["dataset"], data["partition"], version, data.get("producer"), event.id
         )
+        counts.datasets_recorded += 1
+        await self._trigger(
+            work,
+            data["dataset"],
+            data["partition"],
+            version,
+            event.trace_id or secrets.token_hex(16),
+            event.id,
+            counts,
+        )
+        counts.applied += 1
+
+    async def _trigger(
+        self,
+        work: _Work,
+        dataset: str,
+        partition: str,
+        version: str,
+        trace_id: str,
+        cause: str,
+        counts: BatchOutcome,
+    ) -> None:
+        """Start a run of each pipeline whose dataset triggers are now all ready."""
         for pipeline in self._registry.triggered_by(dataset):
-            triggers = pipeline.spec.triggers.datasets
-            trigger = next(t for t in triggers if t.dataset == dataset)
+            triggers = pipeline.spec.triggers
+            trigger = next(t for t in triggers.datasets if t.dataset == dataset)
             try:
                 batch_date = trigger.batch_date_for(partition)
             except ValueError as exc:
                 log.error(
                     "trigger.partition_mismatch",
                     pipeline_id=pipeline.id,
-                    event_id=event.id,
+                    event_id=cause,
                     reason=str(exc),
                 )
                 continue
             others = [
-                (t.dataset, t.partition_for(batch_date)) for t in triggers if t is not trigger
+                (t.dataset, t.partition_for(batch_date))
+                for t in triggers.datasets
+                if t is not trigger
             ]
             if others and await work.tx.ready_datasets(others) != {d for d, _ in others}:
                 continue
+            key = f"batch_date:{batch_date.isoformat()}"
+            if triggers.on_new_version == "rerun":
+                key += f"|{dataset}@{version}"  # a new version of the input: a new run
             created = await self._create_run(
-                work,
-                pipeline,
-                batch_date,
-                trace_id=event.trace_id or secrets.token_hex(16),
-                reason=f"{DATASET_READY} {dataset} {partition}",
+                work, pipeline, batch_date, trace_id, f"{dataset} {partition} is ready", key, {}
             )
             if created:
                 counts.runs_created += 1
                 counts.tasks_queued += len(pipeline.graph.roots)
+
+    async def _run_requested(self, work: _Work, event: CloudEvent, counts: BatchOutcome) -> None:
+        data = event.data
+        pipeline = self._registry.current.get(data["pipeline_id"])
+        if pipeline is None:
+            why = f"no pipeline {data['pipeline_id']!r}" + suggest(
+                data["pipeline_id"], self._registry.current
+            )
+            self._ignore(work.tx, event, why, counts)
+            return
+        if not pipeline.spec.triggers.manual:
+            self._ignore(work.tx, event, f"{pipeline.id} does not allow manual runs", counts)
+            return
+        try:
+            params = resolve_params(pipeline.spec.params, data.get("params") or {})
+        except SpecError as exc:
+            self._ignore(work.tx, event, "; ".join(str(p) for p in exc.problems), counts)
+            return
+        who = data.get("requested_by") or event.source
+        reason = f"requested by {who}" + (f": {data['reason']}" if data.get("reason") else "")
+        created = await self._create_run(
+            work,
+            pipeline,
+            date.fromisoformat(data["batch_date"]),
+            event.trace_id or secrets.token_hex(16),
+            reason,
+            f"manual:{event.source}:{event.id}",
+            params,
+        )
+        if created:
+            counts.runs_created += 1
+            counts.tasks_queued += len(pipeline.graph.roots)
         counts.applied += 1
 
     async def _create_run(
-        self, work: _Work, pipeline: Pipeline, batch_date: date, trace_id: str, reason: str
+        self,
+        work: _Work,
+        pipeline: Pipeline,
+        batch_date: date,
+        trace_id: str,
+        reason: str,
+        trigger_key: str,
+        params: Mapping[str, ParamValue],
     ) -> bool:
-        """Create the run for (pipeline, batch date) unless it exists; queue its first tasks."""
+        """Create the run for ``trigger_key`` unless it exists; queue its first tasks."""
         tx = work.tx
-        trigger_key = f"batch_date:{batch_date.isoformat()}"
-        params = {
-            name: _jsonable(value)
-            for name, value in resolve_params(pipeline.spec.params, {}).items()
-        }
+        resolved = resolve_params(pipeline.spec.params, params)
+        stored = {name: _jsonable(value) for name, value in resolved.items()}
         for _ in range(RUN_ID_ATTEMPTS):
             run_id = new_run_id(datetime.now(UTC))
             if await tx.insert_run(
-                run_id, pipeline.id, pipeline.spec_hash, batch_date, trigger_key, params, trace_id
+                run_id, pipeline.id, pipeline.spec_hash, batch_date, trigger_key, stored, trace_id
             ):
                 break
             if await tx.run_for_trigger(pipeline.id, trigger_key) is not None:
@@ -335,8 +402,9 @@ class Coordinator:
         else:
             raise ConcurrencyError(f"no free run id after {RUN_ID_ATTEMPTS} tries")
         await tx.insert_task_instances(run_id, pipeline.graph.order)
+        await tx.insert_task_waits(_waits(pipeline, run_id, batch_date, resolved))
         run = LockedRun(
-            run_id, pipeline.id, pipeline.spec_hash, batch_date, RunState.QUEUED, trace_id
+            run_id, pipeline.id, pipeline.spec_hash, batch_date, RunState.QUEUED, trace_id, stored
         )
         work.add_new_run(run, pipeline.graph.order)
         decision = decide(pipeline.graph, work.snapshot(run_id), RunCreated())
@@ -390,9 +458,69 @@ class Coordinator:
         )
         details = {key: data.get(key) for key in ("exit_code", "signal", "error_snippet")}
         self._record(work.tx, run, decision.transitions, {finished.task_id: details})
+        if any(
+            t.task_id == finished.task_id and t.to_state == TaskState.SUCCESS
+            for t in decision.transitions
+        ):
+            await self._announce_outputs(
+                work, run, pipeline, finished.task_id, finished.attempt, counts
+            )
         counts.applied += 1
         counts.tasks_queued += sum(t.to_state == TaskState.QUEUED for t in decision.transitions)
         counts.retries_scheduled += sum(t.retry_at is not None for t in decision.transitions)
+
+    async def _announce_outputs(
+        self,
+        work: _Work,
+        run: LockedRun,
+        pipeline: Pipeline,
+        task_id: str,
+        attempt: int,
+        counts: BatchOutcome,
+    ) -> None:
+        """Record each output of a successful task as a dataset partition, announce it, and
+        start what it triggers: pipelines chain through data, not through calls."""
+        outputs = pipeline.tasks[task_id].outputs
+        if not outputs:
+            return
+        values = template_values(
+            batch_date=run.batch_date,
+            run_id=run.run_id,
+            attempt=attempt,
+            task_id=task_id,
+            pipeline_id=run.pipeline_id,
+            params=resolve_params(pipeline.spec.params, run.params),
+        )
+        version = f"{run.run_id}/{attempt}"
+        for ref, (uri, partition) in zip(outputs, pipeline.templates[task_id].outputs, strict=True):
+            event = new_event(
+                DATASET_PRODUCED,
+                self._status.source,
+                {
+                    "dataset": ref.name,
+                    "partition": partition.render(values),
+                    "version": version,
+                    "uri": uri.render(values),
+                    "run_id": run.run_id,
+                    "pipeline_id": run.pipeline_id,
+                    "task_id": task_id,
+                    "trace_id": run.trace_id,
+                    "at": utc_timestamp(),
+                },
+                subject=ref.name,
+                trace_id=run.trace_id,
+            )
+            data = event.data
+            await work.tx.record_dataset_partition(
+                ref.name, data["partition"], version, f"{run.pipeline_id}/{task_id}", event.id
+            )
+            work.tx.add_outbox(
+                [OutboxRow(event.id, self._status.name, run.run_id, event.to_bytes())]
+            )
+            counts.datasets_recorded += 1
+            await self._trigger(
+                work, ref.name, data["partition"], version, run.trace_id, event.id, counts
+            )
 
     # --- records -------------------------------------------------------------------------
 
@@ -517,3 +645,26 @@ def _jsonable(value: ParamValue) -> str | int | float | bool:
 
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _waits(
+    pipeline: Pipeline, run_id: str, batch_date: date, params: Mapping[str, ParamValue]
+) -> list[tuple[str, str, str, str]]:
+    """The dataset partitions each task of a new run waits for."""
+    found = []
+    for task_id, task in pipeline.tasks.items():
+        templates = pipeline.templates[task_id].waits
+        for wait, compiled in zip(task.wait_for, templates, strict=True):
+            dataset = getattr(wait, "dataset", None)
+            if dataset is None:
+                continue  # a polled check: run by the executor (not yet)
+            values = template_values(
+                batch_date=batch_date,
+                run_id=run_id,
+                attempt=1,
+                task_id=task_id,
+                pipeline_id=pipeline.id,
+                params=params,
+            )
+            found.append((run_id, task_id, dataset, compiled[0].render(values)))
+    return found

@@ -19,6 +19,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from service.bus.envelope import RUN_STATUS, TASK_STATUS
 from service.observability import get_logger
 from service.store.records import OutboxMessage
 
@@ -67,10 +68,10 @@ class LiveState:
             event = orjson.loads(message.payload)
             data = event["data"]
             key = self.run_key(data["run_id"])
-            if event["type"] == "run.status":
+            if event["type"] == RUN_STATUS:
                 pipe.hset(key, mapping={k: str(v) for k, v in data.items() if v is not None})
                 pipe.expire(key, self._ttl)
-            else:
+            elif event["type"] == TASK_STATUS:
                 pipe.hset(f"{key}:tasks", data["task_id"], orjson.dumps(data))
                 pipe.expire(f"{key}:tasks", self._ttl)
             pipe.publish(self.channel, message.payload)

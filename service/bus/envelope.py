@@ -23,10 +23,19 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
 DATASET_READY = "dataset.ready"
+RUN_REQUESTED = "run.requested"
 TASK_COMPLETED = "task.completed"
 RUN_STATUS = "run.status"
 TASK_STATUS = "task.status"
-EVENT_TYPES = (DATASET_READY, TASK_COMPLETED, RUN_STATUS, TASK_STATUS)
+DATASET_PRODUCED = "dataset.produced"
+EVENT_TYPES = (
+    DATASET_READY,
+    RUN_REQUESTED,
+    TASK_COMPLETED,
+    RUN_STATUS,
+    TASK_STATUS,
+    DATASET_PRODUCED,
+)
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 

@@ -74,10 +74,16 @@ SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
 INSERT INTO task_instances (run_id, task_id, state)
 SELECT $1, task_id, 'pending' FROM unnest($2::text[]) AS task_id;
 
+-- name: insert_task_waits
+-- $1 run ids, $2 task ids, $3 datasets, $4 partitions: the data each task waits for.
+INSERT INTO task_waits (run_id, task_id, dataset, partition)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT DO NOTHING;
+
 -- name: lock_runs
 -- $1 run ids. Serializes every change to these runs, across replicas; always locked in
 -- run id order, so two transactions never wait on each other in a circle.
-SELECT run_id, pipeline_id, spec_hash, batch_date, state, trace_id
+SELECT run_id, pipeline_id, spec_hash, batch_date, state, trace_id, params
 FROM runs WHERE run_id = ANY($1::text[])
 ORDER BY run_id
 FOR UPDATE;
@@ -144,6 +150,11 @@ WITH claimable AS (
     FROM task_instances AS t
     JOIN runs AS r ON r.run_id = t.run_id AND r.state = 'running'
     WHERE t.state = 'queued'
+      AND NOT EXISTS (  -- every partition it waits for is there
+          SELECT 1 FROM task_waits AS w
+          WHERE w.run_id = t.run_id AND w.task_id = t.task_id
+            AND NOT EXISTS (SELECT 1 FROM dataset_partitions AS d
+                            WHERE d.dataset = w.dataset AND d.partition = w.partition))
     ORDER BY r.created_at, t.queued_at
     LIMIT $2
     FOR UPDATE OF t, r SKIP LOCKED

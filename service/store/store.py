@@ -278,6 +278,17 @@ class Transaction:
     async def insert_task_instances(self, run_id: str, task_ids: Sequence[str]) -> None:
         await self.conn.execute(q("insert_task_instances"), run_id, list(task_ids))
 
+    async def insert_task_waits(self, waits: Sequence[tuple[str, str, str, str]]) -> None:
+        """(run id, task id, dataset, partition) rows: what each task waits for."""
+        if waits:
+            await self.conn.execute(
+                q("insert_task_waits"),
+                [w[0] for w in waits],
+                [w[1] for w in waits],
+                [w[2] for w in waits],
+                [w[3] for w in waits],
+            )
+
     async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:
         """Lock the runs (in run id order); runs that do not exist are absent."""
         rows = await self.conn.fetch(q("lock_runs"), sorted(set(run_ids)))

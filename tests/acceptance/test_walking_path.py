@@ -1,7 +1,14 @@
-"""The walking path: a dataset.ready event on Kafka -> a run of the example chain -> status events.
+"""The walking path, end to end through Kafka, with the example pipelines as they ship.
+
+- `customers_raw` 20261120 is announced: `customer_dimension` runs and produces `dim_customer`
+  for 2026-11-20;
+- `orders_raw` 2026-11-21 is announced: `orders_daily` runs; its `join_customers` waits for
+  `dim_customer` of the day before; its `publish` produces `mart.orders_daily`, which
+  triggers `revenue_report`: pipelines chain through data.
 
 The service runs as a real subprocess (``python -m service serve``) against the session's
-Kafka broker, a fresh PostgreSQL database and Redis.
+Kafka broker, a fresh PostgreSQL database and Redis. Malformed events go to the dead-letter
+topic and the service goes on.
 """
 
 from __future__ import annotations
@@ -23,20 +30,27 @@ PARTITION = "2026-11-21"
 CHAIN = ["ingest", "clean", "join_customers", "aggregate", "publish"]
 FINALLY = ["notify", "tidy_staging"]  # trigger_rule all_done, after publish
 TASKS = CHAIN + FINALLY
+PIPELINES = {
+    "customer_dimension": "2026-11-20",
+    "orders_daily": PARTITION,
+    "revenue_report": PARTITION,
+}
 
 
 def status_events(records: list[Any]) -> list[dict[str, Any]]:
     return [orjson.loads(record.value) for record in records]
 
 
-def run_ended(records: list[Any]) -> bool:
-    return any(
-        e["type"] == "run.status" and e["data"]["state"] in ("success", "failed")
+def all_ended(records: list[Any]) -> bool:
+    ended = [
+        e
         for e in status_events(records)
-    )
+        if e["type"] == "run.status" and e["data"]["state"] in ("success", "failed")
+    ]
+    return len(ended) >= len(PIPELINES)
 
 
-async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
+async def test_events_run_the_example_pipelines_end_to_end(
     tmp_path: Path, database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str
 ) -> None:
     env = service_environment(
@@ -51,10 +65,13 @@ async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
     service.start()
     try:
         await service.wait_started()
-        ready = new_event(
+        orders = new_event(
             DATASET_READY,
             "urn:test:upstream",
             {"dataset": "orders_raw", "partition": PARTITION, "version": "v1"},
+        )
+        customers = new_event(
+            DATASET_READY, "urn:test:crm", {"dataset": "customers_raw", "partition": "20261120"}
         )
         malformed = [
             b"this is not json",
@@ -70,24 +87,25 @@ async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
             orjson.dumps(
                 {"specversion": "1.0", "id": "m2", "source": "s", "type": "mystery", "data": {}}
             ),
-            orjson.dumps(
-                {
-                    "specversion": "1.0",
-                    "id": "m3",
-                    "source": "s",
-                    "type": DATASET_READY,
-                    "data": {"dataset": "orders_raw", "partition": "yesterday"},
-                }
-            ),
         ]
+        unmappable = orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": "m3",
+                "source": "s",
+                "type": DATASET_READY,
+                "data": {"dataset": "orders_raw", "partition": "yesterday"},
+            }
+        )
         await produce(
             kafka_bootstrap,
             triggers,
-            [(b"orders_raw", raw) for raw in malformed] + [(b"orders_raw", ready.to_bytes())],
+            [(b"orders_raw", raw) for raw in [*malformed, unmappable]]
+            + [(b"orders_raw", orders.to_bytes()), (b"customers_raw", customers.to_bytes())],
         )
 
         async with TopicReader(kafka_bootstrap, status) as reader:
-            records = await reader.read_until(run_ended, timeout=60)
+            records = await reader.read_until(all_ended, timeout=60)
             # The same event again, and a new event for the same partition: still one run.
             again = new_event(
                 DATASET_READY,
@@ -97,21 +115,20 @@ async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
             await produce(
                 kafka_bootstrap,
                 triggers,
-                [(b"orders_raw", ready.to_bytes()), (b"orders_raw", again.to_bytes())],
+                [(b"orders_raw", orders.to_bytes()), (b"orders_raw", again.to_bytes())],
             )
             conn = await asyncpg.connect(database_url)
             try:
-                await wait_until_processed(conn, {ready.id, again.id})
-                await check_database(conn)
+                await wait_until_processed(conn, {orders.id, again.id})
+                orders_run = await check_database(conn)
             finally:
                 await conn.close()
-            records = await reader.read_until(run_ended, timeout=5)
+            records = await reader.read_until(all_ended, timeout=5)
 
         events = status_events(records)
-        check_status_events(events, records)
-        run_id = events[0]["data"]["run_id"]
-        await check_live_state(env["TRIBUTARY_REDIS_KEY_PREFIX"], run_id)
-        await check_http(service.http_port(), run_id)
+        check_status_events(events, records, orders_run)
+        await check_live_state(env["TRIBUTARY_REDIS_KEY_PREFIX"], orders_run)
+        await check_http(service.http_port(), orders_run)
 
         assert service.alive, "bad input must not stop the service"
         rejected = [e for e in service.log_events() if e.get("event") == "event.rejected"]
@@ -124,7 +141,7 @@ async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
         # Each went to the dead-letter topic as it was, with the reason and where it came from.
         async with TopicReader(kafka_bootstrap, env["TRIBUTARY_TOPIC_DEAD_LETTER"]) as letters:
             dead = await letters.read_until(lambda r: len(r) >= 3, timeout=20)
-        assert sorted(r.value for r in dead) == sorted(malformed[:3])
+        assert sorted(r.value for r in dead) == sorted(malformed)
         for letter in dead:
             headers = dict(letter.headers)
             assert letter.key == b"orders_raw"
@@ -138,7 +155,7 @@ async def test_a_dataset_ready_event_runs_the_pipeline_end_to_end(
         assert len(mismatch) == 1
         assert (
             "partition 'yesterday' of 'orders_raw' does not match the format"
-            in mismatch[0]["reason"]
+            in (mismatch[0]["reason"])
         )
     finally:
         code = service.stop()
@@ -158,14 +175,16 @@ async def wait_until_processed(conn: asyncpg.Connection, event_ids: set[str]) ->
     await eventually(processed, lambda seen: seen == event_ids, 10, "the events to be processed")
 
 
-async def check_database(conn: asyncpg.Connection) -> None:
-    runs = await conn.fetch("SELECT * FROM runs")
-    assert len(runs) == 1, "exactly one run per (pipeline, partition)"
-    run = runs[0]
-    assert run["pipeline_id"] == "orders_daily"
-    assert run["state"] == "success"
-    assert str(run["batch_date"]) == PARTITION
+async def check_database(conn: asyncpg.Connection) -> str:
+    """The three runs, each once and successful; returns the orders_daily run id."""
+    runs = {r["pipeline_id"]: r for r in await conn.fetch("SELECT * FROM runs")}
+    assert {p: str(r["batch_date"]) for p, r in runs.items()} == PIPELINES
+    assert {r["state"] for r in runs.values()} == {"success"}
+    run = runs["orders_daily"]
     assert run["started_at"] <= run["ended_at"]
+    # The report started from orders_daily's output, and carries its trace.
+    assert runs["revenue_report"]["trace_id"] == run["trace_id"]
+    assert runs["revenue_report"]["created_at"] >= run["created_at"]
     tasks = {
         r["task_id"]: r
         for r in await conn.fetch("SELECT * FROM task_instances WHERE run_id = $1", run["run_id"])
@@ -175,43 +194,59 @@ async def check_database(conn: asyncpg.Connection) -> None:
         assert task["state"] == "success"
         assert task["exit_code"] == 0
         assert task["attempt"] == 1
-        assert task["started_at"] is not None
         assert task["ended_at"] >= task["started_at"]
-    # Dependency order: each task started after its upstream ended.
     for upstream, downstream in itertools.pairwise(CHAIN):
         assert tasks[downstream]["started_at"] >= tasks[upstream]["ended_at"]
     for task_id in FINALLY:
         assert tasks[task_id]["started_at"] >= tasks["publish"]["ended_at"]
+    # join_customers waited for the dimension, produced by customer_dimension's build.
+    dimension = await conn.fetchrow(
+        "SELECT * FROM dataset_partitions WHERE dataset = 'dim_customer'"
+    )
+    assert dimension["partition"] == "2026-11-20"
+    assert tasks["join_customers"]["started_at"] >= dimension["recorded_at"]
+    produced = await conn.fetchval(
+        "SELECT count(*) FROM dataset_partitions WHERE dataset = 'mart.orders_daily'"
+        " AND partition = $1",
+        PARTITION,
+    )
+    assert produced == 1
     attempts = await conn.fetch("SELECT * FROM task_attempts WHERE run_id = $1", run["run_id"])
     assert sorted(a["task_id"] for a in attempts) == sorted(TASKS)
-    # orders_raw 2026-11-21 (v1, announced twice) and the unmappable 'yesterday'.
-    assert await conn.fetchval("SELECT count(*) FROM dataset_partitions") == 2
     assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
     log = await conn.fetch(
         "SELECT task_id, to_state FROM transitions WHERE run_id = $1 ORDER BY id", run["run_id"]
     )
     assert [r["to_state"] for r in log if r["task_id"] is None] == ["queued", "running", "success"]
+    run_id: str = run["run_id"]
+    return run_id
 
 
-def check_status_events(events: list[dict[str, Any]], records: list[Any]) -> None:
+def check_status_events(events: list[dict[str, Any]], records: list[Any], run_id: str) -> None:
     for event, record in zip(events, records, strict=True):
         validate_data(event["type"], event["data"])
         assert record.key.decode() == event["data"]["run_id"]
         assert dict(record.headers)["content-type"].startswith(b"application/cloudevents+json")
     ids = [e["id"] for e in events]
     assert len(set(ids)) == len(ids)
-    run_states = [e["data"]["state"] for e in events if e["type"] == "run.status"]
+    mine = [e for e in events if e["data"]["run_id"] == run_id]
+    run_states = [e["data"]["state"] for e in mine if e["type"] == "run.status"]
     assert run_states == ["queued", "running", "success"]
     for task_id in TASKS:
         states = [
             e["data"]["state"]
-            for e in events
+            for e in mine
             if e["type"] == "task.status" and e["data"]["task_id"] == task_id
         ]
         assert states == ["queued", "running", "success"], task_id
-    done = [e for e in events if e["type"] == "task.status" and e["data"]["state"] == "success"]
+    done = [e for e in mine if e["type"] == "task.status" and e["data"]["state"] == "success"]
     assert all(e["data"]["exit_code"] == 0 for e in done)
-    assert len({e["data"]["trace_id"] for e in events}) == 1
+    assert len({e["data"]["trace_id"] for e in mine}) == 1
+    produced = [e["data"] for e in mine if e["type"] == "dataset.produced"]
+    assert {(p["dataset"], p["partition"]) for p in produced} == {
+        ("file://warehouse/staging.orders_raw", PARTITION),
+        ("mart.orders_daily", PARTITION),
+    }
 
 
 async def check_http(port: int, run_id: str) -> None:
@@ -223,13 +258,14 @@ async def check_http(port: int, run_id: str) -> None:
             body = await response.json()
             assert response.status == 200, body
             assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
-        async with http.get(f"{base}/api/runs") as response:
+        async with http.get(f"{base}/api/runs?pipeline=orders_daily") as response:
             runs = (await response.json())["runs"]
             assert [(r["run_id"], r["state"]) for r in runs] == [(run_id, "success")]
+        async with http.get(f"{base}/api/runs") as response:
+            assert len((await response.json())["runs"]) == len(PIPELINES)
         async with http.get(f"{base}/api/runs/{run_id}") as response:
             tasks = (await response.json())["tasks"]
             assert [t["task_id"] for t in tasks][: len(CHAIN)] == CHAIN
-            assert sorted(t["task_id"] for t in tasks) == sorted(TASKS)
         async with http.get(f"{base}/api/runs/no-such-run") as response:
             assert response.status == 404
             assert "no run 'no-such-run'" in (await response.json())["error"]
