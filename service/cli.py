@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,13 @@ import orjson
 
 from service import devenv
 from service.app import Service
-from service.bus.envelope import CONTENT_TYPE, DATASET_READY, new_event
+from service.bus.envelope import (
+    CONTENT_TYPE,
+    DATASET_READY,
+    RUN_REQUESTED,
+    CloudEvent,
+    new_event,
+)
 from service.bus.kafka import ensure_topics, make_producer
 from service.config import Settings, env_var, load_settings
 from service.errors import ConfigError, Problem, SpecError, TributaryError
@@ -95,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     emit.add_argument("--version", dest="data_version", help="version or checksum of the data")
     emit.add_argument("--producer", default="tributary-cli")
     emit.set_defaults(handler=cmd_emit_ready)
+
+    trigger = commands.add_parser("trigger", help="request a run by hand (run.requested)")
+    trigger.add_argument("pipeline")
+    trigger.add_argument("--date", required=True, help="the run's batch date, e.g. 2026-11-21")
+    trigger.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    trigger.add_argument("--reason", help="why, for the run's history")
+    trigger.set_defaults(handler=cmd_trigger)
 
     runs = commands.add_parser("runs", help="inspect runs").add_subparsers(metavar="ACTION")
     runs_list = runs.add_parser("list", help="the latest runs, newest first")
@@ -306,13 +319,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     capacity, pipelines_dir, _ = spec_context(args)
     pipeline = _find_pipeline(args.pipeline, args.pipelines_dir or pipelines_dir, capacity)
-    given = {}
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SpecError([Problem(f"expected NAME=VALUE, got {item!r}", "--param")])
-        given[name] = value
-    plan = make_plan(pipeline, args.partition, given, args.resume_from, capacity)
+    plan = make_plan(pipeline, args.partition, _params(args.param), args.resume_from, capacity)
     if args.format == "json":
         print(orjson.dumps(plan.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:
@@ -340,28 +347,64 @@ def cmd_emit_ready(args: argparse.Namespace) -> int:
     if args.data_version:
         data["version"] = args.data_version
     event = new_event(DATASET_READY, "urn:tributary:cli", data, subject=args.dataset)
-
-    async def emit() -> None:
-        if settings.kafka_create_topics:
-            await ensure_topics(settings, [settings.topic_triggers])
-        producer = make_producer(settings)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                settings.topic_triggers,
-                event.to_bytes(),
-                key=args.dataset.encode(),
-                headers=[("content-type", CONTENT_TYPE.encode())],
-            )
-        finally:
-            await producer.stop()
-
-    asyncio.run(emit())
+    asyncio.run(_produce(settings, args.dataset, event))
     print(
         f"sent {DATASET_READY} {args.dataset} {args.partition} (event {event.id}) "
         f"to {settings.topic_triggers}"
     )
     return 0
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    try:
+        date.fromisoformat(args.date)
+    except ValueError:
+        raise SpecError(
+            [Problem(f"expected a date YYYY-MM-DD, got {args.date!r}", "--date")]
+        ) from None
+    data: dict[str, Any] = {
+        "pipeline_id": args.pipeline,
+        "batch_date": args.date,
+        "params": _params(args.param),
+        "requested_by": os.environ.get("USER", "tributary-cli"),
+    }
+    if args.reason:
+        data["reason"] = args.reason
+    event = new_event(RUN_REQUESTED, "urn:tributary:cli", data, subject=args.pipeline)
+    asyncio.run(_produce(settings, args.pipeline, event))
+    print(
+        f"sent {RUN_REQUESTED} {args.pipeline} {args.date} (event {event.id}); "
+        f"see it with: tributary runs list --pipeline {args.pipeline}"
+    )
+    return 0
+
+
+async def _produce(settings: Settings, key: str, event: CloudEvent) -> None:
+    """Send one event to the triggers topic (created if missing and allowed)."""
+    if settings.kafka_create_topics:
+        await ensure_topics(settings, [settings.topic_triggers])
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic_triggers,
+            event.to_bytes(),
+            key=key.encode(),
+            headers=[("content-type", CONTENT_TYPE.encode())],
+        )
+    finally:
+        await producer.stop()
+
+
+def _params(items: Sequence[str]) -> dict[str, str]:
+    given = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError([Problem(f"expected NAME=VALUE, got {item!r}", "--param")])
+        given[name] = value
+    return given
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
