@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,8 @@ def _dev_servers(
 
 def _dev_banner(service: Service) -> None:
     settings = service.settings
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
     print(
         f"\nTributary dev is up (Ctrl-C stops it and everything it started):\n"
         f"  HTTP      http://{settings.http_host}:{service.http_port}/api/runs\n"
@@ -228,7 +230,8 @@ def _dev_banner(service: Service) -> None:
         f"  Redis     {settings.redis_url or 'none: running without live state'}\n"
         f"  Pipelines {settings.pipelines_dir}\n"
         f"In another terminal:\n"
-        f"  tributary emit-ready orders_raw {datetime.now(UTC):%Y-%m-%d}\n"
+        f"  tributary emit-ready customers_raw {yesterday:%Y%m%d}\n"
+        f"  tributary emit-ready orders_raw {today:%Y-%m-%d}\n"
         f"  tributary runs list\n",
         file=sys.stderr,
         flush=True,
