@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from service.executor.process import (
 )
 from service.observability import bound, get_logger
 from service.pipelines import PipelineRegistry
-from service.spec.models import ExitCodes
 from service.spec.params import resolve_params
 from service.spec.render import render_task, template_values
 from service.store.records import ClaimedAttempt
@@ -108,6 +108,7 @@ class LocalExecutor:
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
         self._running: set[asyncio.Task[None]] = set()
+        self._interrupt = asyncio.Event()  # set at shutdown, after the drain timeout
         self._wakeup = asyncio.Event()
         self._accepting = True
 
@@ -147,16 +148,19 @@ class LocalExecutor:
                 await self._coordinator.renew_leases(self._worker_id, self._lease_seconds)
 
     async def stop(self, drain_timeout: float) -> None:
-        """Stop claiming; let running attempts finish for ``drain_timeout`` seconds, then kill."""
+        """Stop claiming; let running attempts finish for ``drain_timeout`` seconds, then
+        interrupt the rest (SIGTERM, grace, SIGKILL) and report them as interrupted: failed,
+        retryable, applied before the service exits."""
         self._accepting = False
         self.wake()
-        if self._running:
-            log.info("executor.draining", running=len(self._running), timeout=drain_timeout)
-            _, still_running = await asyncio.wait(self._running, timeout=drain_timeout)
-            for task in still_running:
-                task.cancel()
-            if still_running:
-                await asyncio.wait(still_running)
+        if not self._running:
+            return
+        log.info("executor.draining", running=len(self._running), timeout=drain_timeout)
+        _, still_running = await asyncio.wait(self._running, timeout=drain_timeout)
+        if still_running:
+            log.warning("executor.interrupting", running=len(still_running))
+            self._interrupt.set()
+            await asyncio.wait(still_running)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -167,26 +171,32 @@ class LocalExecutor:
     async def _execute(self, claim: ClaimedAttempt) -> None:
         with bound(**claim.log_context()):
             started = datetime.now(UTC)
-            exit_codes = ExitCodes()
             try:
-                result, exit_codes = await self._run_attempt(claim)
+                attempt = await self._run_attempt(claim)
             except (TributaryError, OSError, KeyError) as exc:
                 # Could not even be prepared: report it failed rather than leave it running.
                 message = f"cannot run the attempt: {exc!r}"
                 log.error("attempt.unrunnable", error=message)
-                result = ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message)
-            outcome, retryable = classify_exit(result.exit_code, exit_codes.skip, exit_codes.fatal)
+                attempt = _Attempt(
+                    ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message),
+                    TaskState.FAILED,
+                    True,
+                    message,
+                )
             log.info(
                 "attempt.ended",
-                outcome=outcome,
-                exit_code=result.exit_code,
-                signal=result.signal,
+                outcome=attempt.outcome,
+                exit_code=attempt.result.exit_code,
+                signal=attempt.result.signal,
+                reason=attempt.reason,
                 seconds=(datetime.now(UTC) - started).total_seconds(),
             )
-            self._completions.submit(self._completion(claim, result, outcome, retryable, started))
+            self._completions.submit(self._completion(claim, attempt, started))
 
-    async def _run_attempt(self, claim: ClaimedAttempt) -> tuple[ProcessExit, ExitCodes]:
+    async def _run_attempt(self, claim: ClaimedAttempt) -> _Attempt:
+        """cleanup, then the command under its time limit, then rollback if it went wrong."""
         pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
+        spec = pipeline.tasks[claim.task_id]
         params = resolve_params(pipeline.spec.params, claim.params)
         values = template_values(
             batch_date=claim.batch_date,
@@ -208,18 +218,49 @@ class LocalExecutor:
         }
         env = task_environment(os.environ, task.env, context)
         log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
+        grace = spec.grace_period.total_seconds()
+
+        if task.cleanup and spec.cleanup:
+            log.info("attempt.cleanup", argv=task.cleanup)
+            cleaned = await run_process(
+                task.cleanup,
+                env,
+                task.cwd,
+                log_path,
+                spec.cleanup.timeout.total_seconds(),
+                grace,
+                self._interrupt,
+            )
+            if cleaned.exit_code != 0 or cleaned.timed_out or cleaned.interrupted:
+                why = f"cleanup failed ({_ending(cleaned)}): the command did not run"
+                return _Attempt(cleaned, TaskState.FAILED, True, why)
+
         log.info("attempt.started", argv=task.argv, log_path=str(log_path))
-        exit_codes = pipeline.tasks[claim.task_id].exit_codes
-        return await run_process(task.argv, env, task.cwd, log_path), exit_codes
+        limit = spec.timeout.total_seconds() if spec.timeout else None
+        result = await run_process(
+            task.argv, env, task.cwd, log_path, limit, grace, self._interrupt
+        )
+        if result.interrupted:
+            return _Attempt(result, TaskState.FAILED, True, "interrupted: the service stopped")
+        if result.timed_out:
+            outcome, retryable, reason = TaskState.TIMED_OUT, True, f"timed out after {limit:g}s"
+        else:
+            outcome, retryable = classify_exit(
+                result.exit_code, spec.exit_codes.skip, spec.exit_codes.fatal
+            )
+            reason = "" if outcome is not TaskState.FAILED else _ending(result)
+        if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and task.rollback and spec.rollback:
+            log.info("attempt.rollback", argv=task.rollback)
+            rolled = await run_process(
+                task.rollback, env, task.cwd, log_path, spec.rollback.timeout.total_seconds(), grace
+            )
+            reason += f"; rollback {'done' if rolled.exit_code == 0 else _ending(rolled)}"
+        return _Attempt(result, outcome, retryable, reason)
 
     def _completion(
-        self,
-        claim: ClaimedAttempt,
-        result: ProcessExit,
-        outcome: TaskState,
-        retryable: bool,
-        started: datetime,
+        self, claim: ClaimedAttempt, attempt: _Attempt, started: datetime
     ) -> CloudEvent:
+        result = attempt.result
         return new_event(
             TASK_COMPLETED,
             self._source,
@@ -227,8 +268,9 @@ class LocalExecutor:
                 "run_id": claim.run_id,
                 "task_id": claim.task_id,
                 "attempt": claim.attempt,
-                "outcome": str(outcome),
-                "retryable": retryable,
+                "outcome": str(attempt.outcome),
+                "retryable": attempt.retryable,
+                "reason": attempt.reason or None,
                 "exit_code": result.exit_code,
                 "signal": result.signal,
                 "error_snippet": result.error_snippet,
@@ -240,3 +282,21 @@ class LocalExecutor:
             subject=f"{claim.run_id}/{claim.task_id}",
             trace_id=claim.trace_id,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """How an attempt ended, as the engine will be told."""
+
+    result: ProcessExit
+    outcome: TaskState
+    retryable: bool
+    reason: str
+
+
+def _ending(result: ProcessExit) -> str:
+    if result.exit_code is None:
+        return "it could not start"
+    if result.timed_out:
+        return "timed out"
+    return f"killed by {result.signal}" if result.signal else f"exit code {result.exit_code}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import resource
 import sys
+import time
 from pathlib import Path
 
 from service.executor.process import run_process, task_environment
@@ -59,3 +62,101 @@ async def test_the_task_sees_only_its_environment(tmp_path: Path) -> None:
     result = await run(code, tmp_path, env)
     assert result.exit_code == 0
     assert "TRIBUTARY_DATABASE_URL" not in (tmp_path / "a" / "1.log").read_text()
+
+
+def gone(pid: int) -> bool:
+    """Not running: no such process, or a zombie waiting for a reaper."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+STUBBORN = """
+trap '' TERM
+sh -c 'trap "" TERM; echo $$ > {pids}/grandchild; while true; do sleep 0.05; done' &
+echo $$ > {pids}/child
+while true; do sleep 0.05; done
+"""
+
+
+async def test_a_timeout_kills_the_whole_group_even_when_it_traps_sigterm(tmp_path: Path) -> None:
+    script = STUBBORN.format(pids=tmp_path)
+    started = time.monotonic()
+    result = await run_process(
+        ["sh", "-c", script],
+        {"PATH": "/usr/bin:/bin"},
+        None,
+        tmp_path / "t.log",
+        time_limit=0.5,
+        grace=0.5,
+    )
+    elapsed = time.monotonic() - started
+    assert result.timed_out
+    assert result.signal == "SIGKILL"  # SIGTERM was ignored: the grace ran out
+    assert 1.0 <= elapsed < 5
+    for name in ("child", "grandchild"):
+        assert gone(int((tmp_path / name).read_text())), f"the {name} survived"
+    assert "timed out after 0.5s" in (tmp_path / "t.log").read_text()
+    assert result.error_snippet is not None
+    assert result.error_snippet.endswith("timed out")
+
+
+async def test_a_polite_task_ends_on_sigterm_within_the_grace(tmp_path: Path) -> None:
+    result = await run_process(
+        ["sleep", "30"],
+        {"PATH": "/usr/bin:/bin"},
+        None,
+        tmp_path / "t.log",
+        time_limit=0.2,
+        grace=5,
+    )
+    assert (result.timed_out, result.signal) == (True, "SIGTERM")
+
+
+async def test_an_interrupt_stops_the_attempt(tmp_path: Path) -> None:
+    interrupt = asyncio.Event()
+    running = asyncio.create_task(
+        run_process(
+            ["sleep", "30"],
+            {"PATH": "/usr/bin:/bin"},
+            None,
+            tmp_path / "t.log",
+            interrupt=interrupt,
+        )
+    )
+    await asyncio.sleep(0.2)
+    interrupt.set()
+    result = await asyncio.wait_for(running, 10)
+    assert (result.interrupted, result.timed_out, result.signal) == (True, False, "SIGTERM")
+
+
+async def test_background_leftovers_end_with_their_task(tmp_path: Path) -> None:
+    script = f"sh -c 'echo $$ > {tmp_path}/bg; sleep 30' & sleep 0.2; echo done"
+    started = time.monotonic()
+    result = await run_process(
+        ["sh", "-c", script], {"PATH": "/usr/bin:/bin"}, None, tmp_path / "t.log"
+    )
+    assert result.exit_code == 0
+    assert time.monotonic() - started < 5  # not held up by the background child's pipes
+    assert gone(int((tmp_path / "bg").read_text()))
+
+
+async def test_a_sigkill_without_timeout_hints_at_memory(tmp_path: Path) -> None:
+    result = await run("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", tmp_path)
+    assert result.error_snippet is not None
+    assert "possible out-of-memory" in result.error_snippet
+
+
+async def test_fifty_megabytes_of_output_keep_memory_flat(tmp_path: Path) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    code = (
+        "import sys\nline = b'x' * 1023 + b'\\n'\n"
+        "for _ in range(51200): sys.stdout.buffer.write(line)"
+    )
+    result = await run(code, tmp_path)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert result.exit_code == 0
+    assert (tmp_path / "a" / "1.log").stat().st_size == 50 * 1024 * 1024
+    assert grown_mib < 10, f"peak memory grew by {grown_mib:.1f} MiB"
