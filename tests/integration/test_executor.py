@@ -155,5 +155,7 @@ async def test_shutdown_interrupts_what_runs_and_reports_it_retryable(
     )
     # Interrupted after the 0.1 s drain, well before its 0.5 s timeout: failed, retryable.
     assert "interrupted: the service stopped" in reason
-    assert await pg.fetchval(
-        "SELECT state FROM task_instances WHERE task_id = 'stubborn'") == "up_for_retry"
+    assert (
+        await pg.fetchval("SELECT state FROM task_instances WHERE task_id = 'stubborn'")
+        == "up_for_retry"
+    )
