@@ -30,6 +30,7 @@ from service.observability import get_logger
 from service.pipelines import PipelineRegistry, PipelineWatcher
 from service.realtime import LiveState
 from service.spec.validate import Capacity
+from service.store import Capacity as NodeCapacity
 from service.store import Store, connect
 from service.timers import TimerLoop
 
@@ -156,6 +157,12 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         settings.max_parallel_tasks,
         settings.executor_poll_interval_seconds,
         settings.lease_ttl_seconds,
+        NodeCapacity(
+            settings.max_parallel_tasks,
+            settings.node_cpu_cores,
+            settings.node_memory_mb,
+            settings.pools,
+        ),
     )
     timers = TimerLoop(coordinator, store, settings.timer_poll_interval_seconds)
     wake.executor, wake.timers = executor, timers

@@ -153,6 +153,11 @@ class Settings(BaseModel):
     max_parallel_tasks: int = Field(
         default=4, ge=1, description="Attempts this process runs at once."
     )
+    pools: dict[str, int] = Field(
+        default_factory=dict,
+        description="Named pools: how many tasks of each may run at once across all "
+        'replicas, e.g. {"warehouse": 2} (a TOML table, or JSON in the variable).',
+    )
     shutdown_drain_seconds: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long running attempts may finish."
     )

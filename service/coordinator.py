@@ -49,6 +49,7 @@ from service.spec.render import template_values
 from service.spec.validate import suggest
 from service.store import (
     AttemptResult,
+    Capacity,
     IgnoredEvent,
     OutboxRow,
     Store,
@@ -196,11 +197,16 @@ class Coordinator:
         self._on_commit(counts)
         return counts
 
-    async def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[ClaimedAttempt]:
-        """Move up to ``limit`` queued tasks to running for this worker, under a lease."""
+    async def claim(
+        self, worker_id: str, capacity: Capacity | int, lease_seconds: float
+    ) -> list[ClaimedAttempt]:
+        """Move the queued tasks that fit ``capacity`` (or a number of slots) to running for
+        this worker, under a lease."""
+        if isinstance(capacity, int):
+            capacity = Capacity(capacity, float("inf"), 2**31 - 1)
         async with self._store.transaction() as tx:
             tx.actor = worker_id
-            claims = await tx.claim_queued_tasks(worker_id, limit, lease_seconds)
+            claims = await tx.claim_tasks(worker_id, capacity, lease_seconds)
             for claim in claims:
                 transition = start_attempt(
                     TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
@@ -401,7 +407,20 @@ class Coordinator:
                 return False
         else:
             raise ConcurrencyError(f"no free run id after {RUN_ID_ATTEMPTS} tries")
-        await tx.insert_task_instances(run_id, pipeline.graph.order)
+        await tx.insert_task_instances(
+            run_id,
+            [
+                (
+                    task_id,
+                    task.resources.cpu_cores,
+                    task.resources.memory_mb,
+                    task.resources.pool,
+                    task.priority,
+                )
+                for task_id in pipeline.graph.order
+                for task in (pipeline.tasks[task_id],)
+            ],
+        )
         await tx.insert_task_waits(_waits(pipeline, run_id, batch_date, resolved))
         run = LockedRun(
             run_id, pipeline.id, pipeline.spec_hash, batch_date, RunState.QUEUED, trace_id, stored

@@ -30,6 +30,7 @@ from service.observability import bound, get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.params import resolve_params
 from service.spec.render import render_task, template_values
+from service.store import Capacity
 from service.store.records import ClaimedAttempt
 
 log = get_logger(__name__)
@@ -97,6 +98,7 @@ class LocalExecutor:
         max_parallel: int,
         poll_interval: float,
         lease_seconds: float,
+        node: Capacity | None = None,
     ) -> None:
         self._coordinator = coordinator
         self._registry = registry
@@ -107,7 +109,9 @@ class LocalExecutor:
         self._max_parallel = max_parallel
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
-        self._running: set[asyncio.Task[None]] = set()
+        # What this node offers; each running attempt reserves its task's resources.
+        self._node = node or Capacity(max_parallel, float("inf"), 2**31 - 1)
+        self._running: dict[asyncio.Task[None], tuple[float, int]] = {}
         self._interrupt = asyncio.Event()  # set at shutdown, after the drain timeout
         self._wakeup = asyncio.Event()
         self._accepting = True
@@ -119,22 +123,31 @@ class LocalExecutor:
     def running(self) -> int:
         return len(self._running)
 
+    def free(self) -> Capacity:
+        """Slots, cores and memory not reserved by running attempts."""
+        cpu = sum(c for c, _ in self._running.values())
+        memory = sum(m for _, m in self._running.values())
+        return Capacity(
+            self._max_parallel - len(self._running),
+            self._node.cpu_cores - cpu,
+            self._node.memory_mb - memory,
+            self._node.pools,
+        )
+
     async def run(self) -> None:
         while self._accepting:
-            free = self._max_parallel - len(self._running)
-            claims = (
-                await self._coordinator.claim(self._worker_id, free, self._lease_seconds)
-                if free > 0
-                else []
-            )
+            free = self.free()
+            claims = []
+            if free.slots > 0:
+                claims = await self._coordinator.claim(self._worker_id, free, self._lease_seconds)
             for claim in claims:
                 task = asyncio.create_task(
                     self._execute(claim),
                     name=f"attempt {claim.run_id}/{claim.task_id}/{claim.attempt}",
                 )
-                self._running.add(task)
+                self._running[task] = (claim.cpu_cores, claim.memory_mb)
                 task.add_done_callback(self._finished)
-            if claims and len(claims) == free:
+            if claims and len(claims) == free.slots:
                 continue  # there may be more: claim again once a slot frees
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
@@ -156,14 +169,14 @@ class LocalExecutor:
         if not self._running:
             return
         log.info("executor.draining", running=len(self._running), timeout=drain_timeout)
-        _, still_running = await asyncio.wait(self._running, timeout=drain_timeout)
+        _, still_running = await asyncio.wait(set(self._running), timeout=drain_timeout)
         if still_running:
             log.warning("executor.interrupting", running=len(still_running))
             self._interrupt.set()
             await asyncio.wait(still_running)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("attempt.crashed", task=task.get_name(), error=repr(task.exception()))
         self.wake()

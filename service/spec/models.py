@@ -298,6 +298,8 @@ class TaskDefaults(Spec):
     exit_codes: ExitCodes = ExitCodes()
     cache: bool = False
     executor: Literal["local", "remote"] = "local"
+    # Among queued tasks of runs of the same age, higher goes first.
+    priority: int = Field(default=0, ge=-1000, le=1000)
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("timeout")

@@ -2,6 +2,7 @@
 
 from service.store.store import (
     AttemptResult,
+    Capacity,
     IgnoredEvent,
     OutboxReader,
     OutboxRow,
@@ -14,6 +15,7 @@ from service.store.store import (
 
 __all__ = [
     "AttemptResult",
+    "Capacity",
     "IgnoredEvent",
     "OutboxReader",
     "OutboxRow",

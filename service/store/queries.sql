@@ -70,9 +70,12 @@ RETURNING run_id;
 SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
 
 -- name: insert_task_instances
--- $1 run id, $2 task ids: every task of a new run, pending.
-INSERT INTO task_instances (run_id, task_id, state)
-SELECT $1, task_id, 'pending' FROM unnest($2::text[]) AS task_id;
+-- $1 run id, $2 task ids, $3 cpu cores, $4 memory MB, $5 pools, $6 priorities: every task
+-- of a new run, pending, with what it reserves while it runs.
+INSERT INTO task_instances (run_id, task_id, state, cpu_cores, memory_mb, pool, priority)
+SELECT $1, task_id, 'pending', cpu_cores, memory_mb, pool, priority
+FROM unnest($2::text[], $3::real[], $4::int[], $5::text[], $6::int[])
+    AS x(task_id, cpu_cores, memory_mb, pool, priority);
 
 -- name: insert_task_waits
 -- $1 run ids, $2 task ids, $3 datasets, $4 partitions: the data each task waits for.
@@ -141,12 +144,21 @@ INSERT INTO task_attempts (run_id, task_id, attempt, state, worker_id, started_a
 SELECT * FROM finished
 ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 
--- name: claim_queued_tasks
--- $1 worker id, $2 how many, $3 lease in seconds. Oldest runs first. The run rows are locked
--- too, like every other writer of a run's events does, so each run's status events are
--- committed in the order they are written; rows locked elsewhere are skipped, never waited for.
-WITH claimable AS (
-    SELECT t.run_id, t.task_id
+-- name: claimable_tasks
+-- $1 how many at most, $2 free cpu cores, $3 free memory MB on this node, $4 pool names,
+-- $5 pool sizes (parallel arrays; a pool not listed has no limit), $6 run ids and $7 task
+-- ids to pass over (rows another replica is claiming right now).
+-- In queue order (oldest run first, then task priority), the longest prefix that fits the
+-- node: a big task at the head is never overtaken by a stream of small ones. A task whose
+-- pool is full waits without holding up others. Waiting for data keeps a task out.
+WITH pool_free AS (
+    SELECT p.name, p.size - count(t.task_id) AS free
+    FROM unnest($4::text[], $5::int[]) AS p(name, size)
+    LEFT JOIN task_instances AS t ON t.state = 'running' AND t.pool = p.name
+    GROUP BY p.name, p.size
+), queued AS (
+    SELECT t.run_id, t.task_id, t.cpu_cores, t.memory_mb, t.pool,
+           r.created_at, t.priority, t.queued_at
     FROM task_instances AS t
     JOIN runs AS r ON r.run_id = t.run_id AND r.state = 'running'
     WHERE t.state = 'queued'
@@ -155,17 +167,51 @@ WITH claimable AS (
           WHERE w.run_id = t.run_id AND w.task_id = t.task_id
             AND NOT EXISTS (SELECT 1 FROM dataset_partitions AS d
                             WHERE d.dataset = w.dataset AND d.partition = w.partition))
-    ORDER BY r.created_at, t.queued_at
-    LIMIT $2
+      AND NOT EXISTS (
+          SELECT 1 FROM unnest($6::text[], $7::text[]) AS x(run_id, task_id)
+          WHERE x.run_id = t.run_id AND x.task_id = t.task_id)
+    ORDER BY r.created_at, t.priority DESC, t.queued_at, t.run_id, t.task_id
+    LIMIT 1000
+), pooled AS (
+    SELECT q.*, row_number() OVER (PARTITION BY q.pool
+                                   ORDER BY q.created_at, q.priority DESC, q.queued_at) AS n
+    FROM queued AS q
+), eligible AS (
+    SELECT p.*
+    FROM pooled AS p LEFT JOIN pool_free AS f ON f.name = p.pool
+    WHERE p.pool IS NULL OR f.name IS NULL OR p.n <= f.free
+), fitted AS (
+    SELECT e.run_id, e.task_id,
+           sum(e.cpu_cores) OVER w AS cpu, sum(e.memory_mb) OVER w AS memory,
+           row_number() OVER w AS position
+    FROM eligible AS e
+    WINDOW w AS (ORDER BY e.created_at, e.priority DESC, e.queued_at, e.run_id, e.task_id)
+)
+SELECT run_id, task_id FROM fitted
+WHERE cpu <= $2 AND memory <= $3 AND position <= $1
+ORDER BY position;
+
+-- name: claim_tasks
+-- $1 worker id, $2 run ids, $3 task ids (chosen by claimable_tasks), $4 lease in seconds.
+-- The run rows are locked too, like every other writer of a run's events does, so each
+-- run's status events are committed in the order they are written; rows locked elsewhere
+-- (another replica claiming) are skipped, never waited for.
+WITH claimable AS (
+    SELECT t.run_id, t.task_id
+    FROM task_instances AS t
+    JOIN runs AS r ON r.run_id = t.run_id AND r.state = 'running'
+    JOIN unnest($2::text[], $3::text[]) AS c(run_id, task_id)
+      ON c.run_id = t.run_id AND c.task_id = t.task_id
+    WHERE t.state = 'queued'
     FOR UPDATE OF t, r SKIP LOCKED
 )
 UPDATE task_instances AS t
 SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),
-    lease_expires_at = now() + make_interval(secs => $3),
+    lease_expires_at = now() + make_interval(secs => $4),
     ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL, updated_at = now()
 FROM claimable AS c, runs AS r
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
-RETURNING t.run_id, t.task_id, t.attempt, t.started_at,
+RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.cpu_cores, t.memory_mb,
           r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params;
 
 -- name: renew_leases

@@ -76,6 +76,8 @@ class ClaimedAttempt:
     task_id: str
     attempt: int
     started_at: datetime
+    cpu_cores: float
+    memory_mb: int
     pipeline_id: str
     spec_hash: str
     batch_date: date

@@ -9,7 +9,7 @@ commit. Driver errors leave as :class:`InfrastructureError` (the server is unrea
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -42,6 +42,7 @@ _UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
+CLAIM_ROUNDS = 4  # choose-and-lock rounds per claim while other replicas take the head
 # "trip" in ASCII: the key of the outbox relay's leadership lock.
 RELAY_LOCK_KEY = 0x74726970
 
@@ -180,6 +181,16 @@ class Store:
 
 
 @dataclass(frozen=True, slots=True)
+class Capacity:
+    """What a worker can take on now: free slots, cores and memory, and pool sizes."""
+
+    slots: int
+    cpu_cores: float
+    memory_mb: int
+    pools: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskMove:
     run_id: str
     task_id: str
@@ -275,8 +286,19 @@ class Transaction:
         )
         return run_id
 
-    async def insert_task_instances(self, run_id: str, task_ids: Sequence[str]) -> None:
-        await self.conn.execute(q("insert_task_instances"), run_id, list(task_ids))
+    async def insert_task_instances(
+        self, run_id: str, tasks: Sequence[tuple[str, float, int, str | None, int]]
+    ) -> None:
+        """(task id, cpu cores, memory MB, pool, priority) of every task of a new run."""
+        await self.conn.execute(
+            q("insert_task_instances"),
+            run_id,
+            [t[0] for t in tasks],
+            [t[1] for t in tasks],
+            [t[2] for t in tasks],
+            [t[3] for t in tasks],
+            [t[4] for t in tasks],
+        )
 
     async def insert_task_waits(self, waits: Sequence[tuple[str, str, str, str]]) -> None:
         """(run id, task id, dataset, partition) rows: what each task waits for."""
@@ -344,11 +366,55 @@ class Transaction:
             [r.ended_at for r in results],
         )
 
-    async def claim_queued_tasks(
-        self, worker_id: str, limit: int, lease_seconds: float
+    async def claim_tasks(
+        self, worker_id: str, capacity: Capacity, lease_seconds: float
     ) -> list[ClaimedAttempt]:
-        rows = await self.conn.fetch(q("claim_queued_tasks"), worker_id, limit, lease_seconds)
-        return [ClaimedAttempt.from_row(dict(row)) for row in rows]
+        """Move the queued tasks that fit ``capacity`` to running for this worker.
+
+        Replicas claiming at once choose the same head of the queue; rows another one locked
+        first are passed over and the next ones chosen, for a few rounds.
+        """
+        claimed: list[ClaimedAttempt] = []
+        passed_over: list[tuple[str, str]] = []
+        free = capacity
+        for _ in range(CLAIM_ROUNDS):
+            chosen = await self.conn.fetch(
+                q("claimable_tasks"),
+                free.slots,
+                free.cpu_cores,
+                free.memory_mb,
+                list(free.pools),
+                list(free.pools.values()),
+                [p[0] for p in passed_over],
+                [p[1] for p in passed_over],
+            )
+            if not chosen:
+                break
+            rows = await self.conn.fetch(
+                q("claim_tasks"),
+                worker_id,
+                [r["run_id"] for r in chosen],
+                [r["task_id"] for r in chosen],
+                lease_seconds,
+            )
+            got = [ClaimedAttempt.from_row(dict(row)) for row in rows]
+            claimed.extend(got)
+            taken = {(c.run_id, c.task_id) for c in got}
+            missed = [
+                (r["run_id"], r["task_id"])
+                for r in chosen
+                if (r["run_id"], r["task_id"]) not in taken
+            ]
+            if not missed:
+                break
+            passed_over.extend(missed)
+            free = Capacity(
+                free.slots - len(got),
+                free.cpu_cores - sum(c.cpu_cores for c in got),
+                free.memory_mb - sum(c.memory_mb for c in got),
+                free.pools,
+            )
+        return claimed
 
     def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
         self._transitions.extend(rows)
