@@ -11,12 +11,15 @@ before the transaction starts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+
+import orjson
 
 from service.bus.envelope import (
     DATASET_PRODUCED,
@@ -227,6 +230,29 @@ class Coordinator:
 
     async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
         await self._store.renew_leases(worker_id, lease_seconds)
+
+    async def cache_key(
+        self,
+        pipeline: Pipeline,
+        task_id: str,
+        argv: Sequence[str],
+        inputs: Sequence[tuple[str, str]],
+    ) -> str:
+        """sha256 of the spec version, the rendered command and the inputs' versions."""
+        versions = await self._store.input_versions(inputs)
+        material = orjson.dumps(
+            [
+                pipeline.spec_hash,
+                task_id,
+                list(argv),
+                [[d, p, versions.get((d, p))] for d, p in inputs],
+            ]
+        )
+        return hashlib.sha256(material).hexdigest()
+
+    async def cached_success(self, cache_key: str) -> tuple[str, int] | None:
+        """The run and attempt of an earlier success with this key, if any."""
+        return await self._store.cached_success(cache_key)
 
     async def fire_due_retries(self, limit: int) -> int:
         """Queue again the tasks whose retry time has come; return how many were due."""
@@ -464,6 +490,22 @@ class Coordinator:
             self._ignore(work.tx, event, decision.ignored, counts)
             return
         work.apply(run.run_id, decision.transitions)
+        succeeded = any(
+            t.task_id == finished.task_id and t.to_state == TaskState.SUCCESS
+            for t in decision.transitions
+        )
+        if succeeded and data.get("cache_key"):
+            await work.tx.record_cache_keys(
+                [
+                    (
+                        data["cache_key"],
+                        run.pipeline_id,
+                        finished.task_id,
+                        run.run_id,
+                        finished.attempt,
+                    )
+                ]
+            )
         work.results.append(
             AttemptResult(
                 run.run_id,
@@ -477,10 +519,7 @@ class Coordinator:
         )
         details = {key: data.get(key) for key in ("exit_code", "signal", "error_snippet")}
         self._record(work.tx, run, decision.transitions, {finished.task_id: details})
-        if any(
-            t.task_id == finished.task_id and t.to_state == TaskState.SUCCESS
-            for t in decision.transitions
-        ):
+        if succeeded:
             await self._announce_outputs(
                 work, run, pipeline, finished.task_id, finished.attempt, counts
             )

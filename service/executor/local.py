@@ -229,9 +229,28 @@ class LocalExecutor:
             "TRIBUTARY_PIPELINE_ID": claim.pipeline_id,
             **{f"TRIBUTARY_PARAM_{name.upper()}": str(values[f"params.{name}"]) for name in params},
         }
-        env = task_environment(os.environ, task.env, context)
+        env = task_environment(os.environ, task.env, context, spec.inherit_env)
         log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
         grace = spec.grace_period.total_seconds()
+
+        cache_key = None
+        if spec.cache:
+            inputs = [
+                (ref.name, partition.render(values))
+                for ref, (_, partition) in zip(
+                    spec.inputs, pipeline.templates[claim.task_id].inputs, strict=True
+                )
+            ]
+            cache_key = await self._coordinator.cache_key(
+                pipeline, claim.task_id, task.argv, inputs
+            )
+            earlier = await self._coordinator.cached_success(cache_key)
+            if earlier is not None:
+                why = (
+                    f"cache_hit: same spec, command and inputs as run {earlier[0]} "
+                    f"attempt {earlier[1]}"
+                )
+                return _Attempt(ProcessExit(None, None, None, None), TaskState.SKIPPED, False, why)
 
         if task.cleanup and spec.cleanup:
             log.info("attempt.cleanup", argv=task.cleanup)
@@ -268,7 +287,7 @@ class LocalExecutor:
                 task.rollback, env, task.cwd, log_path, spec.rollback.timeout.total_seconds(), grace
             )
             reason += f"; rollback {'done' if rolled.exit_code == 0 else _ending(rolled)}"
-        return _Attempt(result, outcome, retryable, reason)
+        return _Attempt(result, outcome, retryable, reason, cache_key)
 
     def _completion(
         self, claim: ClaimedAttempt, attempt: _Attempt, started: datetime
@@ -284,6 +303,7 @@ class LocalExecutor:
                 "outcome": str(attempt.outcome),
                 "retryable": attempt.retryable,
                 "reason": attempt.reason or None,
+                "cache_key": attempt.cache_key,
                 "exit_code": result.exit_code,
                 "signal": result.signal,
                 "error_snippet": result.error_snippet,
@@ -305,6 +325,7 @@ class _Attempt:
     outcome: TaskState
     retryable: bool
     reason: str
+    cache_key: str | None = None  # recorded with a success of a cached task
 
 
 def _ending(result: ProcessExit) -> str:

@@ -56,10 +56,14 @@ class _Tail:
 
 
 def task_environment(
-    base: Mapping[str, str], declared: Mapping[str, str], context: Mapping[str, str]
+    base: Mapping[str, str],
+    declared: Mapping[str, str],
+    context: Mapping[str, str],
+    inherit: Sequence[str] = (),
 ) -> dict[str, str]:
-    """What a task sees: a few inherited basics, what its spec declares, the run's context."""
-    env = {name: base[name] for name in INHERITED_ENV if name in base}
+    """What a task sees: a few basics and the variables its spec names from the service's
+    environment, what its spec declares, and the run's context."""
+    env = {name: base[name] for name in (*INHERITED_ENV, *inherit) if name in base}
     env.update(declared)
     env.update(context)
     return env

@@ -289,6 +289,9 @@ class TaskDefaults(Spec):
     """Values every task of the pipeline gets unless it sets its own (env and tags merge)."""
 
     env: dict[str, str] = Field(default_factory=dict)
+    # Variables of the service's own environment passed on by name (e.g. a cloud profile);
+    # nothing else of it reaches the task.
+    inherit_env: list[str] = Field(default_factory=list)
     cwd: str | None = None
     trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
     retry: RetryPolicy = RetryPolicy()
@@ -306,6 +309,14 @@ class TaskDefaults(Spec):
     @classmethod
     def _positive_timeout(cls, value: timedelta | None) -> timedelta | None:
         return None if value is None else _positive(value)
+
+    @field_validator("inherit_env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name)]
+        if bad:
+            raise ValueError(f"not environment variable names: {bad}")
+        return value
 
     @field_validator("env")
     @classmethod

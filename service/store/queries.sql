@@ -296,6 +296,24 @@ SELECT run_id, task_id, state, attempt, worker_id, queued_at, started_at, ended_
 FROM task_instances WHERE run_id = $1
 ORDER BY started_at NULLS LAST, task_id;
 
+-- name: input_versions
+-- $1 datasets, $2 partitions (parallel arrays): the latest version of each that exists.
+SELECT DISTINCT ON (d.dataset, d.partition) d.dataset, d.partition, d.version
+FROM dataset_partitions AS d
+JOIN unnest($1::text[], $2::text[]) AS i(dataset, partition)
+  ON d.dataset = i.dataset AND d.partition = i.partition
+ORDER BY d.dataset, d.partition, d.recorded_at DESC;
+
+-- name: cached_success
+-- $1 cache key: the run and attempt whose success it records, if any.
+SELECT run_id, attempt FROM task_cache WHERE cache_key = $1;
+
+-- name: record_cache_keys
+-- $1 keys, $2 pipelines, $3 tasks, $4 runs, $5 attempts.
+INSERT INTO task_cache (cache_key, pipeline_id, task_id, run_id, attempt)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
+ON CONFLICT (cache_key) DO NOTHING;
+
 -- name: ping
 SELECT 1;
 

@@ -156,6 +156,21 @@ class Store:
             rows = await self._pool.fetch(q("list_task_instances"), run_id)
         return [TaskRecord.from_row(dict(row)) for row in rows]
 
+    async def input_versions(self, inputs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(dataset, partition) -> latest recorded version, for those that exist."""
+        if not inputs:
+            return {}
+        async with _translated():
+            rows = await self._pool.fetch(
+                q("input_versions"), [i[0] for i in inputs], [i[1] for i in inputs]
+            )
+        return {(r["dataset"], r["partition"]): r["version"] for r in rows}
+
+    async def cached_success(self, cache_key: str) -> tuple[str, int] | None:
+        async with _translated():
+            row = await self._pool.fetchrow(q("cached_success"), cache_key)
+        return (row["run_id"], row["attempt"]) if row else None
+
     async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
         async with _translated():
             await self._pool.execute(q("renew_leases"), worker_id, lease_seconds)
@@ -351,6 +366,18 @@ class Transaction:
                 (row["run_id"], row["task_id"]) for row in moved
             }
             raise ConcurrencyError(f"tasks {sorted(missed)} changed under us")
+
+    async def record_cache_keys(self, keys: Sequence[tuple[str, str, str, str, int]]) -> None:
+        """(cache key, pipeline, task, run, attempt) of successes of cached tasks."""
+        if keys:
+            await self.conn.execute(
+                q("record_cache_keys"),
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                [k[2] for k in keys],
+                [k[3] for k in keys],
+                [k[4] for k in keys],
+            )
 
     async def record_attempt_results(self, results: Sequence[AttemptResult]) -> None:
         if not results:

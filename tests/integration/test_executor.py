@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from service.bus.dead_letter import DeadLetters
-from service.bus.envelope import RUN_REQUESTED, new_event
+from service.bus.envelope import DATASET_READY, RUN_REQUESTED, CloudEvent, new_event
 from service.coordinator import Coordinator, StatusTopic
 from service.executor.local import CompletionBatcher, LocalExecutor
 from service.pipelines import PipelineRegistry
@@ -46,6 +46,16 @@ tasks:
 """
 
 
+CACHED = """\
+id: cached
+tasks:
+  - id: expensive
+    cache: true
+    inputs: [{{uri: "pg://w/src", dataset: src, partition: "{{batch_date}}"}}]
+    command: [sh, -c, 'echo ran >> "{marks}/expensive"']
+"""
+
+
 @dataclass
 class Rig:
     coordinator: Coordinator
@@ -60,6 +70,7 @@ async def rig(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> AsyncI
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()
     (pipelines / "hard.yaml").write_text(PIPELINE.format(marks=marks))
+    (pipelines / "cached.yaml").write_text(CACHED.format(marks=marks))
     store = await connect(database_url, 4)
     registry = PipelineRegistry(store)
     assert (await registry.load(pipelines)).problems == []
@@ -159,3 +170,41 @@ async def test_shutdown_interrupts_what_runs_and_reports_it_retryable(
         await pg.fetchval("SELECT state FROM task_instances WHERE task_id = 'stubborn'")
         == "up_for_retry"
     )
+
+
+async def test_a_cached_task_runs_again_only_when_its_inputs_change(
+    rig: Rig, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    ran = tmp_path / "marks" / "expensive"
+
+    async def run_once(*extra: CloudEvent) -> str:
+        request = new_event(
+            RUN_REQUESTED, "urn:test", {"pipeline_id": "cached", "batch_date": "2026-11-21"}
+        )
+        await rig.coordinator.apply([*extra, request])
+        await eventually(
+            lambda: pg.fetchval(
+                "SELECT count(*) FROM runs WHERE state NOT IN ('success', 'failed')"
+            ),
+            lambda n: n == 0,
+            20,
+            "the run to end",
+        )
+        state: str = await pg.fetchval(
+            "SELECT t.state FROM task_instances t JOIN runs r USING (run_id) "
+            "ORDER BY r.created_at DESC LIMIT 1"
+        )
+        return state
+
+    v1 = new_event(
+        DATASET_READY, "urn:test", {"dataset": "src", "partition": "2026-11-21", "version": "v1"}
+    )
+    assert await run_once(v1) == "success"
+    assert await run_once() == "skipped"  # same spec, command and input version
+    reason = await pg.fetchval("SELECT reason FROM transitions WHERE to_state = 'skipped'")
+    assert "cache_hit" in reason
+    v2 = new_event(
+        DATASET_READY, "urn:test", {"dataset": "src", "partition": "2026-11-21", "version": "v2"}
+    )
+    assert await run_once(v2) == "success"  # a new version of the input
+    assert ran.read_text().splitlines() == ["ran", "ran"]

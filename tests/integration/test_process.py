@@ -58,6 +58,8 @@ async def test_the_task_sees_only_its_environment(tmp_path: Path) -> None:
         {"TRIBUTARY_RUN_ID": "r1"},
     )
     assert env == {"PATH": "/usr/bin:/bin", "MODE": "full", "TRIBUTARY_RUN_ID": "r1"}
+    asked = task_environment({"AWS_PROFILE": "etl", "AWS_SECRET": "s"}, {}, {}, ["AWS_PROFILE"])
+    assert asked == {"AWS_PROFILE": "etl"}
     code = "import os; print(sorted(os.environ))"
     result = await run(code, tmp_path, env)
     assert result.exit_code == 0
