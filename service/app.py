@@ -26,6 +26,7 @@ from service.config import Settings
 from service.coordinator import BatchOutcome, Coordinator, StatusTopic
 from service.errors import InfrastructureError, TributaryError
 from service.executor.local import CompletionBatcher, LocalExecutor
+from service.executor.remote import RemoteDispatcher
 from service.observability import get_logger
 from service.pipelines import PipelineRegistry, PipelineWatcher
 from service.realtime import LiveState
@@ -86,6 +87,7 @@ class _Parts:
     executor: LocalExecutor
     watcher: PipelineWatcher
     timers: TimerLoop
+    dispatcher: RemoteDispatcher
 
     def start_loops(self) -> set[asyncio.Task[None]]:
         loops = {
@@ -95,6 +97,7 @@ class _Parts:
             asyncio.create_task(self.relay.run(), name="relay"),
             asyncio.create_task(self.watcher.run(), name="pipeline-watcher"),
             asyncio.create_task(self.timers.run(), name="timers"),
+            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self.executor.heartbeat(), name="heartbeat"),
         }
         if self.live:
@@ -142,6 +145,8 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         StatusTopic(settings.topic_status, settings.event_source),
         actor=settings.instance_id,
         on_commit=wake.after_commit,
+        requests_topic=settings.topic_requests,
+        remote_by_default=settings.remote_by_default,
     )
     dead_letters = DeadLetters(producer, settings.topic_dead_letter)
     completions = CompletionBatcher(
@@ -165,12 +170,32 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         ),
     )
     timers = TimerLoop(coordinator, store, settings.timer_poll_interval_seconds)
-    wake.executor, wake.timers = executor, timers
+    dispatcher = RemoteDispatcher(
+        coordinator,
+        settings.instance_id,
+        settings.lease_ttl_seconds,
+        settings.executor_poll_interval_seconds,
+    )
+    wake.executor, wake.timers, wake.dispatcher = executor, timers, dispatcher
     consumer = EventConsumer(
-        kafka_consumer, coordinator, dead_letters, settings.consumer_batch_size
+        kafka_consumer,
+        coordinator,
+        dead_letters,
+        settings.consumer_batch_size,
+        settings.lease_ttl_seconds,
     )
     return _Parts(
-        store, registry, producer, live, consumer, relay, completions, executor, watcher, timers
+        store,
+        registry,
+        producer,
+        live,
+        consumer,
+        relay,
+        completions,
+        executor,
+        watcher,
+        timers,
+        dispatcher,
     )
 
 
@@ -228,12 +253,13 @@ class _Wakeups:
         self.relay = relay
         self.executor: LocalExecutor | None = None
         self.timers: TimerLoop | None = None
+        self.dispatcher: RemoteDispatcher | None = None
 
     def after_commit(self, outcome: BatchOutcome) -> None:
-        if (outcome.runs_created or outcome.tasks_queued or outcome.datasets_recorded) and (
-            self.executor
-        ):
-            self.executor.wake()
+        if outcome.runs_created or outcome.tasks_queued or outcome.datasets_recorded:
+            for loop in (self.executor, self.dispatcher):
+                if loop is not None:
+                    loop.wake()
         if outcome.outbox_written:
             self.relay.wake()
         if outcome.retries_scheduled and self.timers:

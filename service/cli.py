@@ -17,6 +17,7 @@ import orjson
 
 from service import devenv
 from service.app import Service
+from service.bus.dead_letter import DeadLetters
 from service.bus.envelope import (
     CONTENT_TYPE,
     DATASET_READY,
@@ -24,9 +25,10 @@ from service.bus.envelope import (
     CloudEvent,
     new_event,
 )
-from service.bus.kafka import ensure_topics, make_producer
+from service.bus.kafka import ensure_topics, make_consumer, make_producer
 from service.config import Settings, env_var, load_settings
 from service.errors import ConfigError, Problem, SpecError, TributaryError
+from service.executor.remote import Worker
 from service.observability import configure_logging, get_logger
 from service.spec.loader import Pipeline, load_pipeline_dir, load_pipeline_file
 from service.spec.plan import format_plan, make_plan
@@ -72,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the service with the configured servers")
     serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser(
+        "worker", help="run tasks requested over Kafka (executor: remote), any number of them"
+    )
+    worker.set_defaults(handler=cmd_worker)
 
     dev = commands.add_parser(
         "dev", help="run the service on embedded defaults: starts what it needs, loads examples"
@@ -159,6 +166,46 @@ async def _serve(settings: Settings, ready: Callable[[Service], None] | None = N
     if service.started.is_set():
         ready(service)
     await runner
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    configure_logging(settings.log_level)
+    asyncio.run(_work(settings))
+    return 0
+
+
+async def _work(settings: Settings) -> None:
+    """A remote worker: requests from Kafka in, heartbeats and completions out."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if settings.kafka_create_topics:
+        await ensure_topics(
+            settings,
+            [settings.topic_requests, settings.topic_completions, settings.topic_dead_letter],
+        )
+    producer = make_producer(settings)
+    consumer = make_consumer(settings, [settings.topic_requests], settings.kafka_worker_group)
+    await producer.start()
+    await consumer.start()
+    worker = Worker(
+        consumer,
+        producer,
+        DeadLetters(producer, settings.topic_dead_letter),
+        settings.topic_completions,
+        settings.instance_id,
+        settings.task_log_dir,
+        settings.max_parallel_tasks,
+    )
+    log.info("worker.started", worker_id=settings.instance_id)
+    try:
+        await worker.run(stop)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        log.info("worker.stopped", worker_id=settings.instance_id, finished=worker.finished)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

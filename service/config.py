@@ -110,6 +110,18 @@ class Settings(BaseModel):
     topic_status: str = Field(
         default="tributary.status", description="Topic of run.status and task.status events."
     )
+    topic_requests: str = Field(
+        default="tributary.requests",
+        description="Topic of task.requested events, for remote workers.",
+    )
+    kafka_worker_group: str = Field(
+        default="tributary-workers",
+        description="Consumer group of the remote workers (tributary worker).",
+    )
+    remote_by_default: bool = Field(
+        default=False,
+        description="Run every task on remote workers, not only those with executor: remote.",
+    )
     topic_dead_letter: str = Field(
         default="tributary.dead-letter",
         description="Topic of refused input: original bytes, the reason in headers.",

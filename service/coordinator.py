@@ -27,6 +27,8 @@ from service.bus.envelope import (
     RUN_REQUESTED,
     RUN_STATUS,
     TASK_COMPLETED,
+    TASK_HEARTBEAT,
+    TASK_REQUESTED,
     TASK_STATUS,
     CloudEvent,
     new_event,
@@ -44,6 +46,7 @@ from service.engine.decide import (
 )
 from service.engine.states import RUN_TERMINAL, RunState, TaskState
 from service.errors import ConcurrencyError, EventError, SpecError, TributaryError
+from service.executor.attempt import plan_attempt
 from service.observability import get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.loader import Pipeline
@@ -96,7 +99,7 @@ def new_run_id(now: datetime, suffix: str | None = None) -> str:
 
 def check_event(event: CloudEvent) -> None:
     """Refuse what no transaction could apply, before one starts."""
-    if event.type not in (DATASET_READY, RUN_REQUESTED, TASK_COMPLETED):
+    if event.type not in (DATASET_READY, RUN_REQUESTED, TASK_COMPLETED, TASK_HEARTBEAT):
         raise EventError(f"event type {event.type!r} is not consumed by the orchestrator")
 
 
@@ -169,12 +172,16 @@ class Coordinator:
         status: StatusTopic,
         actor: str,
         on_commit: Callable[[BatchOutcome], None] = lambda outcome: None,
+        requests_topic: str = "tributary.requests",
+        remote_by_default: bool = False,
     ) -> None:
         self._store = store
         self._registry = registry
         self._status = status
         self._actor = actor
         self._on_commit = on_commit
+        self._requests_topic = requests_topic  # where task.requested goes, for remote workers
+        self._remote_by_default = remote_by_default
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         """Apply a batch in one transaction. Events must have passed :func:`check_event`."""
@@ -230,6 +237,67 @@ class Coordinator:
 
     async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
         await self._store.renew_leases(worker_id, lease_seconds)
+
+    async def renew_attempt_leases(
+        self, beats: Sequence[tuple[str, str, int, str]], lease_seconds: float
+    ) -> None:
+        """Heartbeats of remote workers: (run id, task id, attempt, worker id)."""
+        await self._store.renew_attempt_leases(beats, lease_seconds)
+
+    async def dispatch_remote(self, dispatcher_id: str, limit: int, lease_seconds: float) -> int:
+        """Claim queued remote tasks and request them from the workers, in one transaction:
+        the task.requested events go through the outbox like every other event."""
+        capacity = Capacity(limit, float("inf"), 2**31 - 1, remote=True)
+        async with self._store.transaction() as tx:
+            tx.actor = dispatcher_id
+            claims = await tx.claim_tasks(dispatcher_id, capacity, lease_seconds)
+            for claim in claims:
+                transition = start_attempt(
+                    TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
+                )
+                run = LockedRun(
+                    claim.run_id,
+                    claim.pipeline_id,
+                    claim.spec_hash,
+                    claim.batch_date,
+                    RunState.RUNNING,
+                    claim.trace_id,
+                    claim.params,
+                )
+                self._record(tx, run, [transition])
+                pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
+                plan = plan_attempt(
+                    pipeline,
+                    claim.task_id,
+                    run_id=claim.run_id,
+                    attempt=claim.attempt,
+                    batch_date=claim.batch_date,
+                    trace_id=claim.trace_id,
+                    params=resolve_params(pipeline.spec.params, claim.params),
+                )
+                request = new_event(
+                    TASK_REQUESTED,
+                    self._status.source,
+                    {
+                        "run_id": claim.run_id,
+                        "task_id": claim.task_id,
+                        "attempt": claim.attempt,
+                        "pipeline_id": claim.pipeline_id,
+                        "batch_date": claim.batch_date.isoformat(),
+                        "trace_id": claim.trace_id,
+                        "lease_seconds": lease_seconds,
+                        "plan": plan.to_json(),
+                    },
+                    subject=f"{claim.run_id}/{claim.task_id}",
+                    trace_id=claim.trace_id,
+                )
+                tx.add_outbox(
+                    [OutboxRow(request.id, self._requests_topic, claim.run_id, request.to_bytes())]
+                )
+            outbox_written = tx.outbox_written
+        if claims:
+            self._on_commit(BatchOutcome(outbox_written=outbox_written))
+        return len(claims)
 
     async def cache_key(
         self,
@@ -442,6 +510,7 @@ class Coordinator:
                     task.resources.memory_mb,
                     task.resources.pool,
                     task.priority,
+                    task.executor == "remote" or self._remote_by_default,
                 )
                 for task_id in pipeline.graph.order
                 for task in (pipeline.tasks[task_id],)

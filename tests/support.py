@@ -24,9 +24,10 @@ T = TypeVar("T")
 class ServiceProcess:
     """``python -m service serve`` with the given environment, its output in a log file."""
 
-    def __init__(self, environment: dict[str, str], log_path: Path) -> None:
+    def __init__(self, environment: dict[str, str], log_path: Path, command: str = "serve") -> None:
         self.environment = environment
         self.log_path = log_path
+        self.command = command  # "serve", or "worker"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -37,7 +38,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "serve"],
+                [sys.executable, "-m", "service", self.command],
                 env=env,
                 cwd=ROOT,
                 stdout=log,
@@ -47,10 +48,14 @@ class ServiceProcess:
 
     async def wait_started(self, timeout: float = 30.0) -> None:
         async def started_or_exited() -> bool:
-            return "service.started" in self.log_text() or not self.alive
+            return f"{self.started_event}" in self.log_text() or not self.alive
 
         await eventually(started_or_exited, bool, timeout, "the service to start")
         assert self.alive, f"the service exited at start:\n{self.log_text()[-3000:]}"
+
+    @property
+    def started_event(self) -> str:
+        return "worker.started" if self.command == "worker" else "service.started"
 
     def http_port(self) -> int:
         started = [e for e in self.log_events() if e.get("event") == "service.started"]

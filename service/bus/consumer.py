@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from service.bus.dead_letter import DeadLetter, DeadLetters
-from service.bus.envelope import parse_event
+from service.bus.envelope import TASK_HEARTBEAT, parse_event
 from service.coordinator import Coordinator, apply_reliably, check_event
 from service.errors import EventError
 from service.observability import get_logger
@@ -31,11 +31,13 @@ class EventConsumer:
         coordinator: Coordinator,
         dead_letters: DeadLetters,
         batch_size: int,
+        lease_seconds: float = 30.0,
     ) -> None:
         self._consumer = consumer
         self._coordinator = coordinator
         self._dead_letters = dead_letters
         self._batch_size = batch_size
+        self._lease_seconds = lease_seconds  # what a remote worker's heartbeat renews
         self.rejected = 0  # records sent to the dead-letter topic, since start
 
     async def run(self) -> None:
@@ -55,6 +57,7 @@ class EventConsumer:
         letters: list[DeadLetter] = []
         by_id: dict[str, ConsumerRecord[bytes, bytes]] = {}
         events = []
+        beats: list[tuple[str, str, int, str]] = []  # heartbeats renew leases, nothing else
         for record in records:
             try:
                 event = parse_event(record.value)
@@ -63,8 +66,20 @@ class EventConsumer:
                 log.error("event.rejected", reason=str(exc), **_where(record))
                 letters.append(_letter(record, str(exc)))
                 continue
+            if event.type == TASK_HEARTBEAT:
+                beats.append(
+                    (
+                        event.data["run_id"],
+                        event.data["task_id"],
+                        event.data["attempt"],
+                        event.data["worker_id"],
+                    )
+                )
+                continue
             by_id[event.id] = record
             events.append(event)
+        if beats:
+            await self._coordinator.renew_attempt_leases(beats, self._lease_seconds)
         if events:
             for event, reason in await apply_reliably(self._coordinator, events):
                 letters.append(_letter(by_id[event.id], reason))

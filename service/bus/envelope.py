@@ -25,6 +25,8 @@ CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 DATASET_READY = "dataset.ready"
 RUN_REQUESTED = "run.requested"
 TASK_COMPLETED = "task.completed"
+TASK_REQUESTED = "task.requested"
+TASK_HEARTBEAT = "task.heartbeat"
 RUN_STATUS = "run.status"
 TASK_STATUS = "task.status"
 DATASET_PRODUCED = "dataset.produced"
@@ -35,6 +37,8 @@ EVENT_TYPES = (
     RUN_STATUS,
     TASK_STATUS,
     DATASET_PRODUCED,
+    TASK_REQUESTED,
+    TASK_HEARTBEAT,
 )
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")

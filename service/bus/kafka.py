@@ -49,11 +49,13 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(settings: Settings, topics: Sequence[str]) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: Settings, topics: Sequence[str], group: str | None = None
+) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics,
         **client_options(settings),
-        group_id=settings.kafka_consumer_group,
+        group_id=group or settings.kafka_consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka_session_timeout_ms,
@@ -69,6 +71,7 @@ def service_topics(settings: Settings) -> list[str]:
         settings.topic_completions,
         settings.topic_status,
         settings.topic_dead_letter,
+        settings.topic_requests,
     ]
 
 

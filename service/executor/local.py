@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from service.bus.dead_letter import DeadLetter, DeadLetters
-from service.bus.envelope import TASK_COMPLETED, CloudEvent, new_event, utc_timestamp
+from service.bus.envelope import TASK_COMPLETED, CloudEvent, new_event
 from service.coordinator import Coordinator, apply_reliably
-from service.engine.retry import classify_exit
 from service.engine.states import TaskState
 from service.errors import TributaryError
-from service.executor.process import (
-    ERROR_SNIPPET_CHARS,
-    ProcessExit,
-    run_process,
-    task_environment,
+from service.executor.attempt import (
+    AttemptOutcome,
+    completion_data,
+    plan_attempt,
+    run_attempt,
+    unrunnable,
 )
+from service.executor.process import ProcessExit
 from service.observability import bound, get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.params import resolve_params
-from service.spec.render import render_task, template_values
+from service.spec.render import template_values
 from service.store import Capacity
 from service.store.records import ClaimedAttempt
 
@@ -185,32 +184,46 @@ class LocalExecutor:
         with bound(**claim.log_context()):
             started = datetime.now(UTC)
             try:
-                attempt = await self._run_attempt(claim)
+                done = await self._run_attempt(claim)
             except (TributaryError, OSError, KeyError) as exc:
-                # Could not even be prepared: report it failed rather than leave it running.
-                message = f"cannot run the attempt: {exc!r}"
-                log.error("attempt.unrunnable", error=message)
-                attempt = _Attempt(
-                    ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message),
-                    TaskState.FAILED,
-                    True,
-                    message,
-                )
+                done = unrunnable(exc)
             log.info(
                 "attempt.ended",
-                outcome=attempt.outcome,
-                exit_code=attempt.result.exit_code,
-                signal=attempt.result.signal,
-                reason=attempt.reason,
+                outcome=done.outcome,
+                exit_code=done.result.exit_code,
+                signal=done.result.signal,
+                reason=done.reason,
                 seconds=(datetime.now(UTC) - started).total_seconds(),
             )
-            self._completions.submit(self._completion(claim, attempt, started))
+            data = completion_data(
+                claim.run_id, claim.task_id, claim.attempt, done, self._worker_id, started
+            )
+            self._completions.submit(
+                new_event(
+                    TASK_COMPLETED,
+                    self._source,
+                    data,
+                    subject=f"{claim.run_id}/{claim.task_id}",
+                    trace_id=claim.trace_id,
+                )
+            )
 
-    async def _run_attempt(self, claim: ClaimedAttempt) -> _Attempt:
-        """cleanup, then the command under its time limit, then rollback if it went wrong."""
+    async def _run_attempt(self, claim: ClaimedAttempt) -> AttemptOutcome:
         pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
         spec = pipeline.tasks[claim.task_id]
         params = resolve_params(pipeline.spec.params, claim.params)
+        plan = plan_attempt(
+            pipeline,
+            claim.task_id,
+            run_id=claim.run_id,
+            attempt=claim.attempt,
+            batch_date=claim.batch_date,
+            trace_id=claim.trace_id,
+            params=params,
+        )
+        log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
+        if not spec.cache:
+            return await run_attempt(plan, log_path, self._interrupt)
         values = template_values(
             batch_date=claim.batch_date,
             run_id=claim.run_id,
@@ -219,118 +232,20 @@ class LocalExecutor:
             pipeline_id=claim.pipeline_id,
             params=params,
         )
-        task = render_task(pipeline, claim.task_id, values)
-        context = {
-            "TRIBUTARY_RUN_ID": claim.run_id,
-            "TRIBUTARY_TASK_ID": claim.task_id,
-            "TRIBUTARY_ATTEMPT": str(claim.attempt),
-            "TRIBUTARY_BATCH_DATE": claim.batch_date.isoformat(),
-            "TRIBUTARY_TRACE_ID": claim.trace_id,
-            "TRIBUTARY_PIPELINE_ID": claim.pipeline_id,
-            **{f"TRIBUTARY_PARAM_{name.upper()}": str(values[f"params.{name}"]) for name in params},
-        }
-        env = task_environment(os.environ, task.env, context, spec.inherit_env)
-        log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
-        grace = spec.grace_period.total_seconds()
-
-        cache_key = None
-        if spec.cache:
-            inputs = [
-                (ref.name, partition.render(values))
-                for ref, (_, partition) in zip(
-                    spec.inputs, pipeline.templates[claim.task_id].inputs, strict=True
-                )
-            ]
-            cache_key = await self._coordinator.cache_key(
-                pipeline, claim.task_id, task.argv, inputs
+        inputs = [
+            (ref.name, partition.render(values))
+            for ref, (_, partition) in zip(
+                spec.inputs, pipeline.templates[claim.task_id].inputs, strict=True
             )
-            earlier = await self._coordinator.cached_success(cache_key)
-            if earlier is not None:
-                why = (
-                    f"cache_hit: same spec, command and inputs as run {earlier[0]} "
-                    f"attempt {earlier[1]}"
-                )
-                return _Attempt(ProcessExit(None, None, None, None), TaskState.SKIPPED, False, why)
-
-        if task.cleanup and spec.cleanup:
-            log.info("attempt.cleanup", argv=task.cleanup)
-            cleaned = await run_process(
-                task.cleanup,
-                env,
-                task.cwd,
-                log_path,
-                spec.cleanup.timeout.total_seconds(),
-                grace,
-                self._interrupt,
+        ]
+        cache_key = await self._coordinator.cache_key(pipeline, claim.task_id, plan.argv, inputs)
+        earlier = await self._coordinator.cached_success(cache_key)
+        if earlier is not None:
+            why = (
+                f"cache_hit: same spec, command and inputs as run {earlier[0]} attempt {earlier[1]}"
             )
-            if cleaned.exit_code != 0 or cleaned.timed_out or cleaned.interrupted:
-                why = f"cleanup failed ({_ending(cleaned)}): the command did not run"
-                return _Attempt(cleaned, TaskState.FAILED, True, why)
-
-        log.info("attempt.started", argv=task.argv, log_path=str(log_path))
-        limit = spec.timeout.total_seconds() if spec.timeout else None
-        result = await run_process(
-            task.argv, env, task.cwd, log_path, limit, grace, self._interrupt
-        )
-        if result.interrupted:
-            return _Attempt(result, TaskState.FAILED, True, "interrupted: the service stopped")
-        if result.timed_out:
-            outcome, retryable, reason = TaskState.TIMED_OUT, True, f"timed out after {limit:g}s"
-        else:
-            outcome, retryable = classify_exit(
-                result.exit_code, spec.exit_codes.skip, spec.exit_codes.fatal
+            return AttemptOutcome(
+                ProcessExit(None, None, None, None), TaskState.SKIPPED, False, why
             )
-            reason = "" if outcome is not TaskState.FAILED else _ending(result)
-        if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and task.rollback and spec.rollback:
-            log.info("attempt.rollback", argv=task.rollback)
-            rolled = await run_process(
-                task.rollback, env, task.cwd, log_path, spec.rollback.timeout.total_seconds(), grace
-            )
-            reason += f"; rollback {'done' if rolled.exit_code == 0 else _ending(rolled)}"
-        return _Attempt(result, outcome, retryable, reason, cache_key)
-
-    def _completion(
-        self, claim: ClaimedAttempt, attempt: _Attempt, started: datetime
-    ) -> CloudEvent:
-        result = attempt.result
-        return new_event(
-            TASK_COMPLETED,
-            self._source,
-            {
-                "run_id": claim.run_id,
-                "task_id": claim.task_id,
-                "attempt": claim.attempt,
-                "outcome": str(attempt.outcome),
-                "retryable": attempt.retryable,
-                "reason": attempt.reason or None,
-                "cache_key": attempt.cache_key,
-                "exit_code": result.exit_code,
-                "signal": result.signal,
-                "error_snippet": result.error_snippet,
-                "stderr_tail": result.stderr_tail,
-                "started_at": utc_timestamp(started),
-                "ended_at": utc_timestamp(),
-                "worker_id": self._worker_id,
-            },
-            subject=f"{claim.run_id}/{claim.task_id}",
-            trace_id=claim.trace_id,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """How an attempt ended, as the engine will be told."""
-
-    result: ProcessExit
-    outcome: TaskState
-    retryable: bool
-    reason: str
-    cache_key: str | None = None  # recorded with a success of a cached task
-
-
-def _ending(result: ProcessExit) -> str:
-    if result.exit_code is None:
-        return "it could not start"
-    if result.timed_out:
-        return "timed out"
-    return f"killed by {result.signal}" if result.signal else f"exit code {result.exit_code}"
+        done = await run_attempt(plan, log_path, self._interrupt)
+        return AttemptOutcome(done.result, done.outcome, done.retryable, done.reason, cache_key)

@@ -70,12 +70,13 @@ RETURNING run_id;
 SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
 
 -- name: insert_task_instances
--- $1 run id, $2 task ids, $3 cpu cores, $4 memory MB, $5 pools, $6 priorities: every task
--- of a new run, pending, with what it reserves while it runs.
-INSERT INTO task_instances (run_id, task_id, state, cpu_cores, memory_mb, pool, priority)
-SELECT $1, task_id, 'pending', cpu_cores, memory_mb, pool, priority
-FROM unnest($2::text[], $3::real[], $4::int[], $5::text[], $6::int[])
-    AS x(task_id, cpu_cores, memory_mb, pool, priority);
+-- $1 run id, $2 task ids, $3 cpu cores, $4 memory MB, $5 pools, $6 priorities, $7 remote:
+-- every task of a new run, pending, with what it reserves while it runs and where.
+INSERT INTO task_instances (run_id, task_id, state, cpu_cores, memory_mb, pool, priority,
+                            remote)
+SELECT $1, task_id, 'pending', cpu_cores, memory_mb, pool, priority, remote
+FROM unnest($2::text[], $3::real[], $4::int[], $5::text[], $6::int[], $7::boolean[])
+    AS x(task_id, cpu_cores, memory_mb, pool, priority, remote);
 
 -- name: insert_task_waits
 -- $1 run ids, $2 task ids, $3 datasets, $4 partitions: the data each task waits for.
@@ -147,7 +148,8 @@ ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 -- name: claimable_tasks
 -- $1 how many at most, $2 free cpu cores, $3 free memory MB on this node, $4 pool names,
 -- $5 pool sizes (parallel arrays; a pool not listed has no limit), $6 run ids and $7 task
--- ids to pass over (rows another replica is claiming right now).
+-- ids to pass over (rows another replica is claiming right now), $8 remote tasks (true:
+-- for dispatch to workers) or local ones.
 -- In queue order (oldest run first, then task priority), the longest prefix that fits the
 -- node: a big task at the head is never overtaken by a stream of small ones. A task whose
 -- pool is full waits without holding up others. Waiting for data keeps a task out.
@@ -161,7 +163,7 @@ WITH pool_free AS (
            r.created_at, t.priority, t.queued_at
     FROM task_instances AS t
     JOIN runs AS r ON r.run_id = t.run_id AND r.state = 'running'
-    WHERE t.state = 'queued'
+    WHERE t.state = 'queued' AND t.remote = $8
       AND NOT EXISTS (  -- every partition it waits for is there
           SELECT 1 FROM task_waits AS w
           WHERE w.run_id = t.run_id AND w.task_id = t.task_id
@@ -219,6 +221,16 @@ RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.cpu_cores, t.memory_mb
 UPDATE task_instances
 SET lease_expires_at = now() + make_interval(secs => $2)
 WHERE worker_id = $1 AND state = 'running';
+
+-- name: renew_attempt_leases
+-- $1 run ids, $2 task ids, $3 attempts, $4 worker ids, $5 lease in seconds: heartbeats of
+-- remote workers; the worker id is recorded as the attempt's.
+UPDATE task_instances AS t
+SET lease_expires_at = now() + make_interval(secs => $5), worker_id = h.worker_id
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
+    AS h(run_id, task_id, attempt, worker_id)
+WHERE t.run_id = h.run_id AND t.task_id = h.task_id AND t.attempt = h.attempt
+  AND t.state = 'running';
 
 -- name: expired_leases
 -- $1 how many: running attempts whose worker stopped renewing their lease.

@@ -171,6 +171,19 @@ class Store:
             row = await self._pool.fetchrow(q("cached_success"), cache_key)
         return (row["run_id"], row["attempt"]) if row else None
 
+    async def renew_attempt_leases(
+        self, beats: Sequence[tuple[str, str, int, str]], lease_seconds: float
+    ) -> None:
+        """(run id, task id, attempt, worker id) heartbeats of remote workers."""
+        if not beats:
+            return
+        async with _translated():
+            await self._pool.execute(
+                q("renew_attempt_leases"),
+                *([b[k] for b in beats] for k in range(4)),
+                lease_seconds,
+            )
+
     async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
         async with _translated():
             await self._pool.execute(q("renew_leases"), worker_id, lease_seconds)
@@ -203,6 +216,7 @@ class Capacity:
     cpu_cores: float
     memory_mb: int
     pools: Mapping[str, int] = field(default_factory=dict)
+    remote: bool = False  # claim tasks for remote workers instead of local ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,17 +316,11 @@ class Transaction:
         return run_id
 
     async def insert_task_instances(
-        self, run_id: str, tasks: Sequence[tuple[str, float, int, str | None, int]]
+        self, run_id: str, tasks: Sequence[tuple[str, float, int, str | None, int, bool]]
     ) -> None:
-        """(task id, cpu cores, memory MB, pool, priority) of every task of a new run."""
+        """(task id, cpu cores, memory MB, pool, priority, remote) of every task of a run."""
         await self.conn.execute(
-            q("insert_task_instances"),
-            run_id,
-            [t[0] for t in tasks],
-            [t[1] for t in tasks],
-            [t[2] for t in tasks],
-            [t[3] for t in tasks],
-            [t[4] for t in tasks],
+            q("insert_task_instances"), run_id, *([t[k] for t in tasks] for k in range(6))
         )
 
     async def insert_task_waits(self, waits: Sequence[tuple[str, str, str, str]]) -> None:
@@ -414,6 +422,7 @@ class Transaction:
                 list(free.pools.values()),
                 [p[0] for p in passed_over],
                 [p[1] for p in passed_over],
+                free.remote,
             )
             if not chosen:
                 break
@@ -440,6 +449,7 @@ class Transaction:
                 free.cpu_cores - sum(c.cpu_cores for c in got),
                 free.memory_mb - sum(c.memory_mb for c in got),
                 free.pools,
+                free.remote,
             )
         return claimed
 
