@@ -195,9 +195,9 @@ ORDER BY position;
 
 -- name: claim_tasks
 -- $1 worker id, $2 run ids, $3 task ids (chosen by claimable_tasks), $4 lease in seconds.
--- The run rows are locked too, like every other writer of a run's events does, so each
--- run's status events are committed in the order they are written; rows locked elsewhere
--- (another replica claiming) are skipped, never waited for.
+-- Runs with lock_runs first (as every writer of a run's events does, in run-id order), so
+-- each run's status events commit in the order they are written. Task rows another
+-- replica is claiming are skipped, never waited for.
 WITH claimable AS (
     SELECT t.run_id, t.task_id
     FROM task_instances AS t
@@ -205,7 +205,7 @@ WITH claimable AS (
     JOIN unnest($2::text[], $3::text[]) AS c(run_id, task_id)
       ON c.run_id = t.run_id AND c.task_id = t.task_id
     WHERE t.state = 'queued'
-    FOR UPDATE OF t, r SKIP LOCKED
+    FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE task_instances AS t
 SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),

@@ -426,6 +426,9 @@ class Transaction:
             )
             if not chosen:
                 break
+            # Wait (briefly) for the runs, in run-id order like every writer: skipping them
+            # would leave the tasks of a busy run unclaimed until the next poll.
+            await self.lock_runs([r["run_id"] for r in chosen])
             rows = await self.conn.fetch(
                 q("claim_tasks"),
                 worker_id,
