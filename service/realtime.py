@@ -6,7 +6,7 @@ down the service goes on, says so once, and writes again when Redis is back.
 Keys (``<prefix>`` from settings):
 - ``<prefix>:run:<run_id>``: hash of the run's latest status (state, pipeline, batch date …)
 - ``<prefix>:run:<run_id>:tasks``: hash task id -> JSON of the task's latest status
-- channel ``<prefix>:status``: every status event, as published
+- channel ``<prefix>:status``: every run.status and task.status event, as published
 """
 
 from __future__ import annotations
@@ -30,11 +30,14 @@ QUEUE_LIMIT = 1_000  # batches waiting for Redis; beyond it the oldest are dropp
 
 
 class LiveState:
-    def __init__(self, url: str, prefix: str, ttl_seconds: int) -> None:
+    def __init__(
+        self, url: str, prefix: str, ttl_seconds: int, retry_interval: float = RETRY_INTERVAL
+    ) -> None:
         self._client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._prefix = prefix
         self._ttl = ttl_seconds
         self.available = True
+        self._retry_interval = retry_interval
         self._retry_after = 0.0
         self._queue: asyncio.Queue[Sequence[OutboxMessage]] = asyncio.Queue(QUEUE_LIMIT)
         self.dropped = 0  # batches dropped because Redis could not keep up
@@ -66,12 +69,15 @@ class LiveState:
         pipe = self._client.pipeline(transaction=False)
         for message in messages:
             event = orjson.loads(message.payload)
+            # Only status events: others on the relay (task.requested) carry task environments.
+            if event["type"] not in (RUN_STATUS, TASK_STATUS):
+                continue
             data = event["data"]
             key = self.run_key(data["run_id"])
             if event["type"] == RUN_STATUS:
                 pipe.hset(key, mapping={k: str(v) for k, v in data.items() if v is not None})
                 pipe.expire(key, self._ttl)
-            elif event["type"] == TASK_STATUS:
+            else:
                 pipe.hset(f"{key}:tasks", data["task_id"], orjson.dumps(data))
                 pipe.expire(f"{key}:tasks", self._ttl)
             pipe.publish(self.channel, message.payload)
@@ -79,9 +85,11 @@ class LiveState:
             await pipe.execute()
         except (RedisError, OSError) as exc:
             if self.available:
-                log.warning("live_state.unavailable", error=repr(exc), retry_in=RETRY_INTERVAL)
+                log.warning(
+                    "live_state.unavailable", error=repr(exc), retry_in=self._retry_interval
+                )
             self.available = False
-            self._retry_after = time.monotonic() + RETRY_INTERVAL
+            self._retry_after = time.monotonic() + self._retry_interval
             return
         if not self.available:
             log.info("live_state.available")
