@@ -15,12 +15,13 @@ import hashlib
 import random
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
 
+from service import metrics
 from service.bus.envelope import (
     DATASET_PRODUCED,
     DATASET_READY,
@@ -44,7 +45,7 @@ from service.engine.decide import (
     decide,
     start_attempt,
 )
-from service.engine.states import RUN_TERMINAL, RunState, TaskState
+from service.engine.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from service.errors import ConcurrencyError, EventError, SpecError, TributaryError
 from service.executor.attempt import plan_attempt
 from service.observability import get_logger
@@ -84,6 +85,27 @@ class BatchOutcome:
     retries_scheduled: int = 0
     datasets_recorded: int = 0  # may unblock tasks waiting for data
     outbox_written: int = 0
+    run_endings: dict[str, int] = field(default_factory=dict)  # terminal state -> count
+    task_endings: dict[str, int] = field(default_factory=dict)
+    scheduling_latencies: list[float] = field(default_factory=list)  # seconds
+
+    def count_endings(self, transitions: Sequence[Transition]) -> None:
+        for t in transitions:
+            if t.task_id is None and t.to_state in RUN_TERMINAL:
+                self.run_endings[t.to_state] = self.run_endings.get(t.to_state, 0) + 1
+            elif t.task_id is not None and t.to_state in TASK_TERMINAL:
+                self.task_endings[t.to_state] = self.task_endings.get(t.to_state, 0) + 1
+
+    def observe(self) -> None:
+        """Count what this batch committed (never before: a rollback changes nothing)."""
+        for state, n in self.run_endings.items():
+            metrics.RUNS_ENDED.labels(state).inc(n)
+        for state, n in self.task_endings.items():
+            metrics.TASKS_ENDED.labels(state).inc(n)
+        if self.retries_scheduled:
+            metrics.RETRIES_SCHEDULED.inc(self.retries_scheduled)
+        for seconds in self.scheduling_latencies:
+            metrics.SCHEDULING_LATENCY.observe(seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +226,7 @@ class Coordinator:
                     await self._task_completed(work, event, counts)
             await work.write()
             counts.outbox_written = tx.outbox_written
+        counts.observe()
         self._on_commit(counts)
         return counts
 
@@ -355,6 +378,7 @@ class Coordinator:
         produce the same event and only one applies.
         """
         expired = await self._store.expired_leases(limit)
+        metrics.ATTEMPTS_LOST.inc(len(expired))
         events = []
         for run_id, task_id, attempt, worker_id in expired:
             log.warning(
@@ -593,8 +617,13 @@ class Coordinator:
                 work, run, pipeline, finished.task_id, finished.attempt, counts
             )
         counts.applied += 1
-        counts.tasks_queued += sum(t.to_state == TaskState.QUEUED for t in decision.transitions)
+        queued = sum(t.to_state == TaskState.QUEUED for t in decision.transitions)
+        counts.tasks_queued += queued
         counts.retries_scheduled += sum(t.retry_at is not None for t in decision.transitions)
+        counts.count_endings(decision.transitions)
+        ended_at = _parse_time(data.get("ended_at"))
+        if queued and ended_at is not None:
+            counts.scheduling_latencies.append((datetime.now(UTC) - ended_at).total_seconds())
 
     async def _announce_outputs(
         self,

@@ -19,6 +19,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from service import metrics
 from service.bus.envelope import RUN_STATUS, TASK_STATUS
 from service.observability import get_logger
 from service.store.records import OutboxMessage
@@ -89,11 +90,13 @@ class LiveState:
                     "live_state.unavailable", error=repr(exc), retry_in=self._retry_interval
                 )
             self.available = False
+            metrics.LIVE_STATE_AVAILABLE.set(0)
             self._retry_after = time.monotonic() + self._retry_interval
             return
         if not self.available:
             log.info("live_state.available")
         self.available = True
+        metrics.LIVE_STATE_AVAILABLE.set(1)
 
     async def ping(self) -> bool:
         try:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from service import metrics
 from service.errors import TributaryError
 from service.store import Store
 
@@ -62,11 +63,20 @@ def make_app(store: Store, readiness: ReadinessCheck) -> web.Application:
             return error(404, f"no run {run_id!r}")
         return json_response({"run": asdict(run), "tasks": [asdict(task) for task in tasks]})
 
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(
+            body=metrics.exposition(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+
     app = web.Application()
     app.add_routes(
         [
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
+            web.get("/metrics", prometheus),
             web.get("/api/runs", list_runs),
             web.get("/api/runs/{run_id}", get_run),
         ]

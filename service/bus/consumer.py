@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from service import metrics
 from service.bus.dead_letter import DeadLetter, DeadLetters
 from service.bus.envelope import TASK_HEARTBEAT, parse_event
 from service.coordinator import Coordinator, apply_reliably, check_event
@@ -50,7 +51,9 @@ class EventConsumer:
             if not batches:
                 continue
             await self.process([record for records in batches.values() for record in records])
-            await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            await self._commit(offsets)
+            self._observe_lag(offsets)
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Apply what is valid, dead-letter the rest; return once all of it is durable."""
@@ -66,6 +69,7 @@ class EventConsumer:
                 log.error("event.rejected", reason=str(exc), **_where(record))
                 letters.append(_letter(record, str(exc)))
                 continue
+            metrics.EVENTS_CONSUMED.labels(event.type).inc()
             if event.type == TASK_HEARTBEAT:
                 beats.append(
                     (
@@ -86,6 +90,15 @@ class EventConsumer:
         if letters:
             await self._dead_letters.send(letters)
             self.rejected += len(letters)
+
+    def _observe_lag(self, offsets: dict[TopicPartition, int]) -> None:
+        lag: dict[str, int] = {}
+        for tp, next_offset in offsets.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - next_offset, 0)
+        for topic, behind in lag.items():
+            metrics.CONSUMER_LAG.labels(topic).set(behind)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from service import metrics
 from service.bus.envelope import utc_timestamp
 from service.observability import get_logger
 
@@ -57,6 +58,7 @@ class DeadLetters:
                 delay = min(delay * 2, RETRY_MAX_DELAY)
                 continue
             for letter in letters:
+                metrics.DEAD_LETTERS.labels(letter.topic).inc()
                 log.error(
                     "event.dead_lettered",
                     reason=letter.reason,

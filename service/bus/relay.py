@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from service import metrics
 from service.bus.envelope import CONTENT_TYPE
 from service.errors import TributaryError
 from service.observability import get_logger
@@ -66,10 +67,12 @@ class OutboxRelay:
         while True:
             self._wakeup.clear()
             messages = await reader.unsent(self._batch_size)
+            metrics.OUTBOX_BACKLOG.set(len(messages))
             if messages:
                 await self._publish(messages)
                 await reader.mark_sent([m.id for m in messages])
                 self.published += len(messages)
+                metrics.OUTBOX_PUBLISHED.inc(len(messages))
                 self._on_published(messages)
                 if len(messages) == self._batch_size:
                     continue

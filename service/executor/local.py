@@ -12,6 +12,7 @@ import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+from service import metrics
 from service.bus.dead_letter import DeadLetter, DeadLetters
 from service.bus.envelope import TASK_COMPLETED, CloudEvent, new_event
 from service.coordinator import Coordinator, apply_reliably
@@ -140,12 +141,17 @@ class LocalExecutor:
             if free.slots > 0:
                 claims = await self._coordinator.claim(self._worker_id, free, self._lease_seconds)
             for claim in claims:
+                if claim.queued_at is not None:
+                    wait = (claim.started_at - claim.queued_at).total_seconds()
+                    metrics.QUEUE_WAIT.observe(max(wait, 0.0))
                 task = asyncio.create_task(
                     self._execute(claim),
                     name=f"attempt {claim.run_id}/{claim.task_id}/{claim.attempt}",
                 )
                 self._running[task] = (claim.cpu_cores, claim.memory_mb)
                 task.add_done_callback(self._finished)
+            metrics.TASKS_RUNNING.set(len(self._running))
+            metrics.FREE_SLOTS.set(self._max_parallel - len(self._running))
             if claims and len(claims) == free.slots:
                 continue  # there may be more: claim again once a slot frees
             with contextlib.suppress(TimeoutError):
@@ -187,6 +193,9 @@ class LocalExecutor:
                 done = await self._run_attempt(claim)
             except (TributaryError, OSError, KeyError) as exc:
                 done = unrunnable(exc)
+            metrics.TASK_DURATION.labels(str(done.outcome)).observe(
+                (datetime.now(UTC) - started).total_seconds()
+            )
             log.info(
                 "attempt.ended",
                 outcome=done.outcome,

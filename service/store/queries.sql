@@ -213,7 +213,7 @@ SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now
     ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL, updated_at = now()
 FROM claimable AS c, runs AS r
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
-RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.cpu_cores, t.memory_mb,
+RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
           r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params;
 
 -- name: renew_leases

@@ -76,6 +76,7 @@ class ClaimedAttempt:
     task_id: str
     attempt: int
     started_at: datetime
+    queued_at: datetime | None
     cpu_cores: float
     memory_mb: int
     pipeline_id: str

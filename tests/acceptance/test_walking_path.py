@@ -266,6 +266,20 @@ async def check_http(port: int, run_id: str) -> None:
         async with http.get(f"{base}/api/runs/{run_id}") as response:
             tasks = (await response.json())["tasks"]
             assert [t["task_id"] for t in tasks][: len(CHAIN)] == CHAIN
+        async with http.get(f"{base}/metrics") as response:
+            assert response.status == 200
+            scraped = await response.text()
+        for line in (
+            'tributary_runs_ended_total{state="success"} 3.0',
+            'tributary_tasks_ended_total{state="success"} 9.0',
+            "tributary_scheduling_latency_seconds_count",
+            "tributary_task_queue_wait_seconds_count",
+            'tributary_task_duration_seconds_count{outcome="success"} 9.0',
+            "tributary_outbox_published_total",
+            "tributary_dead_letters_total{topic=",
+            "tributary_live_state_available 1.0",
+        ):
+            assert line in scraped, line
         async with http.get(f"{base}/api/runs/no-such-run") as response:
             assert response.status == 404
             assert "no run 'no-such-run'" in (await response.json())["error"]
