@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from service.alerts.sender import AlertSender, FeishuSink
 from service.api.http import make_app
 from service.bus.consumer import EventConsumer
 from service.bus.dead_letter import DeadLetters
@@ -33,6 +35,7 @@ from service.realtime import LiveState
 from service.spec.validate import Capacity
 from service.store import Capacity as NodeCapacity
 from service.store import Store, connect
+from service.store.records import OutboxMessage
 from service.timers import TimerLoop
 
 log = get_logger(__name__)
@@ -88,6 +91,7 @@ class _Parts:
     watcher: PipelineWatcher
     timers: TimerLoop
     dispatcher: RemoteDispatcher
+    alerts: AlertSender | None
 
     def start_loops(self) -> set[asyncio.Task[None]]:
         loops = {
@@ -102,6 +106,8 @@ class _Parts:
         }
         if self.live:
             loops.add(asyncio.create_task(self.live.run(), name="live-state"))
+        if self.alerts:
+            loops.add(asyncio.create_task(self.alerts.run(), name="alerts"))
         return loops
 
     async def shutdown(self, loops: set[asyncio.Task[None]], drain_seconds: float) -> None:
@@ -131,12 +137,19 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     producer, kafka_consumer = await _open_kafka(settings, stack)
     live = await _open_live_state(settings, stack)
 
+    alerts = _alert_sender(settings)
+    listeners = [listener.offer for listener in (live, alerts) if listener is not None]
+
+    def published(messages: Sequence[OutboxMessage]) -> None:
+        for listener in listeners:
+            listener(messages)
+
     relay = OutboxRelay(
         store,
         producer,
         settings.relay_batch_size,
         settings.relay_poll_interval_seconds,
-        on_published=live.offer if live else lambda messages: None,
+        on_published=published,
     )
     wake = _Wakeups(relay)
     coordinator = Coordinator(
@@ -196,6 +209,23 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         watcher,
         timers,
         dispatcher,
+        alerts,
+    )
+
+
+def _alert_sender(settings: Settings) -> AlertSender | None:
+    if settings.alert_feishu_url is None:
+        log.warning("alerts.disabled", reason="no alert_feishu_url configured")
+        return None
+    secret = settings.alert_feishu_secret
+    sink = FeishuSink(
+        settings.alert_feishu_url.get_secret_value(), secret.get_secret_value() if secret else None
+    )
+    return AlertSender(
+        sink,
+        settings.alert_dashboard_url_template,
+        settings.alert_logs_url_template,
+        settings.alert_fold_window_seconds,
     )
 
 

@@ -130,6 +130,29 @@ class Settings(BaseModel):
         default="urn:tributary", description="CloudEvents source of the events Tributary publishes."
     )
 
+    alert_feishu_url: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="Feishu/Lark custom bot webhook URL (secret: it holds the bot token).",
+    )
+    alert_feishu_secret: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="The bot's signing secret, when its security settings ask for signatures.",
+    )
+    alert_dashboard_url_template: str = Field(
+        default="http://127.0.0.1:8080/api/runs/{run_id}",
+        description="The 'Open run' link of alerts; {run_id}, {pipeline_id}, {task_id}.",
+    )
+    alert_logs_url_template: str = Field(
+        default="http://127.0.0.1:8080/api/runs/{run_id}",
+        description="The 'Logs' link of alerts, e.g. a log search for {trace_id}.",
+    )
+    alert_fold_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Alerts of one (pipeline, task, kind) inside this window become one.",
+    )
     pipelines_dir: Path = Field(
         default=Path("pipelines"), description="Directory of pipeline YAML files."
     )

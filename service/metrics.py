@@ -89,6 +89,20 @@ DEAD_LETTERS = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+ALERTS_SENT = Counter(
+    "tributary_alerts_sent_total", "Alerts a chat sink accepted.", ["sink"], registry=REGISTRY
+)
+ALERTS_FAILED = Counter(
+    "tributary_alerts_failed_total",
+    "Alerts a sink refused for good, or that ran out of tries.",
+    ["sink", "why"],
+    registry=REGISTRY,
+)
+ALERTS_DROPPED = Counter(
+    "tributary_alerts_dropped_total",
+    "Alerts dropped because the queue to the sinks was full.",
+    registry=REGISTRY,
+)
 LIVE_STATE_AVAILABLE = Gauge(
     "tributary_live_state_available",
     "1 while Redis takes live-state writes, 0 when not.",
