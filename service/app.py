@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from service.alerts.sender import AlertSender, FeishuSink
+from service.alerts.sender import AlertSender
+from service.alerts.sinks import make_sink
 from service.api.http import make_app
 from service.bus.consumer import EventConsumer
 from service.bus.dead_letter import DeadLetters
@@ -26,7 +28,7 @@ from service.bus.kafka import ensure_topics, make_consumer, make_producer, servi
 from service.bus.relay import OutboxRelay
 from service.config import Settings
 from service.coordinator import BatchOutcome, Coordinator, StatusTopic
-from service.errors import InfrastructureError, TributaryError
+from service.errors import ConfigError, InfrastructureError, TributaryError
 from service.executor.local import CompletionBatcher, LocalExecutor
 from service.executor.remote import RemoteDispatcher
 from service.observability import get_logger
@@ -137,7 +139,7 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     producer, kafka_consumer = await _open_kafka(settings, stack)
     live = await _open_live_state(settings, stack)
 
-    alerts = _alert_sender(settings)
+    alerts = _alert_sender(settings, registry)
     listeners = [listener.offer for listener in (live, alerts) if listener is not None]
 
     def published(messages: Sequence[OutboxMessage]) -> None:
@@ -213,19 +215,35 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     )
 
 
-def _alert_sender(settings: Settings) -> AlertSender | None:
-    if settings.alert_feishu_url is None:
-        log.warning("alerts.disabled", reason="no alert_feishu_url configured")
+def _alert_sender(settings: Settings, registry: PipelineRegistry) -> AlertSender | None:
+    if settings.alert_sinks is None:
+        log.warning("alerts.disabled", reason="no alert_sinks configured")
         return None
-    secret = settings.alert_feishu_secret
-    sink = FeishuSink(
-        settings.alert_feishu_url.get_secret_value(), secret.get_secret_value() if secret else None
-    )
+    try:
+        configured = orjson.loads(settings.alert_sinks.get_secret_value())
+        if not isinstance(configured, dict):
+            raise ValueError("expected a JSON object of sinks by name")
+        sinks = {name: make_sink(name, config) for name, config in configured.items()}
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise ConfigError(f"setting 'alert_sinks' (TRIBUTARY_ALERT_SINKS): {exc}") from None
+    unknown = sorted({n for names in settings.alert_routes.values() for n in names} - set(sinks))
+    if unknown:
+        raise ConfigError(
+            f"setting 'alert_routes' names unknown sinks {unknown} (configured: {sorted(sinks)})"
+        )
+    routes = {key: [sinks[n] for n in names] for key, names in settings.alert_routes.items()}
+    routes.setdefault("default", list(sinks.values()) if not settings.alert_routes else [])
+
+    def domain_of(pipeline_id: str) -> str | None:
+        pipeline = registry.current.get(pipeline_id)
+        return pipeline.spec.domain if pipeline else None
+
     return AlertSender(
-        sink,
+        routes,
         settings.alert_dashboard_url_template,
         settings.alert_logs_url_template,
         settings.alert_fold_window_seconds,
+        domain_of,
     )
 
 

@@ -130,15 +130,16 @@ class Settings(BaseModel):
         default="urn:tributary", description="CloudEvents source of the events Tributary publishes."
     )
 
-    alert_feishu_url: SecretStr | None = Field(
+    alert_sinks: SecretStr | None = Field(
         default=None,
         json_schema_extra={"secret": True},
-        description="Feishu/Lark custom bot webhook URL (secret: it holds the bot token).",
+        description="Chat sinks as JSON: {name: {type: feishu|slack|dingtalk|wecom|webhook, "
+        "url, secret}} (secret: URLs hold tokens). Unset: no alerts.",
     )
-    alert_feishu_secret: SecretStr | None = Field(
-        default=None,
-        json_schema_extra={"secret": True},
-        description="The bot's signing secret, when its security settings ask for signatures.",
+    alert_routes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Pipeline id or domain -> sink names; 'default' for the rest "
+        "(unset: every sink gets every alert).",
     )
     alert_dashboard_url_template: str = Field(
         default="http://127.0.0.1:8080/api/runs/{run_id}",
@@ -290,9 +291,13 @@ def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         if upper not in known:
             unknown.append(variable)
             continue
-        # Lists and tables arrive as JSON; scalars are coerced by the model.
+        # Lists and tables arrive as JSON; scalars are coerced by the model. Secrets stay
+        # text (a JSON secret is parsed where it is used), so they never leak in a repr.
+        name = known[upper]
         try:
-            values[known[upper]] = orjson.loads(raw) if raw[:1] in ("[", "{") else raw
+            values[name] = (
+                orjson.loads(raw) if raw[:1] in ("[", "{") and name not in SECRET_SETTINGS else raw
+            )
         except orjson.JSONDecodeError as exc:
             raise ConfigError(f"environment variable {variable}: not valid JSON: {exc}") from None
     if unknown:

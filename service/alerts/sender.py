@@ -15,16 +15,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 
 from service import metrics
-from service.alerts import feishu
 from service.alerts.rules import Alert, AlertRules
+from service.alerts.sinks import Message, Sink
 from service.observability import get_logger
 from service.store.records import OutboxMessage
 
@@ -33,54 +32,29 @@ log = get_logger(__name__)
 QUEUE_LIMIT = 1_000  # alerts waiting for a sink; beyond it the oldest are dropped
 MAX_TRIES = 6
 FIRST_BACKOFF = 0.5  # seconds; doubles per try, with jitter
-REQUEST_TIMEOUT = 10.0  # seconds per delivery attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    ok: bool
-    retry: bool = False
-    reason: str = ""
-
-
-class FeishuSink:
-    name = "feishu"
-
-    def __init__(self, url: str, secret: str | None, min_interval: float = 0.25) -> None:
-        self._url = url
-        self._secret = secret
-        self.min_interval = min_interval  # Feishu allows 5 per second per bot
-
-    async def deliver(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> Delivery:
-        payload = feishu.signed_body(body, self._secret, int(time.time()))
-        try:
-            async with session.post(
-                self._url, json=payload, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-            ) as reply:
-                if reply.status == 429 or reply.status >= 500:
-                    return Delivery(False, retry=True, reason=f"HTTP {reply.status}")
-                if reply.status != 200:
-                    return Delivery(False, reason=f"HTTP {reply.status}")
-                answer = await reply.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            return Delivery(False, retry=True, reason=repr(exc))
-        code = answer.get("code", answer.get("StatusCode", 0)) if isinstance(answer, dict) else -1
-        if code == 0:
-            return Delivery(True)
-        message = f"code {code}: {answer.get('msg', '') if isinstance(answer, dict) else answer}"
-        return Delivery(False, retry=code in feishu.RETRYABLE_CODES, reason=message)
 
 
 class AlertSender:
     def __init__(
-        self, sink: FeishuSink, dashboard_url: str, logs_url: str, fold_window: float
+        self,
+        routes: Mapping[str, Sequence[Sink]],
+        dashboard_url: str,
+        logs_url: str,
+        fold_window: float,
+        domain_of: Callable[[str], str | None] = lambda pipeline_id: None,
     ) -> None:
-        self._sink = sink
+        """``routes``: pipeline id or domain -> sinks; ``default`` for everything else."""
+        self._routes = routes
+        self._domain_of = domain_of
         self._dashboard_url = dashboard_url
         self._logs_url = logs_url
         self._fold_window = fold_window
         self._rules = AlertRules()
-        self._queue: asyncio.Queue[tuple[Alert, int]] = asyncio.Queue(QUEUE_LIMIT)
+        sinks = {sink.name: sink for chosen in routes.values() for sink in chosen}
+        self._queues: dict[str, asyncio.Queue[tuple[Alert, int]]] = {
+            name: asyncio.Queue(QUEUE_LIMIT) for name in sinks
+        }
+        self._sinks = sinks
         self._folds: dict[tuple[str, str | None, str], list[Any]] = {}  # key -> [t0, extra, last]
         self.sent = 0
 
@@ -111,42 +85,59 @@ class AlertSender:
                 if extra:
                     self._enqueue(last, extra)
 
+    def route(self, pipeline_id: str) -> Sequence[Sink]:
+        domain = self._domain_of(pipeline_id)
+        for key in (pipeline_id, domain, "default"):
+            if key is not None and key in self._routes:
+                return self._routes[key]
+        return ()
+
     def _enqueue(self, alert: Alert, folded: int) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()
-            metrics.ALERTS_DROPPED.inc()
-            log.warning("alert.dropped", reason="queue full: the sink does not keep up")
-        self._queue.put_nowait((alert, folded))
+        for sink in self.route(alert.pipeline_id):
+            queue = self._queues[sink.name]
+            if queue.full():
+                queue.get_nowait()
+                metrics.ALERTS_DROPPED.inc()
+                log.warning("alert.dropped", sink=sink.name, reason="the sink does not keep up")
+            queue.put_nowait((alert, folded))
 
     async def run(self) -> None:
         async with aiohttp.ClientSession() as session:
-            last_sent = 0.0
-            while True:
-                try:
-                    alert, folded = await asyncio.wait_for(self._queue.get(), 1.0)
-                except TimeoutError:
-                    self.flush_windows()
-                    continue
-                wait = self._sink.min_interval - (time.monotonic() - last_sent)
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                await self._send(session, alert, folded)
-                last_sent = time.monotonic()
-                self.flush_windows()
+            await asyncio.gather(
+                *(self._drain(session, sink) for sink in self._sinks.values()), self._windows()
+            )
 
-    async def _send(self, session: aiohttp.ClientSession, alert: Alert, folded: int) -> None:
-        body = feishu.card(
+    async def _windows(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self._fold_window / 2))
+            self.flush_windows()
+
+    async def _drain(self, session: aiohttp.ClientSession, sink: Sink) -> None:
+        queue = self._queues[sink.name]
+        last_sent = 0.0
+        while True:
+            alert, folded = await queue.get()
+            wait = sink.min_interval - (time.monotonic() - last_sent)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._send(session, sink, alert, folded)
+            last_sent = time.monotonic()
+
+    async def _send(
+        self, session: aiohttp.ClientSession, sink: Sink, alert: Alert, folded: int
+    ) -> None:
+        message = Message(
             alert, folded, _fill(self._dashboard_url, alert), _fill(self._logs_url, alert)
         )
         delay = FIRST_BACKOFF
         for attempt in range(1, MAX_TRIES + 1):
-            delivery = await self._sink.deliver(session, body)
+            delivery = await sink.deliver(session, message)
             if delivery.ok:
-                metrics.ALERTS_SENT.labels(self._sink.name).inc()
+                metrics.ALERTS_SENT.labels(sink.name).inc()
                 self.sent += 1
                 log.info(
                     "alert.sent",
-                    sink=self._sink.name,
+                    sink=sink.name,
                     kind=alert.kind,
                     run_id=alert.run_id,
                     folded=folded,
@@ -154,17 +145,17 @@ class AlertSender:
                 return
             if not delivery.retry or attempt == MAX_TRIES:
                 why = "permanent" if not delivery.retry else "gave up"
-                metrics.ALERTS_FAILED.labels(self._sink.name, why).inc()
+                metrics.ALERTS_FAILED.labels(sink.name, why).inc()
                 log.error(
                     "alert.failed",
-                    sink=self._sink.name,
+                    sink=sink.name,
                     kind=alert.kind,
                     run_id=alert.run_id,
                     reason=delivery.reason,
                     tries=attempt,
                 )
                 return
-            log.warning("alert.retry", sink=self._sink.name, reason=delivery.reason, delay=delay)
+            log.warning("alert.retry", sink=sink.name, reason=delivery.reason, delay=delay)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay *= 2
 

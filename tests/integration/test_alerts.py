@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from service import devenv, metrics
-from service.alerts.sender import AlertSender, FeishuSink
+from service.alerts.sender import AlertSender
+from service.alerts.sinks import DingTalkSink, FeishuSink, SlackSink, WebhookSink, WeComSink
 from service.bus.envelope import RUN_STATUS, TASK_STATUS, new_event
 from service.store.records import OutboxMessage
 from tests.support import eventually
@@ -97,8 +98,9 @@ def permanent_failures() -> float:
 
 
 def sender_for(url: str, secret: str = SECRET, window: float = 300) -> AlertSender:
+    sink = FeishuSink(url=url, secret=secret, min_interval=0.01)
     return AlertSender(
-        FeishuSink(url, secret, min_interval=0.01),
+        {"default": [sink]},
         "https://tributary.example/runs/{run_id}",
         "https://logs.example/search?trace={trace_id}",
         window,
@@ -176,3 +178,83 @@ async def test_repeats_fold_into_one_summary_and_recovery_is_announced(
         assert fake.cards[2]["card"]["header"]["title"]["content"] == "Recovered: orders_daily"
     finally:
         loop.cancel()
+
+
+class OtherBots:
+    """Slack, DingTalk (its own signing), WeCom and a generic signed webhook, as real servers."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, list[Any]] = {"slack": [], "dingtalk": [], "wecom": [], "webhook": []}
+
+    async def slack(self, request: web.Request) -> web.Response:
+        self.got["slack"].append(await request.json())
+        return web.Response(text="ok")
+
+    async def dingtalk(self, request: web.Request) -> web.Response:
+        stamp, sign = request.query["timestamp"], request.query["sign"]
+        digest = hmac.new(SECRET.encode(), f"{stamp}\n{SECRET}".encode(), hashlib.sha256).digest()
+        if sign != base64.b64encode(digest).decode():
+            return web.json_response({"errcode": 310000, "errmsg": "sign not match"})
+        self.got["dingtalk"].append(await request.json())
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def wecom(self, request: web.Request) -> web.Response:
+        self.got["wecom"].append(await request.json())
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        stamp = request.headers["X-Tributary-Timestamp"]
+        digest = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+        if request.headers["X-Tributary-Signature"] != f"sha256={digest.hexdigest()}":
+            return web.Response(status=401)
+        self.got["webhook"].append(await request.json())
+        return web.Response(status=204)
+
+
+async def test_every_sink_signs_its_own_way_and_routes_pick_them() -> None:
+    bots = OtherBots()
+    app = web.Application()
+    for name in bots.got:
+        app.router.add_post(f"/{name}", getattr(bots, name))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = devenv.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    base = f"http://127.0.0.1:{port}"
+    slack = SlackSink(url=f"{base}/slack", min_interval=0.01)
+    ding = DingTalkSink(url=f"{base}/dingtalk?access_token=x", secret=SECRET, min_interval=0.01)
+    wecom = WeComSink(url=f"{base}/wecom?key=x", min_interval=0.01)
+    hook = WebhookSink(url=f"{base}/webhook", secret=SECRET, min_interval=0.01)
+    routes = {"sales": [slack, ding], "orders_daily": [wecom, hook], "default": [slack]}
+    domains = {"orders_daily": "sales", "ledger": "finance"}
+    sender = AlertSender(
+        routes, "https://t.example/{run_id}", "https://l.example/{trace_id}", 300, domains.get
+    )
+    loop = asyncio.create_task(sender.run())
+    try:
+        sender.offer([FAILED])  # orders_daily: its own route wins over its domain's
+        ledger = status(
+            TASK_STATUS, pipeline_id="ledger", task_id="post", attempt=1, state="timed_out"
+        )
+        sender.offer([ledger])  # finance has no route: default
+        await eventually(
+            lambda: asyncio.sleep(0, sender.sent), lambda n: n == 3, 10, "three deliveries"
+        )
+    finally:
+        loop.cancel()
+        await runner.cleanup()
+    assert len(bots.got["wecom"]) == len(bots.got["webhook"]) == len(bots.got["slack"]) == 1
+    assert bots.got["dingtalk"] == []
+    assert bots.got["webhook"][0]["task_id"] == "load"
+    assert "Task timed out: ledger / post" in bots.got["slack"][0]["text"]
+    assert "connection refused" in bots.got["wecom"][0]["markdown"]["content"]
+
+
+async def test_dingtalk_signature_is_not_feishus() -> None:
+    from service.alerts.feishu import sign as feishu_sign
+    from service.alerts.sinks import dingtalk_url
+
+    url = dingtalk_url("https://oapi.dingtalk.com/robot/send?access_token=x", SECRET, 1700000000000)
+    assert "timestamp=1700000000000&sign=" in url
+    assert feishu_sign(1700000000, SECRET) not in url
