@@ -144,7 +144,9 @@ def settings_for(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_for(args)
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
+    )
     asyncio.run(_serve(settings))
     return 0
 
@@ -170,7 +172,9 @@ async def _serve(settings: Settings, ready: Callable[[Service], None] | None = N
 
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_for(args)
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
+    )
     asyncio.run(_work(settings))
     return 0
 
@@ -217,6 +221,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         overrides = _dev_servers(base, started, state_dir)
         settings = load_settings(args.config, overrides=overrides)
+        configure_logging(
+            settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
+        )
         devenv.write_endpoints(
             {k: v for k, v in overrides.items() if k != "kafka_enable_idempotence"}
         )

@@ -9,6 +9,7 @@ process with one message that names each offending setting.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import socket
@@ -181,6 +182,23 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level written to stdout."
     )
+    debug_log_file: Path | None = Field(
+        default=None,
+        description="Also write everything from DEBUG to this rotating file (10 MB x 5).",
+    )
+
+    def secret_values(self) -> list[str]:
+        """Every secret's text, and the URLs and secrets inside alert_sinks, for redaction."""
+        found = []
+        for name in SECRET_SETTINGS:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+        if self.alert_sinks is not None:
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                for sink in orjson.loads(self.alert_sinks.get_secret_value()).values():
+                    found += [str(v) for k, v in sink.items() if k in ("url", "secret") and v]
+        return found
 
     task_log_dir: Path = Field(
         default=Path("logs/tasks"),
