@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from service.alerts.sender import AlertSender
+from service.alerts.sender import AlertSender, ErrorAlerts, dead_letter_alert
 from service.alerts.sinks import make_sink
 from service.api.http import make_app
 from service.bus.consumer import EventConsumer
@@ -163,7 +164,17 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         requests_topic=settings.topic_requests,
         remote_by_default=settings.remote_by_default,
     )
-    dead_letters = DeadLetters(producer, settings.topic_dead_letter)
+    dead_letters = DeadLetters(
+        producer,
+        settings.topic_dead_letter,
+        on_sent=(lambda letter: alerts.raise_alert(dead_letter_alert(letter)))
+        if alerts
+        else (lambda letter: None),
+    )
+    if alerts:
+        errors = ErrorAlerts(alerts)
+        logging.getLogger().addHandler(errors)
+        stack.callback(logging.getLogger().removeHandler, errors)
     completions = CompletionBatcher(
         coordinator, dead_letters, settings.topic_completions, settings.consumer_batch_size
     )

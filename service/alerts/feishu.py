@@ -23,6 +23,8 @@ TITLES = {
     TASK_TIMED_OUT: ("Task timed out", "orange"),
     RUN_FAILED: ("Run failed", "red"),
     RECOVERED: ("Recovered", "green"),
+    "dead_letter": ("Event dead-lettered", "orange"),
+    "service_error": ("Service error", "red"),
 }
 
 

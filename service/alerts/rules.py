@@ -10,6 +10,9 @@ TASK_FAILED = "task_failed"  # failed after its last attempt
 TASK_TIMED_OUT = "task_timed_out"  # timed out after its last attempt
 RUN_FAILED = "run_failed"
 RECOVERED = "recovered"  # a pipeline that had alerted succeeded again
+DEAD_LETTER = "dead_letter"  # input refused and kept on the dead-letter topic
+SERVICE_ERROR = "service_error"  # the service itself logged an error
+SERVICE = "(service)"  # the pipeline id of alerts about the service itself
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +23,10 @@ import aiohttp
 import orjson
 
 from service import metrics
-from service.alerts.rules import Alert, AlertRules
+from service.alerts.rules import DEAD_LETTER, SERVICE, SERVICE_ERROR, Alert, AlertRules
 from service.alerts.sinks import Message, Sink
+from service.bus.dead_letter import DeadLetter
+from service.bus.envelope import utc_timestamp
 from service.observability import get_logger
 from service.store.records import OutboxMessage
 
@@ -63,6 +66,10 @@ class AlertSender:
         for message in messages:
             for alert in self._rules.alerts_for(orjson.loads(message.payload)):
                 self._fold(alert)
+
+    def raise_alert(self, alert: Alert) -> None:
+        """An alert not made from a status event (dead letters, the service's errors)."""
+        self._fold(alert)
 
     def _fold(self, alert: Alert) -> None:
         now = time.monotonic()
@@ -171,3 +178,56 @@ def _fill(template: str, alert: Alert) -> str:
     for name, value in values.items():
         template = template.replace("{" + name + "}", value)
     return template
+
+
+def dead_letter_alert(letter: DeadLetter) -> Alert:
+    where = f"{letter.topic}[{letter.partition}]@{letter.offset}"
+    return Alert(
+        DEAD_LETTER,
+        SERVICE,
+        "-",
+        "-",
+        "",
+        utc_timestamp(),
+        task_id=letter.topic,
+        error_snippet=letter.reason[-200:],
+        reason=f"kept on the dead-letter topic: {where}",
+    )
+
+
+class ErrorAlerts(logging.Handler):
+    """Turns the service's ERROR log lines into alerts, through the same folding.
+
+    Lines that already are alerts' subject (rejected or dead-lettered input) or that come
+    from the alerting itself (a failing sink must not alert about itself) are left out.
+    """
+
+    SKIP = frozenset({"event.rejected", "event.dead_lettered", "alert.failed", "alert.dropped"})
+
+    def __init__(self, sender: AlertSender) -> None:
+        super().__init__(level=logging.ERROR)
+        self._sender = sender
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = record.msg if isinstance(record.msg, dict) else {"event": record.getMessage()}
+        name = str(event.get("event", "error"))
+        if name in self.SKIP or record.name.startswith("service.alerts"):
+            return
+        details = ", ".join(
+            f"{k}={v}"
+            for k, v in event.items()
+            if k not in ("event", "timestamp", "level", "logger") and v is not None
+        )
+        self._sender.raise_alert(
+            Alert(
+                SERVICE_ERROR,
+                SERVICE,
+                str(event.get("run_id") or "-"),
+                "-",
+                str(event.get("trace_id") or ""),
+                utc_timestamp(),
+                task_id=name,
+                error_snippet=details[-200:] or None,
+                reason=f"{record.name}: {name}",
+            )
+        )

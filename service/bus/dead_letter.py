@@ -10,6 +10,7 @@ committed only after the dead letter is written, so nothing is lost.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -35,9 +36,15 @@ class DeadLetter:
 
 
 class DeadLetters:
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        on_sent: Callable[[DeadLetter], None] = lambda letter: None,
+    ) -> None:
         self._producer = producer
         self._topic = topic
+        self._on_sent = on_sent  # e.g. raise an alert
         self.sent = 0  # since start
 
     async def send(self, letters: list[DeadLetter]) -> None:
@@ -59,6 +66,7 @@ class DeadLetters:
                 continue
             for letter in letters:
                 metrics.DEAD_LETTERS.labels(letter.topic).inc()
+                self._on_sent(letter)
                 log.error(
                     "event.dead_lettered",
                     reason=letter.reason,

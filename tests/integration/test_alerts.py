@@ -6,17 +6,22 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import io
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 
 from service import devenv, metrics
-from service.alerts.sender import AlertSender
+from service.alerts.sender import AlertSender, ErrorAlerts, dead_letter_alert
 from service.alerts.sinks import DingTalkSink, FeishuSink, SlackSink, WebhookSink, WeComSink
+from service.bus.dead_letter import DeadLetter
 from service.bus.envelope import RUN_STATUS, TASK_STATUS, new_event
+from service.observability import configure_logging, get_logger
 from service.store.records import OutboxMessage
 from tests.support import eventually
 
@@ -258,3 +263,37 @@ async def test_dingtalk_signature_is_not_feishus() -> None:
     url = dingtalk_url("https://oapi.dingtalk.com/robot/send?access_token=x", SECRET, 1700000000000)
     assert "timestamp=1700000000000&sign=" in url
     assert feishu_sign(1700000000, SECRET) not in url
+
+
+async def test_dead_letters_and_service_errors_alert_too(bot: tuple[FeishuBot, str]) -> None:
+    fake, url = bot
+    sender = sender_for(url)
+    configure_logging("INFO", stream=io.StringIO())  # as the service does: via stdlib logging
+    handler = ErrorAlerts(sender)
+    logging.getLogger().addHandler(handler)
+    loop = asyncio.create_task(sender.run())
+    try:
+        sender.raise_alert(
+            dead_letter_alert(
+                DeadLetter(b"k", b"{oops", "not JSON: unexpected", "tributary.triggers", 2, 41)
+            )
+        )
+        get_logger("service.bus.relay").error("relay.broken", error="KafkaTimeoutError()")
+        get_logger("service.alerts.sender").error("alert.failed", reason="code 19021")
+        await eventually(
+            lambda: asyncio.sleep(0, len(fake.cards)), lambda n: n == 2, 10, "two cards"
+        )
+        await asyncio.sleep(0.3)  # the alerting's own error must not become a third
+    finally:
+        loop.cancel()
+        for each in logging.getLogger().handlers:
+            each.close()
+        logging.getLogger().handlers[:] = []
+        structlog.reset_defaults()
+    titles = [c["card"]["header"]["title"]["content"] for c in fake.cards]
+    assert titles == [
+        "Event dead-lettered: (service) / tributary.triggers",
+        "Service error: (service) / relay.broken",
+    ]
+    assert "tributary.triggers[2]@41" in str(fake.cards[0])
+    assert "KafkaTimeoutError" in str(fake.cards[1])
