@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from service import metrics
 from service.bus.envelope import (
     DATASET_PRODUCED,
     DATASET_READY,
+    RUN_DEADLINE_MISSED,
     RUN_REQUESTED,
     RUN_STATUS,
     TASK_COMPLETED,
@@ -371,6 +373,41 @@ class Coordinator:
         self._on_commit(counts)
         return len(due)
 
+    async def flag_missed_deadlines(self, limit: int) -> int:
+        """Announce, once each, the active runs past their SLA deadline (run.deadline_missed)."""
+        async with self._store.transaction() as tx:
+            tx.actor = self._actor
+            late = await tx.flag_missed_deadlines(limit)
+            for row in late:
+                log.warning(
+                    "run.deadline_missed",
+                    run_id=row["run_id"],
+                    pipeline_id=row["pipeline_id"],
+                    deadline_at=str(row["deadline_at"]),
+                )
+                event = new_event(
+                    RUN_DEADLINE_MISSED,
+                    self._status.source,
+                    {
+                        "run_id": row["run_id"],
+                        "pipeline_id": row["pipeline_id"],
+                        "batch_date": row["batch_date"].isoformat(),
+                        "state": row["state"],
+                        "deadline_at": utc_timestamp(row["deadline_at"]),
+                        "trace_id": row["trace_id"],
+                        "at": utc_timestamp(),
+                    },
+                    subject=row["run_id"],
+                    trace_id=row["trace_id"],
+                )
+                tx.add_outbox(
+                    [OutboxRow(event.id, self._status.name, row["run_id"], event.to_bytes())]
+                )
+            written = tx.outbox_written
+        if late:
+            self._on_commit(BatchOutcome(outbox_written=written))
+        return len(late)
+
     async def reap_expired_leases(self, limit: int) -> int:
         """Report attempts whose worker stopped renewing its lease as lost (failed, retryable).
 
@@ -513,11 +550,22 @@ class Coordinator:
         """Create the run for ``trigger_key`` unless it exists; queue its first tasks."""
         tx = work.tx
         resolved = resolve_params(pipeline.spec.params, params)
+        sla = pipeline.spec.sla
+        deadline_at = (
+            datetime.combine(batch_date, dt_time(0), tzinfo=UTC) + sla.deadline if sla else None
+        )
         stored = {name: _jsonable(value) for name, value in resolved.items()}
         for _ in range(RUN_ID_ATTEMPTS):
             run_id = new_run_id(datetime.now(UTC))
             if await tx.insert_run(
-                run_id, pipeline.id, pipeline.spec_hash, batch_date, trigger_key, stored, trace_id
+                run_id,
+                pipeline.id,
+                pipeline.spec_hash,
+                batch_date,
+                trigger_key,
+                stored,
+                trace_id,
+                deadline_at,
             ):
                 break
             if await tx.run_for_trigger(pipeline.id, trigger_key) is not None:

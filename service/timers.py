@@ -2,7 +2,8 @@
 
 - retry due: a task up for retry is queued again at its ``retry_at``;
 - lease expired: a running attempt whose worker stopped renewing its lease is reported lost
-  (a failed, retryable completion) and the retry policy decides.
+  (a failed, retryable completion) and the retry policy decides;
+- SLA deadline: an active run past its deadline is announced once (run.deadline_missed).
 
 Every replica runs this loop; the state guards make a timer fire once.
 """
@@ -32,6 +33,7 @@ class TimerLoop:
         self._wakeup = asyncio.Event()
         self.retries_fired = 0
         self.attempts_lost = 0
+        self.deadlines_missed = 0
 
     def wake(self) -> None:
         """A retry was scheduled: look again at when the next one is due."""
@@ -44,6 +46,7 @@ class TimerLoop:
             try:
                 fired = await self._coordinator.fire_due_retries(BATCH)
                 lost = await self._coordinator.reap_expired_leases(BATCH)
+                self.deadlines_missed += await self._coordinator.flag_missed_deadlines(BATCH)
                 wait = await self._next_wait()
             except TributaryError as exc:
                 if not exc.retriable:

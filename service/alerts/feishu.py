@@ -25,6 +25,7 @@ TITLES = {
     RECOVERED: ("Recovered", "green"),
     "dead_letter": ("Event dead-lettered", "orange"),
     "service_error": ("Service error", "red"),
+    "sla_missed": ("SLA missed", "orange"),
 }
 
 

@@ -12,6 +12,7 @@ RUN_FAILED = "run_failed"
 RECOVERED = "recovered"  # a pipeline that had alerted succeeded again
 DEAD_LETTER = "dead_letter"  # input refused and kept on the dead-letter topic
 SERVICE_ERROR = "service_error"  # the service itself logged an error
+SLA_MISSED = "sla_missed"  # a run had not succeeded by its deadline
 SERVICE = "(service)"  # the pipeline id of alerts about the service itself
 
 
@@ -67,6 +68,9 @@ class AlertRules:
                     error_snippet=data.get("error_snippet"),
                 )
             ]
+        if kind == "run.deadline_missed":
+            common["reason"] = f"not done by its deadline {data.get('deadline_at')} (still {state})"
+            return [Alert(SLA_MISSED, **common)]
         if kind == "run.status" and state == "failed":
             self.failing.add(common["pipeline_id"])
             return [Alert(RUN_FAILED, **common)]

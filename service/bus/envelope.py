@@ -27,6 +27,7 @@ RUN_REQUESTED = "run.requested"
 TASK_COMPLETED = "task.completed"
 TASK_REQUESTED = "task.requested"
 TASK_HEARTBEAT = "task.heartbeat"
+RUN_DEADLINE_MISSED = "run.deadline_missed"
 RUN_STATUS = "run.status"
 TASK_STATUS = "task.status"
 DATASET_PRODUCED = "dataset.produced"
@@ -39,6 +40,7 @@ EVENT_TYPES = (
     DATASET_PRODUCED,
     TASK_REQUESTED,
     TASK_HEARTBEAT,
+    RUN_DEADLINE_MISSED,
 )
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")

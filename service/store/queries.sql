@@ -58,10 +58,11 @@ JOIN unnest($1::text[], $2::text[]) AS wanted(dataset, partition)
 
 
 -- name: insert_run
--- $1 run id, $2 pipeline, $3 spec hash, $4 batch date, $5 trigger key, $6 params, $7 trace id.
--- No row back: the run id or the (pipeline, trigger key) pair exists already.
-INSERT INTO runs (run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params, trace_id)
-VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)
+-- $1 run id, $2 pipeline, $3 spec hash, $4 batch date, $5 trigger key, $6 params, $7 trace id,
+-- $8 SLA deadline or NULL. No row back: the run id or the (pipeline, trigger key) pair exists.
+INSERT INTO runs (run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params,
+                  trace_id, deadline_at)
+VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)
 ON CONFLICT DO NOTHING
 RETURNING run_id;
 
@@ -239,6 +240,18 @@ FROM task_instances
 WHERE state = 'running' AND lease_expires_at < now()
 ORDER BY lease_expires_at
 LIMIT $1;
+
+-- name: flag_missed_deadlines
+-- $1 how many: active runs past their SLA deadline, flagged once.
+UPDATE runs SET deadline_missed_at = now()
+WHERE run_id IN (
+    SELECT run_id FROM runs
+    WHERE deadline_missed_at IS NULL AND state IN ('queued', 'running') AND deadline_at < now()
+    ORDER BY deadline_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING run_id, pipeline_id, batch_date, state, deadline_at, trace_id;
 
 -- name: due_retries
 -- $1 how many: tasks up for retry whose time has come.

@@ -296,6 +296,7 @@ class Transaction:
         trigger_key: str,
         params: dict[str, Any],
         trace_id: str,
+        deadline_at: datetime | None = None,
     ) -> bool:
         created = await self.conn.fetchval(
             q("insert_run"),
@@ -306,6 +307,7 @@ class Transaction:
             trigger_key,
             params,
             trace_id,
+            deadline_at,
         )
         return created is not None
 
@@ -400,6 +402,10 @@ class Transaction:
             [r.stderr_tail for r in results],
             [r.ended_at for r in results],
         )
+
+    async def flag_missed_deadlines(self, limit: int) -> list[dict[str, Any]]:
+        """Active runs past their deadline, now flagged (each once)."""
+        return [dict(row) for row in await self.conn.fetch(q("flag_missed_deadlines"), limit)]
 
     async def claim_tasks(
         self, worker_id: str, capacity: Capacity, lease_seconds: float

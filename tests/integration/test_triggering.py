@@ -10,7 +10,15 @@ import asyncpg
 import orjson
 import pytest
 
-from service.bus.envelope import DATASET_READY, RUN_REQUESTED, TASK_COMPLETED, CloudEvent, new_event
+from service.alerts.rules import AlertRules
+from service.bus.envelope import (
+    DATASET_READY,
+    RUN_REQUESTED,
+    TASK_COMPLETED,
+    CloudEvent,
+    new_event,
+    validate_data,
+)
 from service.coordinator import Coordinator, StatusTopic
 from service.pipelines import PipelineRegistry
 from service.store import Store, connect
@@ -141,3 +149,37 @@ async def test_a_task_waits_for_its_data_without_a_slot_then_chains_through_its_
         )
         == 1
     )
+
+
+async def test_a_run_past_its_sla_is_announced_once(
+    coordinator: Coordinator, pg: asyncpg.Connection, tmp_path: Path, database_url: str
+) -> None:
+    (tmp_path / "slow.yaml").write_text(
+        "id: slow\nsla: {deadline: 30h}\ntasks: [{id: a, command: [echo]}]\n"
+    )
+    store = await connect(database_url, 2)
+    registry = PipelineRegistry(store)
+    await registry.load(tmp_path)
+    late = Coordinator(store, registry, StatusTopic("status", "urn:test"), actor="test")
+    try:
+        await late.apply(
+            [
+                event(RUN_REQUESTED, pipeline_id="slow", batch_date="2020-01-01"),
+                event(RUN_REQUESTED, pipeline_id="slow", batch_date="2099-01-01"),
+            ]
+        )
+        deadline = await pg.fetchval("SELECT deadline_at FROM runs WHERE batch_date = '2020-01-01'")
+        assert deadline.isoformat() == "2020-01-02T06:00:00+00:00"  # batch day 00:00 UTC + 30h
+        assert await late.flag_missed_deadlines(10) == 1
+        assert await late.flag_missed_deadlines(10) == 0  # once
+        payload = await pg.fetchval(
+            "SELECT payload FROM outbox WHERE convert_from(payload, 'UTF8')::jsonb->>'type'"
+            " = 'run.deadline_missed'"
+        )
+        body = orjson.loads(payload)
+        validate_data(body["type"], body["data"])
+        [alert] = AlertRules().alerts_for(body)
+        assert alert.kind == "sla_missed"
+        assert "not done by its deadline" in alert.reason
+    finally:
+        await store.close()
