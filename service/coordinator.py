@@ -49,7 +49,7 @@ from service.engine.decide import (
 )
 from service.engine.states import RUN_TERMINAL, TASK_TERMINAL, RunState, TaskState
 from service.errors import ConcurrencyError, EventError, SpecError, TributaryError
-from service.executor.attempt import plan_attempt
+from service.executor.attempt import plan_claim
 from service.observability import get_logger
 from service.pipelines import PipelineRegistry
 from service.spec.loader import Pipeline
@@ -240,112 +240,33 @@ class Coordinator:
         if isinstance(capacity, int):
             capacity = Capacity(capacity, float("inf"), 2**31 - 1)
         async with self._store.transaction() as tx:
-            tx.actor = worker_id
-            claims = await tx.claim_tasks(worker_id, capacity, lease_seconds)
-            for claim in claims:
-                transition = start_attempt(
-                    TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
-                )
-                run = LockedRun(
-                    claim.run_id,
-                    claim.pipeline_id,
-                    claim.spec_hash,
-                    claim.batch_date,
-                    RunState.RUNNING,
-                    claim.trace_id,
-                )
-                self._record(tx, run, [transition])
+            claims = await self._claim_in(tx, worker_id, capacity, lease_seconds)
             outbox_written = tx.outbox_written
         if claims:
             self._on_commit(BatchOutcome(outbox_written=outbox_written))
         return claims
 
-    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
-        await self._store.renew_leases(worker_id, lease_seconds)
-
-    async def renew_attempt_leases(
-        self, beats: Sequence[tuple[str, str, int, str]], lease_seconds: float
-    ) -> None:
-        """Heartbeats of remote workers: (run id, task id, attempt, worker id)."""
-        await self._store.renew_attempt_leases(beats, lease_seconds)
-
-    async def dispatch_remote(self, dispatcher_id: str, limit: int, lease_seconds: float) -> int:
-        """Claim queued remote tasks and request them from the workers, in one transaction:
-        the task.requested events go through the outbox like every other event."""
-        capacity = Capacity(limit, float("inf"), 2**31 - 1, remote=True)
-        async with self._store.transaction() as tx:
-            tx.actor = dispatcher_id
-            claims = await tx.claim_tasks(dispatcher_id, capacity, lease_seconds)
-            for claim in claims:
-                transition = start_attempt(
-                    TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
-                )
-                run = LockedRun(
-                    claim.run_id,
-                    claim.pipeline_id,
-                    claim.spec_hash,
-                    claim.batch_date,
-                    RunState.RUNNING,
-                    claim.trace_id,
-                    claim.params,
-                )
-                self._record(tx, run, [transition])
-                pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
-                plan = plan_attempt(
-                    pipeline,
-                    claim.task_id,
-                    run_id=claim.run_id,
-                    attempt=claim.attempt,
-                    batch_date=claim.batch_date,
-                    trace_id=claim.trace_id,
-                    params=resolve_params(pipeline.spec.params, claim.params),
-                )
-                request = new_event(
-                    TASK_REQUESTED,
-                    self._status.source,
-                    {
-                        "run_id": claim.run_id,
-                        "task_id": claim.task_id,
-                        "attempt": claim.attempt,
-                        "pipeline_id": claim.pipeline_id,
-                        "batch_date": claim.batch_date.isoformat(),
-                        "trace_id": claim.trace_id,
-                        "lease_seconds": lease_seconds,
-                        "plan": plan.to_json(),
-                    },
-                    subject=f"{claim.run_id}/{claim.task_id}",
-                    trace_id=claim.trace_id,
-                )
-                tx.add_outbox(
-                    [OutboxRow(request.id, self._requests_topic, claim.run_id, request.to_bytes())]
-                )
-            outbox_written = tx.outbox_written
-        if claims:
-            self._on_commit(BatchOutcome(outbox_written=outbox_written))
-        return len(claims)
-
-    async def cache_key(
-        self,
-        pipeline: Pipeline,
-        task_id: str,
-        argv: Sequence[str],
-        inputs: Sequence[tuple[str, str]],
-    ) -> str:
-        """sha256 of the spec version, the rendered command and the inputs' versions."""
-        versions = await self._store.input_versions(inputs)
-        material = orjson.dumps(
-            [
-                pipeline.spec_hash,
-                task_id,
-                list(argv),
-                [[d, p, versions.get((d, p))] for d, p in inputs],
-            ]
-        )
-        return hashlib.sha256(material).hexdigest()
-
-    async def cached_success(self, cache_key: str) -> tuple[str, int] | None:
-        """The run and attempt of an earlier success with this key, if any."""
-        return await self._store.cached_success(cache_key)
+    async def _claim_in(
+        self, tx: Transaction, worker_id: str, capacity: Capacity, lease_seconds: float
+    ) -> list[ClaimedAttempt]:
+        """Claim in ``tx`` and record each task's move to running (log and status event)."""
+        tx.actor = worker_id
+        claims = await tx.claim_tasks(worker_id, capacity, lease_seconds)
+        for claim in claims:
+            transition = start_attempt(
+                TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
+            )
+            run = LockedRun(
+                claim.run_id,
+                claim.pipeline_id,
+                claim.spec_hash,
+                claim.batch_date,
+                RunState.RUNNING,
+                claim.trace_id,
+                claim.params,
+            )
+            self._record(tx, run, [transition])
+        return claims
 
     async def fire_due_retries(self, limit: int) -> int:
         """Queue again the tasks whose retry time has come; return how many were due."""
@@ -372,6 +293,70 @@ class Coordinator:
             counts.outbox_written = tx.outbox_written
         self._on_commit(counts)
         return len(due)
+
+    async def cache_key(
+        self,
+        pipeline: Pipeline,
+        task_id: str,
+        argv: Sequence[str],
+        inputs: Sequence[tuple[str, str]],
+    ) -> str:
+        """sha256 of the spec version, the rendered command and the inputs' versions."""
+        versions = await self._store.input_versions(inputs)
+        material = orjson.dumps(
+            [
+                pipeline.spec_hash,
+                task_id,
+                list(argv),
+                [[d, p, versions.get((d, p))] for d, p in inputs],
+            ]
+        )
+        return hashlib.sha256(material).hexdigest()
+
+    async def cached_success(self, cache_key: str) -> tuple[str, int] | None:
+        """The run and attempt of an earlier success with this key, if any."""
+        return await self._store.cached_success(cache_key)
+
+    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
+        await self._store.renew_leases(worker_id, lease_seconds)
+
+    async def renew_attempt_leases(
+        self, beats: Sequence[tuple[str, str, int, str]], lease_seconds: float
+    ) -> None:
+        """Heartbeats of remote workers: (run id, task id, attempt, worker id)."""
+        await self._store.renew_attempt_leases(beats, lease_seconds)
+
+    async def dispatch_remote(self, dispatcher_id: str, limit: int, lease_seconds: float) -> int:
+        """Claim queued remote tasks and request them from the workers, in one transaction:
+        the task.requested events go through the outbox like every other event."""
+        capacity = Capacity(limit, float("inf"), 2**31 - 1, remote=True)
+        async with self._store.transaction() as tx:
+            claims = await self._claim_in(tx, dispatcher_id, capacity, lease_seconds)
+            for claim in claims:
+                pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
+                request = new_event(
+                    TASK_REQUESTED,
+                    self._status.source,
+                    {
+                        "run_id": claim.run_id,
+                        "task_id": claim.task_id,
+                        "attempt": claim.attempt,
+                        "pipeline_id": claim.pipeline_id,
+                        "batch_date": claim.batch_date.isoformat(),
+                        "trace_id": claim.trace_id,
+                        "lease_seconds": lease_seconds,
+                        "plan": plan_claim(pipeline, claim).to_json(),
+                    },
+                    subject=f"{claim.run_id}/{claim.task_id}",
+                    trace_id=claim.trace_id,
+                )
+                tx.add_outbox(
+                    [OutboxRow(request.id, self._requests_topic, claim.run_id, request.to_bytes())]
+                )
+            outbox_written = tx.outbox_written
+        if claims:
+            self._on_commit(BatchOutcome(outbox_written=outbox_written))
+        return len(claims)
 
     async def flag_missed_deadlines(self, limit: int) -> int:
         """Announce, once each, the active runs past their SLA deadline (run.deadline_missed)."""

@@ -26,8 +26,9 @@ from service.executor.process import (
 )
 from service.observability import get_logger
 from service.spec.loader import Pipeline
-from service.spec.params import ParamValue
+from service.spec.params import ParamValue, resolve_params
 from service.spec.render import render_task, template_values
+from service.store.records import ClaimedAttempt
 
 log = get_logger(__name__)
 
@@ -118,6 +119,19 @@ def plan_attempt(
         skip_codes=spec.exit_codes.skip,
         fatal_codes=spec.exit_codes.fatal,
         inherit_env=tuple(spec.inherit_env),
+    )
+
+
+def plan_claim(pipeline: Pipeline, claim: ClaimedAttempt) -> AttemptPlan:
+    """The plan of a claimed attempt, with the run's parameters resolved."""
+    return plan_attempt(
+        pipeline,
+        claim.task_id,
+        run_id=claim.run_id,
+        attempt=claim.attempt,
+        batch_date=claim.batch_date,
+        trace_id=claim.trace_id,
+        params=resolve_params(pipeline.spec.params, claim.params),
     )
 
 

@@ -21,7 +21,7 @@ from service.errors import TributaryError
 from service.executor.attempt import (
     AttemptOutcome,
     completion_data,
-    plan_attempt,
+    plan_claim,
     run_attempt,
     unrunnable,
 )
@@ -220,19 +220,11 @@ class LocalExecutor:
     async def _run_attempt(self, claim: ClaimedAttempt) -> AttemptOutcome:
         pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
         spec = pipeline.tasks[claim.task_id]
-        params = resolve_params(pipeline.spec.params, claim.params)
-        plan = plan_attempt(
-            pipeline,
-            claim.task_id,
-            run_id=claim.run_id,
-            attempt=claim.attempt,
-            batch_date=claim.batch_date,
-            trace_id=claim.trace_id,
-            params=params,
-        )
+        plan = plan_claim(pipeline, claim)
         log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
         if not spec.cache:
             return await run_attempt(plan, log_path, self._interrupt)
+        params = resolve_params(pipeline.spec.params, claim.params)
         values = template_values(
             batch_date=claim.batch_date,
             run_id=claim.run_id,
