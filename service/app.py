@@ -297,7 +297,7 @@ async def _serve_http(settings: Settings, parts: _Parts, stack: contextlib.Async
     async def readiness() -> dict[str, Any]:
         return await _readiness(parts.store, parts.producer, settings, parts.live)
 
-    runner = web.AppRunner(make_app(parts.store, readiness), access_log=None)
+    runner = web.AppRunner(make_app(parts.store, readiness, parts.live), access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio as redis
@@ -97,6 +98,27 @@ class LiveState:
             log.info("live_state.available")
         self.available = True
         metrics.LIVE_STATE_AVAILABLE.set(1)
+
+    async def read(self, run_id: str) -> dict[str, Any] | None:
+        """The run's live state: {"state", "tasks": {task: state}}, or None when Redis has no
+        key for it (expired, never written, or Redis is down)."""
+        if not self.available and time.monotonic() < self._retry_after:
+            return None
+        key = self.run_key(run_id)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hgetall(key)
+            pipe.hgetall(f"{key}:tasks")
+            run, tasks = await pipe.execute()
+        except (RedisError, OSError):
+            return None
+        if not run:
+            return None
+        return {
+            "run_id": run_id,
+            "state": run[b"state"].decode(),
+            "tasks": {k.decode(): orjson.loads(v)["state"] for k, v in tasks.items()},
+        }
 
     async def ping(self) -> bool:
         try:

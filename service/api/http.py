@@ -11,6 +11,7 @@ from aiohttp import web
 
 from service import metrics
 from service.errors import TributaryError
+from service.realtime import LiveState
 from service.store import Store
 
 MAX_LIST = 500
@@ -30,7 +31,9 @@ def error(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status=status)
 
 
-def make_app(store: Store, readiness: ReadinessCheck) -> web.Application:
+def make_app(
+    store: Store, readiness: ReadinessCheck, live: LiveState | None = None
+) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"status": "alive"})
 
@@ -71,6 +74,28 @@ def make_app(store: Store, readiness: ReadinessCheck) -> web.Application:
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
+    async def run_state(request: web.Request) -> web.Response:
+        """Current states for live views: Redis first, PostgreSQL when Redis has nothing."""
+        run_id = request.match_info["run_id"]
+        state = await live.read(run_id) if live is not None else None
+        if state is not None:
+            return json_response({**state, "source": "redis"})
+        try:
+            run = await store.get_run(run_id)
+            tasks = await store.list_task_instances(run_id) if run else []
+        except TributaryError as exc:
+            return error(503, str(exc))
+        if run is None:
+            return error(404, f"no run {run_id!r}")
+        return json_response(
+            {
+                "run_id": run_id,
+                "state": run.state,
+                "source": "postgres",
+                "tasks": {t.task_id: t.state for t in tasks},
+            }
+        )
+
     app = web.Application()
     app.add_routes(
         [
@@ -79,6 +104,7 @@ def make_app(store: Store, readiness: ReadinessCheck) -> web.Application:
             web.get("/metrics", prometheus),
             web.get("/api/runs", list_runs),
             web.get("/api/runs/{run_id}", get_run),
+            web.get("/api/runs/{run_id}/state", run_state),
         ]
     )
     return app

@@ -129,6 +129,9 @@ async def test_events_run_the_example_pipelines_end_to_end(
         check_status_events(events, records, orders_run)
         await check_live_state(env["TRIBUTARY_REDIS_KEY_PREFIX"], orders_run)
         await check_http(service.http_port(), orders_run)
+        await check_state_without_redis(
+            service.http_port(), env["TRIBUTARY_REDIS_KEY_PREFIX"], orders_run
+        )
 
         assert service.alive, "bad input must not stop the service"
         rejected = [e for e in service.log_events() if e.get("event") == "event.rejected"]
@@ -280,12 +283,32 @@ async def check_http(port: int, run_id: str) -> None:
             "tributary_live_state_available 1.0",
         ):
             assert line in scraped, line
+        async with http.get(f"{base}/api/runs/{run_id}/state") as response:
+            state = await response.json()
+            assert (state["source"], state["state"]) == ("redis", "success")
+            assert set(state["tasks"].values()) == {"success"}
+        async with http.get(f"{base}/api/runs/no-such-run/state") as response:
+            assert response.status == 404
         async with http.get(f"{base}/api/runs/no-such-run") as response:
             assert response.status == 404
             assert "no run 'no-such-run'" in (await response.json())["error"]
         async with http.get(f"{base}/api/runs?limit=lots") as response:
             assert response.status == 400
             assert "'limit' must be an integer" in (await response.json())["error"]
+
+
+async def check_state_without_redis(port: int, prefix: str, run_id: str) -> None:
+    """Once Redis has nothing for the run (expired), the same view comes from PostgreSQL."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.delete(f"{prefix}:run:{run_id}", f"{prefix}:run:{run_id}:tasks")
+    finally:
+        await client.aclose()
+    url = f"http://127.0.0.1:{port}/api/runs/{run_id}/state"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        state = await response.json()
+    assert (state["source"], state["state"]) == ("postgres", "success")
+    assert set(state["tasks"]) == set(TASKS)
 
 
 async def check_live_state(prefix: str, run_id: str) -> None:

@@ -40,6 +40,12 @@ async def test_status_is_stored_with_a_ttl_and_announced(tmp_path: Path) -> None
         assert 0 < await reader.ttl("t:run:r1") <= 60
         task = orjson.loads(await reader.hget("t:run:r1:tasks", "a"))
         assert task["state"] == "running"
+        assert await live.read("r1") == {
+            "run_id": "r1",
+            "state": "running",
+            "tasks": {"a": "running"},
+        }
+        assert await live.read("no-such-run") is None
         heard = [await pubsub.get_message(timeout=1) for _ in range(3)]
         types = [orjson.loads(m["data"])["type"] for m in heard if m]
         assert types == [RUN_STATUS, TASK_STATUS]  # never a task.requested: it carries env
