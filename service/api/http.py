@@ -13,6 +13,7 @@ from service import metrics
 from service.errors import TributaryError
 from service.realtime import LiveState
 from service.store import Store
+from service.store.records import RunRecord, TaskRecord
 
 MAX_LIST = 500
 
@@ -55,8 +56,8 @@ def make_app(
             return error(503, str(exc))
         return json_response({"runs": [asdict(run) for run in runs]})
 
-    async def get_run(request: web.Request) -> web.Response:
-        run_id = request.match_info["run_id"]
+    async def run_with_tasks(run_id: str) -> tuple[RunRecord, list[TaskRecord]] | web.Response:
+        """The run and its tasks from PostgreSQL, or the error response to send."""
         try:
             run = await store.get_run(run_id)
             tasks = await store.list_task_instances(run_id) if run else []
@@ -64,6 +65,13 @@ def make_app(
             return error(503, str(exc))
         if run is None:
             return error(404, f"no run {run_id!r}")
+        return run, tasks
+
+    async def get_run(request: web.Request) -> web.Response:
+        found = await run_with_tasks(request.match_info["run_id"])
+        if isinstance(found, web.Response):
+            return found
+        run, tasks = found
         return json_response({"run": asdict(run), "tasks": [asdict(task) for task in tasks]})
 
     async def prometheus(request: web.Request) -> web.Response:
@@ -80,13 +88,10 @@ def make_app(
         state = await live.read(run_id) if live is not None else None
         if state is not None:
             return json_response({**state, "source": "redis"})
-        try:
-            run = await store.get_run(run_id)
-            tasks = await store.list_task_instances(run_id) if run else []
-        except TributaryError as exc:
-            return error(503, str(exc))
-        if run is None:
-            return error(404, f"no run {run_id!r}")
+        found = await run_with_tasks(run_id)
+        if isinstance(found, web.Response):
+            return found
+        run, tasks = found
         return json_response(
             {
                 "run_id": run_id,
