@@ -32,6 +32,7 @@ from service.coordinator import BatchOutcome, Coordinator, StatusTopic
 from service.errors import ConfigError, InfrastructureError, TributaryError
 from service.executor.local import CompletionBatcher, LocalExecutor
 from service.executor.remote import RemoteDispatcher
+from service.lineage import LineageEmitter
 from service.observability import get_logger
 from service.pipelines import PipelineRegistry, PipelineWatcher
 from service.realtime import LiveState
@@ -95,6 +96,7 @@ class _Parts:
     timers: TimerLoop
     dispatcher: RemoteDispatcher
     alerts: AlertSender | None
+    lineage: LineageEmitter | None
 
     def start_loops(self) -> set[asyncio.Task[None]]:
         loops = {
@@ -111,6 +113,8 @@ class _Parts:
             loops.add(asyncio.create_task(self.live.run(), name="live-state"))
         if self.alerts:
             loops.add(asyncio.create_task(self.alerts.run(), name="alerts"))
+        if self.lineage:
+            loops.add(asyncio.create_task(self.lineage.run(), name="lineage"))
         return loops
 
     async def shutdown(self, loops: set[asyncio.Task[None]], drain_seconds: float) -> None:
@@ -141,7 +145,14 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     live = await _open_live_state(settings, stack)
 
     alerts = _alert_sender(settings, registry)
-    listeners = [listener.offer for listener in (live, alerts) if listener is not None]
+    lineage = (
+        LineageEmitter(
+            settings.openlineage_url, settings.openlineage_namespace, registry.current.get
+        )
+        if settings.openlineage_url
+        else None
+    )
+    listeners = [listener.offer for listener in (live, alerts, lineage) if listener is not None]
 
     def published(messages: Sequence[OutboxMessage]) -> None:
         for listener in listeners:
@@ -223,6 +234,7 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         timers,
         dispatcher,
         alerts,
+        lineage,
     )
 
 

@@ -155,6 +155,14 @@ class Settings(BaseModel):
         gt=0,
         description="Alerts of one (pipeline, task, kind) inside this window become one.",
     )
+    openlineage_url: str | None = Field(
+        default=None,
+        description="Send OpenLineage RunEvents (START, COMPLETE/FAIL per task attempt) to "
+        "this HTTP endpoint, e.g. a Marquez /api/v1/lineage. Unset: off.",
+    )
+    openlineage_namespace: str = Field(
+        default="tributary", description="OpenLineage job namespace."
+    )
     pipelines_dir: Path = Field(
         default=Path("pipelines"), description="Directory of pipeline YAML files."
     )

@@ -1,0 +1,141 @@
+"""OpenLineage RunEvents for task attempts (openlineage.io/spec), when enabled in settings.
+
+Made from committed task.status events, like alerts: ``running`` is a START, ``success`` and
+``skipped`` a COMPLETE, ``failed`` and ``timed_out`` a FAIL; each with the task's declared
+inputs and outputs as datasets (namespace = the URI's scheme and host, name = the rest).
+The run id is a UUID derived from (run, task, attempt), so START and its end pair up and a
+re-sent event keeps its id. Delivery is best effort behind a bounded queue: lineage never
+slows a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from service.observability import get_logger
+from service.spec.loader import Pipeline
+from service.spec.params import resolve_params
+from service.spec.render import template_values
+from service.store.records import OutboxMessage
+
+log = get_logger(__name__)
+
+PRODUCER = "https://github.com/tributary/tributary"
+SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+EVENT_TYPES = {
+    "running": "START",
+    "success": "COMPLETE",
+    "skipped": "COMPLETE",
+    "failed": "FAIL",
+    "timed_out": "FAIL",
+}
+QUEUE_LIMIT = 1_000
+ATTEMPT_NAMESPACE = uuid.UUID("3d0f5b8e-8f9c-4f55-9a47-6b6f6f3a1c11")
+
+
+def attempt_run_id(run_id: str, task_id: str, attempt: int) -> str:
+    return str(uuid.uuid5(ATTEMPT_NAMESPACE, f"{run_id}/{task_id}/{attempt}"))
+
+
+def dataset(uri: str) -> dict[str, str]:
+    parts = urlsplit(uri)
+    return {
+        "namespace": f"{parts.scheme}://{parts.netloc}",
+        "name": parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else ""),
+    }
+
+
+def run_event(
+    status: dict[str, Any], pipeline: Pipeline | None, namespace: str
+) -> dict[str, Any] | None:
+    """The RunEvent for a task.status event, or None when the state is not a lineage moment."""
+    data = status["data"]
+    kind = EVENT_TYPES.get(data.get("state", ""))
+    if status.get("type") != "task.status" or kind is None:
+        return None
+    task_id, attempt = data["task_id"], data.get("attempt") or 1
+    inputs: list[dict[str, str]] = []
+    outputs: list[dict[str, str]] = []
+    if pipeline is not None and task_id in pipeline.tasks:
+        values = template_values(
+            batch_date=date.fromisoformat(data["batch_date"]),
+            run_id=data["run_id"],
+            attempt=attempt,
+            task_id=task_id,
+            pipeline_id=pipeline.id,
+            params=resolve_params(pipeline.spec.params, {}),
+        )
+        compiled = pipeline.templates[task_id]
+        inputs = [dataset(uri.render(values)) for uri, _ in compiled.inputs]
+        outputs = [dataset(uri.render(values)) for uri, _ in compiled.outputs]
+    return {
+        "eventType": kind,
+        "eventTime": data["at"],
+        "producer": PRODUCER,
+        "schemaURL": SCHEMA_URL,
+        "run": {
+            "runId": attempt_run_id(data["run_id"], task_id, attempt),
+            "facets": {
+                "tributary": {
+                    "_producer": PRODUCER,
+                    "_schemaURL": SCHEMA_URL,
+                    "run_id": data["run_id"],
+                    "attempt": attempt,
+                    "trace_id": data.get("trace_id"),
+                }
+            },
+        },
+        "job": {"namespace": namespace, "name": f"{data['pipeline_id']}.{task_id}"},
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+
+
+class LineageEmitter:
+    def __init__(
+        self, url: str, namespace: str, pipeline_of: Callable[[str], Pipeline | None]
+    ) -> None:
+        self._url = url
+        self._namespace = namespace
+        self._pipeline_of = pipeline_of
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
+        self.sent = 0
+
+    def offer(self, messages: Sequence[OutboxMessage]) -> None:
+        for message in messages:
+            status = orjson.loads(message.payload)
+            if status.get("type") != "task.status":
+                continue
+            event = run_event(
+                status, self._pipeline_of(status["data"]["pipeline_id"]), self._namespace
+            )
+            if event is None:
+                continue
+            if self._queue.full():
+                self._queue.get_nowait()
+                log.warning("lineage.dropped", reason="the endpoint does not keep up")
+            self._queue.put_nowait(event)
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                event = await self._queue.get()
+                try:
+                    async with session.post(
+                        self._url, json=event, timeout=aiohttp.ClientTimeout(total=10)
+                    ) as reply:
+                        if reply.status >= 300:
+                            log.warning("lineage.refused", status=reply.status)
+                            continue
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    log.warning("lineage.unreachable", error=repr(exc))
+                    continue
+                self.sent += 1
