@@ -147,9 +147,13 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
     alerts = _alert_sender(settings, registry)
     lineage = (
         LineageEmitter(
-            settings.openlineage_url, settings.openlineage_namespace, registry.current.get
+            settings.openlineage_url,
+            settings.openlineage_namespace,
+            registry.current.get,
+            producer,
+            settings.openlineage_topic,
         )
-        if settings.openlineage_url
+        if settings.openlineage_url or settings.openlineage_topic
         else None
     )
     listeners = [listener.offer for listener in (live, alerts, lineage) if listener is not None]

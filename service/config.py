@@ -160,6 +160,11 @@ class Settings(BaseModel):
         description="Send OpenLineage RunEvents (START, COMPLETE/FAIL per task attempt) to "
         "this HTTP endpoint, e.g. a Marquez /api/v1/lineage. Unset: off.",
     )
+    openlineage_topic: str | None = Field(
+        default=None,
+        description="Or publish OpenLineage RunEvents to this Kafka topic (keyed "
+        "run:{namespace}/{job}). Unset: off.",
+    )
     openlineage_namespace: str = Field(
         default="tributary", description="OpenLineage job namespace."
     )

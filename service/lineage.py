@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from service.observability import get_logger
 from service.spec.loader import Pipeline
@@ -100,10 +102,20 @@ def run_event(
 
 
 class LineageEmitter:
+    """To an HTTP endpoint (``url``) or a Kafka topic (``topic`` with a started ``producer``;
+    keyed ``run:{namespace}/{job}`` as OpenLineage's own Kafka transport does)."""
+
     def __init__(
-        self, url: str, namespace: str, pipeline_of: Callable[[str], Pipeline | None]
+        self,
+        url: str | None,
+        namespace: str,
+        pipeline_of: Callable[[str], Pipeline | None],
+        producer: AIOKafkaProducer | None = None,
+        topic: str | None = None,
     ) -> None:
         self._url = url
+        self._producer = producer
+        self._topic = topic
         self._namespace = namespace
         self._pipeline_of = pipeline_of
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
@@ -128,14 +140,28 @@ class LineageEmitter:
         async with aiohttp.ClientSession() as session:
             while True:
                 event = await self._queue.get()
-                try:
-                    async with session.post(
-                        self._url, json=event, timeout=aiohttp.ClientTimeout(total=10)
-                    ) as reply:
-                        if reply.status >= 300:
-                            log.warning("lineage.refused", status=reply.status)
-                            continue
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    log.warning("lineage.unreachable", error=repr(exc))
-                    continue
-                self.sent += 1
+                if await self._deliver(session, event):
+                    self.sent += 1
+
+    async def _deliver(self, session: aiohttp.ClientSession, event: dict[str, Any]) -> bool:
+        try:
+            if self._producer is not None and self._topic:
+                job = event["job"]
+                await self._producer.send_and_wait(
+                    self._topic,
+                    orjson.dumps(event),
+                    key=f"run:{job['namespace']}/{job['name']}".encode(),
+                )
+                return True
+            if self._url is None:
+                return False
+            async with session.post(
+                self._url, json=event, timeout=aiohttp.ClientTimeout(total=10)
+            ) as reply:
+                if reply.status >= 300:
+                    log.warning("lineage.refused", status=reply.status)
+                    return False
+                return True
+        except (aiohttp.ClientError, TimeoutError, KafkaError) as exc:
+            log.warning("lineage.unreachable", error=repr(exc))
+            return False

@@ -6,14 +6,16 @@ import asyncio
 import uuid
 from typing import Any
 
+import orjson
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 
 from service import devenv
 from service.bus.envelope import TASK_STATUS, new_event
 from service.lineage import LineageEmitter, dataset
 from service.spec.loader import pipeline_from_data
 from service.store.records import OutboxMessage
-from tests.support import eventually
+from tests.support import TopicReader, eventually
 
 PIPELINE = pipeline_from_data(
     {
@@ -88,3 +90,20 @@ def test_datasets_split_the_uri() -> None:
         "namespace": "https://api.example.com",
         "name": "v1/items?day=1",
     }
+
+
+async def test_or_to_a_kafka_topic_keyed_by_job(kafka_bootstrap: str, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}.lineage"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    emitter = LineageEmitter(None, "tributary", {"orders_daily": PIPELINE}.get, producer, topic)
+    loop = asyncio.create_task(emitter.run())
+    try:
+        emitter.offer([status("running"), status("failed")])
+        async with TopicReader(kafka_bootstrap, topic) as reader:
+            records = await reader.read_until(lambda r: len(r) >= 2, timeout=20)
+    finally:
+        loop.cancel()
+        await producer.stop()
+    assert [orjson.loads(r.value)["eventType"] for r in records] == ["START", "FAIL"]
+    assert {r.key for r in records} == {b"run:tributary/orders_daily.publish"}
