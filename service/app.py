@@ -265,12 +265,18 @@ def _alert_sender(settings: Settings, registry: PipelineRegistry) -> AlertSender
         pipeline = registry.current.get(pipeline_id)
         return pipeline.spec.domain if pipeline else None
 
+    def max_attempts_of(pipeline_id: str, task_id: str) -> int | None:
+        pipeline = registry.current.get(pipeline_id)
+        task = pipeline.tasks.get(task_id) if pipeline else None
+        return task.retry.max_attempts if task else None
+
     return AlertSender(
         routes,
         settings.alert_dashboard_url_template,
         settings.alert_logs_url_template,
         settings.alert_fold_window_seconds,
         domain_of,
+        max_attempts_of,
     )
 
 

@@ -643,7 +643,12 @@ class Coordinator:
                 _parse_time(data.get("ended_at")) or datetime.now(UTC),
             )
         )
-        details = {key: data.get(key) for key in ("exit_code", "signal", "error_snippet")}
+        details: dict[str, Any] = {
+            key: data.get(key) for key in ("exit_code", "signal", "error_snippet")
+        }
+        started, ended = _parse_time(data.get("started_at")), _parse_time(data.get("ended_at"))
+        if started and ended:
+            details["duration_seconds"] = round((ended - started).total_seconds(), 3)
         self._record(work.tx, run, decision.transitions, {finished.task_id: details})
         if succeeded:
             await self._announce_outputs(

@@ -45,7 +45,10 @@ def card(alert: Alert, folded: int, dashboard_url: str, logs_url: str) -> dict[s
         ("Run", alert.run_id),
     ]
     if alert.task_id:
-        fields.append(("Task", f"{alert.task_id} (attempt {alert.attempt})"))
+        of = f" of {alert.max_attempts}" if alert.max_attempts else ""
+        fields.append(("Task", f"{alert.task_id} (attempt {alert.attempt}{of})"))
+    if alert.duration_seconds is not None:
+        fields.append(("Duration", f"{alert.duration_seconds:g} s"))
     if alert.signal or alert.exit_code is not None:
         fields.append(("Ended", alert.signal or f"exit code {alert.exit_code}"))
     if folded:

@@ -30,6 +30,8 @@ class Alert:
     signal: str | None = None
     error_snippet: str | None = None
     reason: str = ""
+    duration_seconds: float | None = None
+    max_attempts: int | None = None
 
     @property
     def fold_key(self) -> tuple[str, str | None, str]:
@@ -66,6 +68,7 @@ class AlertRules:
                     exit_code=data.get("exit_code"),
                     signal=data.get("signal"),
                     error_snippet=data.get("error_snippet"),
+                    duration_seconds=data.get("duration_seconds"),
                 )
             ]
         if kind == "run.deadline_missed":

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -45,10 +46,16 @@ class AlertSender:
         logs_url: str,
         fold_window: float,
         domain_of: Callable[[str], str | None] = lambda pipeline_id: None,
+        max_attempts_of: Callable[[str, str], int | None] = lambda pipeline, task: None,
+        first_backoff: float = FIRST_BACKOFF,
+        max_tries: int = MAX_TRIES,
     ) -> None:
         """``routes``: pipeline id or domain -> sinks; ``default`` for everything else."""
         self._routes = routes
         self._domain_of = domain_of
+        self._max_attempts_of = max_attempts_of
+        self._first_backoff = first_backoff
+        self._max_tries = max_tries
         self._dashboard_url = dashboard_url
         self._logs_url = logs_url
         self._fold_window = fold_window
@@ -65,6 +72,9 @@ class AlertSender:
         """Look at published events; queue the alerts they call for (never blocks)."""
         for message in messages:
             for alert in self._rules.alerts_for(orjson.loads(message.payload)):
+                if alert.task_id is not None and alert.max_attempts is None:
+                    tries = self._max_attempts_of(alert.pipeline_id, alert.task_id)
+                    alert = dataclasses.replace(alert, max_attempts=tries)
                 self._fold(alert)
 
     def raise_alert(self, alert: Alert) -> None:
@@ -136,8 +146,8 @@ class AlertSender:
         message = Message(
             alert, folded, _fill(self._dashboard_url, alert), _fill(self._logs_url, alert)
         )
-        delay = FIRST_BACKOFF
-        for attempt in range(1, MAX_TRIES + 1):
+        delay = self._first_backoff
+        for attempt in range(1, self._max_tries + 1):
             delivery = await sink.deliver(session, message)
             if delivery.ok:
                 metrics.ALERTS_SENT.labels(sink.name).inc()
@@ -150,7 +160,7 @@ class AlertSender:
                     folded=folded,
                 )
                 return
-            if not delivery.retry or attempt == MAX_TRIES:
+            if not delivery.retry or attempt == self._max_tries:
                 why = "permanent" if not delivery.retry else "gave up"
                 metrics.ALERTS_FAILED.labels(sink.name, why).inc()
                 log.error(

@@ -70,14 +70,18 @@ class Sink(Protocol):
 
 
 async def _post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str] | None = None
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    request_seconds: float = REQUEST_TIMEOUT,
 ) -> tuple[int, Any] | Delivery:
     """POST; a Delivery to retry on transport errors and HTTP 429/5xx, else (status, body)."""
     try:
         async with session.post(
             url,
             data=body,
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+            timeout=aiohttp.ClientTimeout(total=request_seconds),
             headers={"Content-Type": "application/json", **(headers or {})},
         ) as r:
             if r.status == 429 or r.status >= 500:
@@ -110,11 +114,12 @@ class FeishuSink:
     secret: str | None = None
     name: str = "feishu"
     min_interval: float = 0.25  # 5/s and 100/min per bot
+    timeout: float = REQUEST_TIMEOUT  # seconds per delivery attempt
 
     async def deliver(self, session: aiohttp.ClientSession, message: Message) -> Delivery:
         body = feishu.card(message.alert, message.folded, message.run_url, message.logs_url)
         signed = feishu.signed_body(body, self.secret, int(time.time()))
-        answer = await _post(session, self.url, orjson.dumps(signed))
+        answer = await _post(session, self.url, orjson.dumps(signed), request_seconds=self.timeout)
         if not isinstance(answer, Delivery) and isinstance(answer[1], dict):
             answer = (
                 answer[0],
@@ -131,6 +136,7 @@ class SlackSink:
     url: str  # the URL is the secret
     name: str = "slack"
     min_interval: float = 1.0
+    timeout: float = REQUEST_TIMEOUT  # seconds per delivery attempt
 
     async def deliver(self, session: aiohttp.ClientSession, message: Message) -> Delivery:
         text = f"*{message.title}*\n" + "\n".join(message.lines())
@@ -155,7 +161,7 @@ class SlackSink:
                 },
             ],
         }
-        answer = await _post(session, self.url, orjson.dumps(body))
+        answer = await _post(session, self.url, orjson.dumps(body), request_seconds=self.timeout)
         if isinstance(answer, Delivery):
             return answer
         status, reply = answer
@@ -179,6 +185,7 @@ class DingTalkSink:
     secret: str | None = None
     name: str = "dingtalk"
     min_interval: float = 3.0  # 20 per minute per robot
+    timeout: float = REQUEST_TIMEOUT  # seconds per delivery attempt
 
     async def deliver(self, session: aiohttp.ClientSession, message: Message) -> Delivery:
         text = (
@@ -189,7 +196,9 @@ class DingTalkSink:
         body = {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}}
         url = dingtalk_url(self.url, self.secret, int(time.time() * 1000))
         return _by_code(
-            await _post(session, url, orjson.dumps(body)), "errcode", DINGTALK_RETRYABLE
+            await _post(session, url, orjson.dumps(body), request_seconds=self.timeout),
+            "errcode",
+            DINGTALK_RETRYABLE,
         )
 
 
@@ -198,6 +207,7 @@ class WeComSink:
     url: str  # the key in the URL is the secret
     name: str = "wecom"
     min_interval: float = 3.0  # 20 per minute
+    timeout: float = REQUEST_TIMEOUT  # seconds per delivery attempt
 
     async def deliver(self, session: aiohttp.ClientSession, message: Message) -> Delivery:
         content = (
@@ -208,7 +218,9 @@ class WeComSink:
         encoded = content.encode()[:WECOM_MARKDOWN_BYTES].decode(errors="ignore")
         body = {"msgtype": "markdown", "markdown": {"content": encoded}}
         return _by_code(
-            await _post(session, self.url, orjson.dumps(body)), "errcode", WECOM_RETRYABLE
+            await _post(session, self.url, orjson.dumps(body), request_seconds=self.timeout),
+            "errcode",
+            WECOM_RETRYABLE,
         )
 
 
@@ -221,6 +233,7 @@ class WebhookSink:
     secret: str | None = None
     name: str = "webhook"
     min_interval: float = 0.1
+    timeout: float = REQUEST_TIMEOUT  # seconds per delivery attempt
 
     async def deliver(self, session: aiohttp.ClientSession, message: Message) -> Delivery:
         body = orjson.dumps(
@@ -239,7 +252,7 @@ class WebhookSink:
                 self.secret.encode(), stamp.encode() + b"." + body, hashlib.sha256
             ).hexdigest()
             headers = {"X-Tributary-Timestamp": stamp, "X-Tributary-Signature": f"sha256={digest}"}
-        answer = await _post(session, self.url, body, headers)
+        answer = await _post(session, self.url, body, headers, self.timeout)
         if isinstance(answer, Delivery):
             return answer
         status, reply = answer

@@ -297,3 +297,59 @@ async def test_dead_letters_and_service_errors_alert_too(bot: tuple[FeishuBot, s
     ]
     assert "tributary.triggers[2]@41" in str(fake.cards[0])
     assert "KafkaTimeoutError" in str(fake.cards[1])
+
+
+async def test_a_dead_or_slow_sink_gives_up_and_holds_back_no_other(
+    bot: tuple[FeishuBot, str],
+) -> None:
+    fake, url = bot
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({"code": 0})
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = devenv.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    dead = WebhookSink(
+        url=f"http://127.0.0.1:{devenv.free_port()}/gone", name="dead", min_interval=0.01
+    )
+    sluggish = FeishuSink(
+        url=f"http://127.0.0.1:{port}/slow", name="slow", min_interval=0.01, timeout=0.2
+    )
+    healthy = FeishuSink(url=url, secret=SECRET, min_interval=0.01)
+    sender = AlertSender(
+        {"default": [dead, sluggish, healthy]},
+        "https://t/{run_id}",
+        "https://l/{trace_id}",
+        300,
+        first_backoff=0.05,
+        max_tries=3,
+    )
+    loop = asyncio.create_task(sender.run())
+    try:
+        sender.offer([FAILED])  # returns at once, whatever the sinks do
+        await eventually(
+            lambda: asyncio.sleep(0, len(fake.cards)),
+            lambda n: n == 1,
+            5,
+            "the healthy sink's card",
+        )
+
+        def gave_up(name: str) -> float:
+            labels = {"sink": name, "why": "gave up"}
+            return metrics.REGISTRY.get_sample_value("tributary_alerts_failed_total", labels) or 0
+
+        await eventually(
+            lambda: asyncio.sleep(0, gave_up("dead") + gave_up("slow")),
+            lambda n: n == 2,
+            10,
+            "the dead and the slow sink to give up",
+        )
+    finally:
+        loop.cancel()
+        await runner.cleanup()
+    assert "attempt 3" in str(fake.cards[0])
