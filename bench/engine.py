@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
 import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import asyncpg
+from scratch import scratch_database
 
 from service.bus.envelope import DATASET_READY, TASK_COMPLETED, new_event
 from service.coordinator import Coordinator, StatusTopic
 from service.pipelines import PipelineRegistry
 from service.store import connect
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BATCH = 500
 DIAMOND = """\
 id: diamond
@@ -101,14 +99,6 @@ async def ingest_and_transitions(url: str, pipelines: Path, events: int, runs: i
     )
 
 
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def main() -> None:
     from service.observability import configure_logging
 
@@ -122,16 +112,11 @@ async def main() -> None:
         pipelines = work / "pipelines"
         pipelines.mkdir()
         (pipelines / "diamond.yaml").write_text(DIAMOND)
-        database = f"tributary_bench_{secrets.token_hex(4)}"
-        await admin(f'CREATE DATABASE "{database}"')
-        url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
-        try:
+        async with scratch_database() as url:
             store = await connect(url, 2)
             await store.migrate()
             await store.close()
             await ingest_and_transitions(url, pipelines, args.events, args.runs)
-        finally:
-            await admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from scratch import scratch_database
 
 from service import devenv
 from service.app import Service
@@ -35,7 +35,6 @@ from service.config import load_settings
 from service.observability import configure_logging
 from service.store import connect
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CHAIN, FAN, CONCURRENCY = 50, 200, 4
 
 
@@ -147,14 +146,6 @@ async def through_service(url: str, pipelines: Path, work: Path, repeat: int) ->
     }
 
 
-async def admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -166,16 +157,11 @@ async def main() -> None:
         pipelines.mkdir()
         (pipelines / "chain.yaml").write_text(chain_spec())
         (pipelines / "fan.yaml").write_text(fan_spec())
-        database = f"tributary_bench_{secrets.token_hex(4)}"
-        await admin(f'CREATE DATABASE "{database}"')
-        url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
-        try:
+        async with scratch_database() as url:
             store = await connect(url, 2)
             await store.migrate()
             await store.close()
             measured = await through_service(url, pipelines, work, args.repeat)
-        finally:
-            await admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     floors = {
         "chain": statistics.median([await floor_chain() for _ in range(args.repeat)]),
         "fan": statistics.median([await floor_fan() for _ in range(args.repeat)]),

@@ -10,15 +10,13 @@ and prints the body that server received.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp import web
+from scratch import create_database, drop_database
 
 from service import devenv
 from service.alerts.feishu import sign
@@ -30,7 +28,6 @@ from service.observability import configure_logging
 from service.pipelines import PipelineRegistry
 from service.store import connect
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "sample-secret"
 PIPELINE = """\
 id: orders_daily
@@ -68,10 +65,7 @@ async def main() -> None:
         (work / "pipelines" / "orders.yaml").write_text(PIPELINE)
         port = devenv.free_port()
         broker = devenv.start_tansu(port, work / "tansu.log")
-        database = f"tributary_sample_{secrets.token_hex(4)}"
-        admin = await asyncpg.connect(POSTGRES_URL)
-        await admin.execute(f'CREATE DATABASE "{database}"')
-        url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + database
+        url = await create_database("tributary_sample")
         sinks = {
             "ops": {
                 "type": "feishu",
@@ -123,8 +117,7 @@ async def main() -> None:
             stop.set()
             await running
             broker.terminate()
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            await admin.close()
+            await drop_database(url)
             await runner.cleanup()
     card = next(b for b in received if "Task failed" in str(b))
     print(orjson.dumps(card, option=orjson.OPT_INDENT_2).decode())
