@@ -20,10 +20,15 @@ from pathlib import Path
 import asyncpg
 from scratch import scratch_database
 
-from service.bus.envelope import DATASET_READY, TASK_COMPLETED, new_event
-from service.coordinator import Coordinator, StatusTopic
+from service.engine.states import TaskState
+from service.events import CloudEvent, DatasetReady, TaskCompleted, new_event
+from service.orchestrator.batch import BatchApplier
+from service.orchestrator.claims import Claimer
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry
 from service.store import connect
+from service.store.records import ClaimBudget
 
 BATCH = 500
 DIAMOND = """\
@@ -37,21 +42,26 @@ tasks:
 """
 
 
-def ready(dataset: str, day: int) -> object:
+def ready(dataset: str, day: int) -> CloudEvent:
     partition = (date(2000, 1, 1) + timedelta(days=day)).isoformat()
-    return new_event(DATASET_READY, "urn:bench", {"dataset": dataset, "partition": partition})
+    return new_event(DatasetReady(dataset, partition), "urn:bench")
 
 
 async def ingest_and_transitions(url: str, pipelines: Path, events: int, runs: int) -> None:
     store = await connect(url, 4)
     registry = PipelineRegistry(store)
     await registry.load(pipelines)
-    coordinator = Coordinator(store, registry, StatusTopic("bench.status", "urn:bench"), "bench")
+    hub = WorkHub()
+    outgoing = Outgoing("bench.status", "bench.requests", "urn:bench")
+    applier = BatchApplier(
+        store=store, registry=registry, outgoing=outgoing, hub=hub, actor="bench"
+    )
+    claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
 
     batch = [ready("bench_ready", i) for i in range(events)]
     started = time.perf_counter()
     for i in range(0, events, BATCH):
-        await coordinator.apply(batch[i : i + BATCH])  # type: ignore[arg-type]
+        await applier.apply(batch[i : i + BATCH])
     elapsed = time.perf_counter() - started
     print(
         f"trigger ingestion: {events} dataset.ready -> {events} runs in {elapsed:.2f} s "
@@ -63,31 +73,24 @@ async def ingest_and_transitions(url: str, pipelines: Path, events: int, runs: i
     await conn.execute("TRUNCATE transitions, outbox")
     await conn.close()
     for i in range(0, runs, BATCH):
-        await coordinator.apply(
+        await applier.apply(
             [ready("bench_ready", 100_000 + d) for d in range(i, min(i + BATCH, runs))]
-        )  # type: ignore[misc]
+        )
     conn = await asyncpg.connect(url)
     before = await conn.fetchval("SELECT count(*) FROM transitions")
     started = time.perf_counter()
     while True:
-        claims = await coordinator.claim("bench-worker", BATCH, 60)
+        claims = await claimer.claim("bench-worker", ClaimBudget(BATCH), 60)
         if not claims:
             break
         done = [
             new_event(
-                TASK_COMPLETED,
+                TaskCompleted(c.run_id, c.task_id, c.attempt, TaskState.SUCCESS, exit_code=0),
                 "urn:bench:worker",
-                {
-                    "run_id": c.run_id,
-                    "task_id": c.task_id,
-                    "attempt": c.attempt,
-                    "outcome": "success",
-                    "exit_code": 0,
-                },
             )
             for c in claims
         ]
-        await coordinator.apply(done)
+        await applier.apply(done)
     elapsed = time.perf_counter() - started
     transitions = await conn.fetchval("SELECT count(*) FROM transitions") - before
     finished = await conn.fetchval("SELECT count(*) FROM runs WHERE state = 'success'")

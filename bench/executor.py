@@ -30,8 +30,8 @@ from scratch import scratch_database
 
 from service import devenv
 from service.app import Service
-from service.bus.envelope import DATASET_READY, new_event
 from service.config import load_settings
+from service.events import DatasetReady, new_event
 from service.observability import configure_logging
 from service.store import connect
 
@@ -109,11 +109,7 @@ async def through_service(url: str, pipelines: Path, work: Path, repeat: int) ->
         for i in range(repeat):
             for pipeline in ("chain", "fan"):
                 partition = (date(2030, 1, 1) + timedelta(days=i)).isoformat()
-                event = new_event(
-                    DATASET_READY,
-                    "urn:bench",
-                    {"dataset": f"{pipeline}_ready", "partition": partition},
-                )
+                event = new_event(DatasetReady(f"{pipeline}_ready", partition), "urn:bench")
                 started = time.perf_counter()
                 await producer.send_and_wait(
                     f"{prefix}.t", event.to_bytes(), key=f"{pipeline}_ready".encode()

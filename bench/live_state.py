@@ -15,32 +15,31 @@ import asyncio
 import statistics
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from service import devenv
-from service.bus.envelope import RUN_STATUS, TASK_STATUS, new_event
-from service.realtime import LiveState
-from service.store.records import OutboxMessage
+from service.clock import utc_now
+from service.engine.states import RunState, TaskState
+from service.events import CloudEvent, RunStatus, TaskStatus, new_event
+from service.live_state import LiveState
+
+DAY = date(2026, 11, 21)
 
 
-def events(count: int) -> list[OutboxMessage]:
+def events(count: int) -> list[CloudEvent]:
     made = []
+    now = utc_now()
     for i in range(count):
         run_id = f"20261121-000000-{i // 10:04x}"
+        payload: RunStatus | TaskStatus
         if i % 10 in (0, 9):
-            data = {"run_id": run_id, "pipeline_id": "p", "state": "running"}
-            kind = RUN_STATUS
+            payload = RunStatus(run_id, "p", DAY, RunState.RUNNING, None, "", "t", now)
         else:
-            data = {
-                "run_id": run_id,
-                "pipeline_id": "p",
-                "task_id": f"t{i % 4}",
-                "attempt": 1,
-                "state": "success",
-                "exit_code": 0,
-            }
-            kind = TASK_STATUS
-        made.append(OutboxMessage(i, "s", run_id, new_event(kind, "urn:b", data).to_bytes()))
+            payload = TaskStatus(
+                run_id, "p", f"t{i % 4}", 1, DAY, TaskState.SUCCESS, None, "", "t", now, exit_code=0
+            )
+        made.append(new_event(payload, "urn:b"))
     return made
 
 

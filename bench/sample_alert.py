@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from scratch import create_database, drop_database
 from service import devenv
 from service.alerts.feishu import sign
 from service.app import Service
-from service.bus.envelope import RUN_REQUESTED, new_event
 from service.config import load_settings
-from service.coordinator import Coordinator, StatusTopic
+from service.events import RunRequested, new_event
 from service.observability import configure_logging
+from service.orchestrator.batch import BatchApplier
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry
 from service.store import connect
 
@@ -95,18 +98,12 @@ async def main() -> None:
         store = await connect(url, 2)
         registry = PipelineRegistry(store)
         await registry.load(work / "pipelines")
-        coordinator = Coordinator(
-            store, registry, StatusTopic(settings.topic_status, settings.event_source), "sample"
+        outgoing = Outgoing(settings.topic_status, settings.topic_requests, settings.event_source)
+        applier = BatchApplier(
+            store=store, registry=registry, outgoing=outgoing, hub=WorkHub(), actor="sample"
         )
-        await coordinator.apply(
-            [
-                new_event(
-                    RUN_REQUESTED,
-                    "urn:sample",
-                    {"pipeline_id": "orders_daily", "batch_date": "2026-11-21"},
-                )
-            ]
-        )
+        request = RunRequested("orders_daily", date(2026, 11, 21))
+        await applier.apply([new_event(request, "urn:sample")])
         try:
             for _ in range(300):
                 if any("Task failed" in str(b) for b in received):

@@ -23,7 +23,7 @@ import yaml
 
 from service.spec.loader import load_pipeline_file, pipeline_from_data
 from service.spec.plan import make_plan
-from service.spec.validate import Capacity
+from service.spec.validate import NodeCapacity
 
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -78,7 +78,7 @@ def main() -> None:
 
     data = generate(args.tasks, args.deps)
     edges = sum(len(t["requires"]) for t in data["tasks"])
-    capacity = Capacity(cpu_cores=2, memory_mb=24_000)
+    capacity = NodeCapacity(cpu_cores=2, memory_mb=24_000)
     with tempfile.TemporaryDirectory() as tmp:
         yaml_path, json_path = Path(tmp) / "big.yaml", Path(tmp) / "big.json"
         yaml_path.write_text(yaml.dump(data, Dumper=_Dumper, sort_keys=False))

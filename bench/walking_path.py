@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from scratch import create_database, drop_database
 
 from service import devenv
-from service.bus.envelope import DATASET_READY, new_event
+from service.events import DatasetReady, new_event
 from service.spec.loader import load_pipeline_file
 from service.spec.params import resolve_params
 from service.spec.render import render_task, template_values
@@ -108,17 +108,13 @@ async def measure(bootstrap: str, env: dict[str, str], runs: int) -> list[float]
             # orders_daily waits for the customer dimension of the day before; have it ready so
             # the timing is the orders chain alone.
             customers = (day - timedelta(days=1)).strftime("%Y%m%d")
-            dimension = new_event(
-                DATASET_READY, "urn:bench", {"dataset": "customers_raw", "partition": customers}
-            )
+            dimension = new_event(DatasetReady("customers_raw", customers), "urn:bench")
             await producer.send_and_wait(
                 env["TRIBUTARY_TOPIC_TRIGGERS"], dimension.to_bytes(), key=b"customers_raw"
             )
             await run_succeeded(status, "customer_dimension", day - timedelta(days=1))
 
-            event = new_event(
-                DATASET_READY, "urn:bench", {"dataset": "orders_raw", "partition": day.isoformat()}
-            )
+            event = new_event(DatasetReady("orders_raw", day.isoformat()), "urn:bench")
             started = time.perf_counter()
             await producer.send_and_wait(
                 env["TRIBUTARY_TOPIC_TRIGGERS"], event.to_bytes(), key=b"orders_raw"

@@ -1,9 +1,11 @@
-"""The service: every loop of one Tributary process, started together, stopped in order.
+"""The service: every loop of one Tributary process, built from the settings, started together,
+stopped in order.
 
-Side tasks run under names (consumer, relay, executor, completions, live-state). If one of
-them dies the whole service stops loudly instead of limping on. Shutdown stops intake first,
-lets running attempts finish (up to the drain timeout), applies their completions and
-publishes the outbox before closing connections.
+The settings (alert sinks included) are checked before any server is touched. Each loop runs
+under the supervisor (``service/supervision.py``): a server away for a while is waited out; a
+loop that stops for any other reason stops the whole service loudly instead of letting it limp
+on. Shutdown stops intake first, lets running attempts finish (up to the drain timeout),
+applies their completions and publishes the outbox before closing connections.
 """
 
 from __future__ import annotations
@@ -11,36 +13,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
+from service.alerts.routes import Routes, routes_from
 from service.alerts.sender import AlertSender, ErrorAlerts, dead_letter_alert
-from service.alerts.sinks import make_sink
 from service.api.http import make_app
-from service.bus.consumer import EventConsumer
 from service.bus.dead_letter import DeadLetters
-from service.bus.kafka import ensure_topics, make_consumer, make_producer, service_topics
-from service.bus.relay import OutboxRelay
+from service.bus.kafka import (
+    broker_errors,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    service_topics,
+)
 from service.config import Settings
-from service.coordinator import BatchOutcome, Coordinator, StatusTopic
-from service.errors import ConfigError, InfrastructureError, TributaryError
-from service.executor.local import CompletionBatcher, LocalExecutor
-from service.executor.remote import RemoteDispatcher
+from service.errors import TributaryError
 from service.lineage import LineageEmitter
+from service.live_state import LiveState
+from service.loops.completions import CompletionBatcher
+from service.loops.consumer import EventConsumer
+from service.loops.dispatcher import RemoteDispatcher
+from service.loops.executor import LocalExecutor
+from service.loops.heartbeat import LeaseKeeper
+from service.loops.relay import Listener, OutboxRelay
+from service.loops.timers import TimerLoop
+from service.loops.watcher import PipelineWatcher
 from service.observability import get_logger
-from service.pipelines import PipelineRegistry, PipelineWatcher
-from service.realtime import LiveState
-from service.spec.validate import Capacity
-from service.store import Capacity as NodeCapacity
+from service.orchestrator.batch import BatchApplier
+from service.orchestrator.claims import Claimer
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.timers import Timers
+from service.orchestrator.work_hub import WorkHub
+from service.pipelines import PipelineRegistry, RunContexts
+from service.spec.validate import NodeCapacity
 from service.store import Store, connect
-from service.store.records import OutboxMessage
-from service.timers import TimerLoop
+from service.store.records import ClaimBudget
+from service.supervision import Loop
 
 log = get_logger(__name__)
 
@@ -50,6 +62,7 @@ READINESS_TIMEOUT = 2.0  # seconds per dependency check
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.alert_routes = routes_from(settings)  # ConfigError now, not after migrations
         self.http_port: int | None = None  # the bound port, once serving (useful with port 0)
         self.started = asyncio.Event()  # set once every loop runs
         self._watcher: PipelineWatcher | None = None
@@ -61,10 +74,10 @@ class Service:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            parts = await _open(self.settings, stack)
+            parts = await _open(self.settings, self.alert_routes, stack)
             self._watcher = parts.watcher
             self.http_port = await _serve_http(self.settings, parts, stack)
-            loops = parts.start_loops()
+            running = parts.start()
             self.started.set()
             log.info(
                 "service.started",
@@ -73,10 +86,10 @@ class Service:
                 pipelines=sorted(parts.registry.current),
             )
             try:
-                await _until_stopped(stop, loops)
+                await _until_stopped(stop, running)
             finally:
                 log.info("service.stopping")
-                await parts.shutdown(loops, self.settings.shutdown_drain_seconds)
+                await parts.shutdown(running, self.settings.shutdown_drain_seconds)
                 log.info("service.stopped")
 
 
@@ -88,96 +101,97 @@ class _Parts:
     registry: PipelineRegistry
     producer: AIOKafkaProducer
     live: LiveState | None
+    alerts: AlertSender | None
+    lineage: LineageEmitter | None
     consumer: EventConsumer
     relay: OutboxRelay
     completions: CompletionBatcher
     executor: LocalExecutor
+    heartbeat: LeaseKeeper
     watcher: PipelineWatcher
     timers: TimerLoop
     dispatcher: RemoteDispatcher
-    alerts: AlertSender | None
-    lineage: LineageEmitter | None
 
-    def start_loops(self) -> set[asyncio.Task[None]]:
-        loops = {
-            asyncio.create_task(self.consumer.run(), name="consumer"),
-            asyncio.create_task(self.executor.run(), name="executor"),
-            asyncio.create_task(self.completions.run(), name="completions"),
-            asyncio.create_task(self.relay.run(), name="relay"),
-            asyncio.create_task(self.watcher.run(), name="pipeline-watcher"),
-            asyncio.create_task(self.timers.run(), name="timers"),
-            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-            asyncio.create_task(self.executor.heartbeat(), name="heartbeat"),
-        }
-        if self.live:
-            loops.add(asyncio.create_task(self.live.run(), name="live-state"))
-        if self.alerts:
-            loops.add(asyncio.create_task(self.alerts.run(), name="alerts"))
-        if self.lineage:
-            loops.add(asyncio.create_task(self.lineage.run(), name="lineage"))
-        return loops
+    def start(self) -> dict[str, asyncio.Task[None]]:
+        loops: list[Loop] = [
+            self.consumer,
+            self.executor,
+            self.completions,
+            self.relay,
+            self.watcher,
+            self.timers,
+            self.dispatcher,
+            self.heartbeat,
+        ]
+        running = {loop.name: asyncio.create_task(loop.run(), name=loop.name) for loop in loops}
+        for name, listener in (("live-state", self.live), ("alerts", self.alerts)):
+            if listener is not None:
+                running[name] = asyncio.create_task(listener.run(), name=name)
+        if self.lineage is not None:
+            running["lineage"] = asyncio.create_task(self.lineage.run(), name="lineage")
+        return running
 
-    async def shutdown(self, loops: set[asyncio.Task[None]], drain_seconds: float) -> None:
+    async def shutdown(self, running: dict[str, asyncio.Task[None]], drain: float) -> None:
         """Intake first; then the attempts, their completions, the outbox, the live state."""
-        by_name = {task.get_name(): task for task in loops}
-        await _cancel({by_name["consumer"]})
-        await self.executor.stop(drain_seconds)
-        self.completions.close()
-        if not by_name["completions"].done():
-            await by_name["completions"]
-        await _cancel({by_name["relay"]})
+        await _cancel([running.pop(self.consumer.name)])
+        await self.executor.drain(drain)
+        self.completions.stop()
+        completions = running.pop(self.completions.name)
+        if not completions.done():
+            await completions
+        await _cancel([running.pop(self.relay.name)])
         await self.relay.drain()
-        await _cancel(loops)
+        await _cancel(list(running.values()))
         if self.live:
             await self.live.publish_pending()
 
 
-async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
+async def _open(
+    settings: Settings, routes: Routes | None, stack: contextlib.AsyncExitStack
+) -> _Parts:
     store = await connect(settings.database_url, settings.database_pool_size)
     stack.push_async_callback(store.close)
     await store.migrate()
-    registry = PipelineRegistry(store, Capacity(settings.node_cpu_cores, settings.node_memory_mb))
+    node = NodeCapacity(settings.node_cpu_cores, settings.node_memory_mb)
+    registry = PipelineRegistry(store, node)
     await registry.load(settings.pipelines_dir)
-    watcher = PipelineWatcher(
-        registry, settings.pipelines_dir, settings.pipelines_reload_interval_seconds
-    )
-    producer, kafka_consumer = await _open_kafka(settings, stack)
+    producer, consumer = await _open_kafka(settings, stack)
     live = await _open_live_state(settings, stack)
-
-    alerts = _alert_sender(settings, registry)
-    lineage = (
-        LineageEmitter(
-            settings.openlineage_url,
-            settings.openlineage_namespace,
-            registry.current.get,
-            producer,
-            settings.openlineage_topic,
-        )
-        if settings.openlineage_url or settings.openlineage_topic
-        else None
+    alerts = _alert_sender(routes, settings, registry, stack)
+    listeners: list[Listener] = [x.offer for x in (live, alerts) if x is not None]
+    lineage = _lineage(settings, registry, store, producer)
+    if lineage is not None:
+        listeners.append(lineage.offer)
+    return _build_loops(
+        settings, store, registry, producer, consumer, listeners, live, alerts, lineage
     )
-    listeners = [listener.offer for listener in (live, alerts, lineage) if listener is not None]
 
-    def published(messages: Sequence[OutboxMessage]) -> None:
-        for listener in listeners:
-            listener(messages)
 
-    relay = OutboxRelay(
-        store,
-        producer,
-        settings.relay_batch_size,
-        settings.relay_poll_interval_seconds,
-        on_published=published,
-    )
-    wake = _Wakeups(relay)
-    coordinator = Coordinator(
-        store,
-        registry,
-        StatusTopic(settings.topic_status, settings.event_source),
-        actor=settings.instance_id,
-        on_commit=wake.after_commit,
-        requests_topic=settings.topic_requests,
+def _build_loops(
+    settings: Settings,
+    store: Store,
+    registry: PipelineRegistry,
+    producer: AIOKafkaProducer,
+    kafka_consumer: AIOKafkaConsumer,
+    listeners: list[Listener],
+    live: LiveState | None,
+    alerts: AlertSender | None,
+    lineage: LineageEmitter | None,
+) -> _Parts:
+    hub = WorkHub()
+    me = settings.instance_id
+    outgoing = Outgoing(settings.topic_status, settings.topic_requests, settings.event_source)
+    applier = BatchApplier(
+        store=store,
+        registry=registry,
+        outgoing=outgoing,
+        hub=hub,
+        actor=me,
         remote_by_default=settings.remote_by_default,
+    )
+    claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
+    timers = Timers(
+        store=store, registry=registry, outgoing=outgoing, applier=applier, hub=hub, actor=me
     )
     dead_letters = DeadLetters(
         producer,
@@ -186,97 +200,120 @@ async def _open(settings: Settings, stack: contextlib.AsyncExitStack) -> _Parts:
         if alerts
         else (lambda letter: None),
     )
-    if alerts:
-        errors = ErrorAlerts(alerts)
-        logging.getLogger().addHandler(errors)
-        stack.callback(logging.getLogger().removeHandler, errors)
     completions = CompletionBatcher(
-        coordinator, dead_letters, settings.topic_completions, settings.consumer_batch_size
+        applier=applier,
+        dead_letters=dead_letters,
+        topic=settings.topic_completions,
+        max_batch=settings.consumer_batch_size,
     )
     executor = LocalExecutor(
-        coordinator,
-        registry,
-        completions,
-        settings.instance_id,
-        settings.event_source,
-        settings.task_log_dir,
-        settings.max_parallel_tasks,
-        settings.executor_poll_interval_seconds,
-        settings.lease_ttl_seconds,
-        NodeCapacity(
+        claimer=claimer,
+        registry=registry,
+        store=store,
+        completions=completions,
+        hub=hub,
+        worker_id=me,
+        event_source=settings.event_source,
+        log_dir=settings.task_log_dir,
+        node=ClaimBudget(
             settings.max_parallel_tasks,
             settings.node_cpu_cores,
             settings.node_memory_mb,
             settings.pools,
         ),
-    )
-    timers = TimerLoop(coordinator, store, settings.timer_poll_interval_seconds)
-    dispatcher = RemoteDispatcher(
-        coordinator,
-        settings.instance_id,
-        settings.lease_ttl_seconds,
-        settings.executor_poll_interval_seconds,
-    )
-    wake.executor, wake.timers, wake.dispatcher = executor, timers, dispatcher
-    consumer = EventConsumer(
-        kafka_consumer,
-        coordinator,
-        dead_letters,
-        settings.consumer_batch_size,
-        settings.lease_ttl_seconds,
+        lease_seconds=settings.lease_ttl_seconds,
+        poll_interval=settings.executor_poll_interval_seconds,
     )
     return _Parts(
-        store,
-        registry,
-        producer,
-        live,
-        consumer,
-        relay,
-        completions,
-        executor,
-        watcher,
-        timers,
-        dispatcher,
-        alerts,
-        lineage,
+        store=store,
+        registry=registry,
+        producer=producer,
+        live=live,
+        alerts=alerts,
+        lineage=lineage,
+        consumer=EventConsumer(
+            consumer=kafka_consumer,
+            applier=applier,
+            store=store,
+            dead_letters=dead_letters,
+            batch_size=settings.consumer_batch_size,
+            lease_seconds=settings.lease_ttl_seconds,
+        ),
+        relay=OutboxRelay(
+            store=store,
+            producer=producer,
+            hub=hub,
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval_seconds,
+            listeners=listeners,
+        ),
+        completions=completions,
+        executor=executor,
+        heartbeat=LeaseKeeper(
+            store=store,
+            executor=executor,
+            worker_id=me,
+            lease_seconds=settings.lease_ttl_seconds,
+        ),
+        watcher=PipelineWatcher(
+            registry=registry,
+            directory=settings.pipelines_dir,
+            interval=settings.pipelines_reload_interval_seconds,
+        ),
+        timers=TimerLoop(
+            timers=timers,
+            store=store,
+            hub=hub,
+            poll_interval=settings.timer_poll_interval_seconds,
+        ),
+        dispatcher=RemoteDispatcher(
+            claimer=claimer,
+            hub=hub,
+            dispatcher_id=me,
+            lease_seconds=settings.lease_ttl_seconds,
+            poll_interval=settings.executor_poll_interval_seconds,
+        ),
     )
 
 
-def _alert_sender(settings: Settings, registry: PipelineRegistry) -> AlertSender | None:
-    if settings.alert_sinks is None:
-        log.warning("alerts.disabled", reason="no alert_sinks configured")
+def _alert_sender(
+    routes: Routes | None,
+    settings: Settings,
+    registry: PipelineRegistry,
+    stack: contextlib.AsyncExitStack,
+) -> AlertSender | None:
+    if routes is None:
         return None
-    try:
-        configured = orjson.loads(settings.alert_sinks.get_secret_value())
-        if not isinstance(configured, dict):
-            raise ValueError("expected a JSON object of sinks by name")
-        sinks = {name: make_sink(name, config) for name, config in configured.items()}
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-        raise ConfigError(f"setting 'alert_sinks' (TRIBUTARY_ALERT_SINKS): {exc}") from None
-    unknown = sorted({n for names in settings.alert_routes.values() for n in names} - set(sinks))
-    if unknown:
-        raise ConfigError(
-            f"setting 'alert_routes' names unknown sinks {unknown} (configured: {sorted(sinks)})"
-        )
-    routes = {key: [sinks[n] for n in names] for key, names in settings.alert_routes.items()}
-    routes.setdefault("default", list(sinks.values()) if not settings.alert_routes else [])
 
     def domain_of(pipeline_id: str) -> str | None:
         pipeline = registry.current.get(pipeline_id)
         return pipeline.spec.domain if pipeline else None
 
-    def max_attempts_of(pipeline_id: str, task_id: str) -> int | None:
-        pipeline = registry.current.get(pipeline_id)
-        task = pipeline.tasks.get(task_id) if pipeline else None
-        return task.retry.max_attempts if task else None
-
-    return AlertSender(
+    sender = AlertSender(
         routes,
         settings.alert_dashboard_url_template,
         settings.alert_logs_url_template,
         settings.alert_fold_window_seconds,
         domain_of,
-        max_attempts_of,
+    )
+    errors = ErrorAlerts(sender)  # the service's own ERROR lines alert too
+    logging.getLogger().addHandler(errors)
+    stack.callback(logging.getLogger().removeHandler, errors)
+    return sender
+
+
+def _lineage(
+    settings: Settings, registry: PipelineRegistry, store: Store, producer: AIOKafkaProducer
+) -> LineageEmitter | None:
+    if not (settings.openlineage_url or settings.openlineage_topic):
+        return None
+    contexts = RunContexts(registry, store)
+    return LineageEmitter(
+        settings.openlineage_url,
+        settings.openlineage_namespace,
+        lambda status: contexts.of(status.run_id, status.pipeline_id, status.spec_hash),
+        producer,
+        settings.openlineage_topic,
     )
 
 
@@ -290,12 +327,8 @@ async def _open_kafka(
     producer = make_producer(settings)
     consumer = make_consumer(settings, [settings.topic_triggers, settings.topic_completions])
     for client in (producer, consumer):
-        try:
+        with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
             await client.start()
-        except KafkaError as exc:
-            raise InfrastructureError(
-                f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc!r}"
-            ) from exc
         stack.push_async_callback(client.stop)
     return producer, consumer
 
@@ -327,37 +360,17 @@ async def _serve_http(settings: Settings, parts: _Parts, stack: contextlib.Async
     return port
 
 
-class _Wakeups:
-    """After a commit: wake the executor for newly queued work, the relay for new events."""
-
-    def __init__(self, relay: OutboxRelay) -> None:
-        self.relay = relay
-        self.executor: LocalExecutor | None = None
-        self.timers: TimerLoop | None = None
-        self.dispatcher: RemoteDispatcher | None = None
-
-    def after_commit(self, outcome: BatchOutcome) -> None:
-        if outcome.runs_created or outcome.tasks_queued or outcome.datasets_recorded:
-            for loop in (self.executor, self.dispatcher):
-                if loop is not None:
-                    loop.wake()
-        if outcome.outbox_written:
-            self.relay.wake()
-        if outcome.retries_scheduled and self.timers:
-            self.timers.wake()
-
-
-async def _until_stopped(stop: asyncio.Event, tasks: set[asyncio.Task[None]]) -> None:
+async def _until_stopped(stop: asyncio.Event, running: dict[str, asyncio.Task[None]]) -> None:
     stopper = asyncio.create_task(stop.wait(), name="stop-signal")
-    done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait({stopper, *running.values()}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     for task in done - {stopper}:
         error = task.exception() if not task.cancelled() else None
-        log.critical("service.task_died", task=task.get_name(), error=repr(error))
-        raise TributaryError(f"side task {task.get_name()!r} stopped: {error!r}") from error
+        log.critical("service.task_died", task=task.get_name(), error=repr(error), exc_info=error)
+        raise TributaryError(f"loop {task.get_name()!r} stopped: {error!r}") from error
 
 
-async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -370,14 +383,17 @@ async def _readiness(
 ) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     try:
-        await asyncio.wait_for(store.ping(), READINESS_TIMEOUT)
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            await store.ping()
         checks["postgres"] = "ok"
     except (TributaryError, TimeoutError) as exc:
         checks["postgres"] = f"unavailable: {exc}"
     try:
-        await asyncio.wait_for(producer.partitions_for(settings.topic_status), READINESS_TIMEOUT)
+        with broker_errors("Kafka"):
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                await producer.partitions_for(settings.topic_status)
         checks["kafka"] = "ok"
-    except Exception as exc:
+    except (TributaryError, TimeoutError) as exc:
         checks["kafka"] = f"unavailable: {exc!r}"
     if live is None:
         checks["redis"] = "disabled"

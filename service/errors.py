@@ -1,8 +1,10 @@
 """One exception hierarchy for Tributary.
 
 Driver errors are translated at the edge (``raise … from exc``). ``retriable`` tells the caller
-whether trying the same thing again can succeed (a lost race, a broker hiccup) or not (bad
-input, bad configuration).
+whether trying the same thing again can succeed (a lost race, a server away for a while) or
+not (bad input, bad configuration, a bug). Loops retry what is retriable and stop the service
+on anything else: an exception that is not a :class:`TributaryError` is a bug, never input to
+be dropped.
 """
 
 from __future__ import annotations
@@ -75,3 +77,12 @@ class InfrastructureError(TributaryError):
     """A server we depend on (PostgreSQL, Kafka, Redis) could not be reached or used."""
 
     retriable = True
+
+
+class RefusedByDatabase(TributaryError):
+    """PostgreSQL refuses this data for good (a NUL in a string, a value out of range, a row
+    too large): the only failure that makes an event a dead letter rather than a retry."""
+
+
+class IllegalTransition(TributaryError):
+    """A move the transition table does not allow: a bug in the caller or in the engine."""

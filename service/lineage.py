@@ -2,18 +2,17 @@
 
 Made from committed task.status events, like alerts: ``running`` is a START, ``success`` and
 ``skipped`` a COMPLETE, ``failed`` and ``timed_out`` a FAIL; each with the task's declared
-inputs and outputs as datasets (namespace = the URI's scheme and host, name = the rest).
-The run id is a UUID derived from (run, task, attempt), so START and its end pair up and a
-re-sent event keeps its id. Delivery is best effort behind a bounded queue: lineage never
-slows a run.
+inputs and outputs as datasets (namespace = the URI's scheme and host, name = the rest),
+rendered with the pipeline version and parameters of the run itself. The run id is a UUID
+derived from (run, task, attempt), so START and its end pair up and a re-sent event keeps its
+id. Delivery is best effort behind a bounded queue: lineage never slows a run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import date
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,11 +21,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from service.clock import utc_timestamp
+from service.errors import TributaryError
+from service.events import CloudEvent, TaskStatus
 from service.observability import get_logger
-from service.spec.loader import Pipeline
-from service.spec.params import resolve_params
+from service.pipelines import RunContext
 from service.spec.render import template_values
-from service.store.records import OutboxMessage
 
 log = get_logger(__name__)
 
@@ -56,46 +56,45 @@ def dataset(uri: str) -> dict[str, str]:
 
 
 def run_event(
-    status: dict[str, Any], pipeline: Pipeline | None, namespace: str
+    status: TaskStatus, context: RunContext | None, namespace: str
 ) -> dict[str, Any] | None:
     """The RunEvent for a task.status event, or None when the state is not a lineage moment."""
-    data = status["data"]
-    kind = EVENT_TYPES.get(data.get("state", ""))
-    if status.get("type") != "task.status" or kind is None:
+    kind = EVENT_TYPES.get(status.state)
+    if kind is None:
         return None
-    task_id, attempt = data["task_id"], data.get("attempt") or 1
+    task_id, attempt = status.task_id, status.attempt or 1
     inputs: list[dict[str, str]] = []
     outputs: list[dict[str, str]] = []
-    if pipeline is not None and task_id in pipeline.tasks:
+    if context is not None and task_id in context.pipeline.tasks:
         values = template_values(
-            batch_date=date.fromisoformat(data["batch_date"]),
-            run_id=data["run_id"],
+            batch_date=status.batch_date,
+            run_id=status.run_id,
             attempt=attempt,
             task_id=task_id,
-            pipeline_id=pipeline.id,
-            params=resolve_params(pipeline.spec.params, {}),
+            pipeline_id=context.pipeline.id,
+            params=context.params,
         )
-        compiled = pipeline.templates[task_id]
+        compiled = context.pipeline.templates[task_id]
         inputs = [dataset(uri.render(values)) for uri, _ in compiled.inputs]
         outputs = [dataset(uri.render(values)) for uri, _ in compiled.outputs]
     return {
         "eventType": kind,
-        "eventTime": data["at"],
+        "eventTime": utc_timestamp(status.at),
         "producer": PRODUCER,
         "schemaURL": SCHEMA_URL,
         "run": {
-            "runId": attempt_run_id(data["run_id"], task_id, attempt),
+            "runId": attempt_run_id(status.run_id, task_id, attempt),
             "facets": {
                 "tributary": {
                     "_producer": PRODUCER,
                     "_schemaURL": SCHEMA_URL,
-                    "run_id": data["run_id"],
+                    "run_id": status.run_id,
                     "attempt": attempt,
-                    "trace_id": data.get("trace_id"),
+                    "trace_id": status.trace_id,
                 }
             },
         },
-        "job": {"namespace": namespace, "name": f"{data['pipeline_id']}.{task_id}"},
+        "job": {"namespace": namespace, "name": f"{status.pipeline_id}.{task_id}"},
         "inputs": inputs,
         "outputs": outputs,
     }
@@ -109,7 +108,7 @@ class LineageEmitter:
         self,
         url: str | None,
         namespace: str,
-        pipeline_of: Callable[[str], Pipeline | None],
+        context_of: Callable[[TaskStatus], Awaitable[RunContext | None]],
         producer: AIOKafkaProducer | None = None,
         topic: str | None = None,
     ) -> None:
@@ -117,30 +116,31 @@ class LineageEmitter:
         self._producer = producer
         self._topic = topic
         self._namespace = namespace
-        self._pipeline_of = pipeline_of
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
+        self._context_of = context_of  # the pipeline version and parameters of the run
+        self._queue: asyncio.Queue[TaskStatus] = asyncio.Queue(QUEUE_LIMIT)
         self.sent = 0
 
-    def offer(self, messages: Sequence[OutboxMessage]) -> None:
-        for message in messages:
-            status = orjson.loads(message.payload)
-            if status.get("type") != "task.status":
-                continue
-            event = run_event(
-                status, self._pipeline_of(status["data"]["pipeline_id"]), self._namespace
-            )
-            if event is None:
+    def offer(self, events: Sequence[CloudEvent]) -> None:
+        for event in events:
+            status = event.payload
+            if not isinstance(status, TaskStatus) or status.state not in EVENT_TYPES:
                 continue
             if self._queue.full():
                 self._queue.get_nowait()
                 log.warning("lineage.dropped", reason="the endpoint does not keep up")
-            self._queue.put_nowait(event)
+            self._queue.put_nowait(status)
 
     async def run(self) -> None:
         async with aiohttp.ClientSession() as session:
             while True:
-                event = await self._queue.get()
-                if await self._deliver(session, event):
+                status = await self._queue.get()
+                try:
+                    context = await self._context_of(status)
+                except TributaryError as exc:  # the database away: datasets left out
+                    log.warning("lineage.no_context", run_id=status.run_id, error=str(exc))
+                    context = None
+                event = run_event(status, context, self._namespace)
+                if event is not None and await self._deliver(session, event):
                     self.sent += 1
 
     async def _deliver(self, session: aiohttp.ClientSession, event: dict[str, Any]) -> bool:

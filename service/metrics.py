@@ -103,6 +103,12 @@ ALERTS_DROPPED = Counter(
     "Alerts dropped because the queue to the sinks was full.",
     registry=REGISTRY,
 )
+LOOP_FAILURES = Counter(
+    "tributary_loop_failures_total",
+    "Rounds of a loop that failed for a retriable reason (a server away, a lost race).",
+    ["loop"],
+    registry=REGISTRY,
+)
 LIVE_STATE_AVAILABLE = Gauge(
     "tributary_live_state_available",
     "1 while Redis takes live-state writes, 0 when not.",

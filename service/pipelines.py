@@ -1,4 +1,5 @@
-"""The deployed pipelines: loaded from the pipelines directory, reloaded when it changes.
+"""The deployed pipelines: loaded from the pipelines directory (reloaded by the watcher loop,
+``loops/watcher.py``, when it changes or on SIGHUP).
 
 Every replica loads the same directory. A file whose new content is invalid is refused with
 its problems logged, and the pipeline's last valid version keeps running; a deleted file
@@ -10,8 +11,9 @@ PostgreSQL, so a run started before a redeploy finishes with the spec it started
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.errors import Problem, SpecError
@@ -19,19 +21,19 @@ from service.observability import get_logger
 from service.spec.loader import (
     DirectoryLoad,
     FileCache,
-    Pipeline,
-    directory_signature,
     load_pipeline_dir,
     pipeline_from_data,
 )
-from service.spec.validate import Capacity
+from service.spec.params import ParamValue, resolve_params
+from service.spec.pipeline import Pipeline
+from service.spec.validate import NodeCapacity
 from service.store import Store
 
 log = get_logger(__name__)
 
 
 class PipelineRegistry:
-    def __init__(self, store: Store, capacity: Capacity | None = None) -> None:
+    def __init__(self, store: Store, capacity: NodeCapacity | None = None) -> None:
         self._store = store
         self._capacity = capacity
         self._current: dict[str, Pipeline] = {}
@@ -108,32 +110,38 @@ class PipelineRegistry:
         return pipeline
 
 
-class PipelineWatcher:
-    """Reloads the registry when the directory's files change, or when asked (SIGHUP)."""
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """The pipeline version a run follows, and its parameters resolved."""
 
-    def __init__(self, registry: PipelineRegistry, directory: Path, interval: float) -> None:
+    pipeline: Pipeline
+    params: Mapping[str, ParamValue]
+
+
+class RunContexts:
+    """Run contexts for those who read status events (lineage), each run read once."""
+
+    CACHED_RUNS = 1_024
+
+    def __init__(self, registry: PipelineRegistry, store: Store) -> None:
         self._registry = registry
-        self._directory = directory
-        self._interval = interval
-        self._requested = asyncio.Event()
-        self._signature = directory_signature(directory)
-        self.reloads = 0  # since start
+        self._store = store
+        self._cache: OrderedDict[str, RunContext] = OrderedDict()
 
-    def request_reload(self) -> None:
-        self._requested.set()
-
-    async def run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._requested.wait(), self._interval or None)
-            requested = self._requested.is_set()
-            self._requested.clear()
-            signature = await asyncio.to_thread(directory_signature, self._directory)
-            if requested or signature != self._signature:
-                self._signature = signature
-                log.info("pipelines.reloading", requested=requested)
-                await self._registry.load(self._directory)
-                self.reloads += 1
+    async def of(self, run_id: str, pipeline_id: str, spec_hash: str | None) -> RunContext | None:
+        """None when the run or its version is not stored (nothing to say about its data)."""
+        if run_id in self._cache:
+            self._cache.move_to_end(run_id)
+            return self._cache[run_id]
+        run = await self._store.get_run(run_id)
+        if run is None:
+            return None
+        pipeline = await self._registry.version(pipeline_id, spec_hash or run.spec_hash)
+        context = RunContext(pipeline, resolve_params(pipeline.spec.params, run.params))
+        self._cache[run_id] = context
+        if len(self._cache) > self.CACHED_RUNS:
+            self._cache.popitem(last=False)
+        return context
 
 
 def _fields(problem: Problem) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""The test rig: real servers, isolated per session and per test.
+"""The test rig (fixtures only; helpers live in ``tests/support.py``): real servers, isolated
+per session and per test.
 
 - Kafka: an embedded Tansu broker on a free loopback port for the session
   (or the broker at ``TEST_KAFKA_BOOTSTRAP_SERVERS``); topics named per test.
@@ -6,6 +7,10 @@
   migrated once into a template database; each test that asks gets a fresh copy of it.
 - Redis: the server at ``TEST_REDIS_URL`` (default 127.0.0.1:6379), keys under a prefix of
   this session's own, deleted at the end.
+- ``background``: coroutines a test runs beside itself, cancelled *and awaited* at the end,
+  so an exception inside one fails the test.
+- ``orchestrate``: the orchestrator on a fresh database with pipelines from ``tests/pipelines``.
+- ``run_service``: the real service as a subprocess, stopped at the end.
 
 A server that cannot be reached fails the tests with a message saying how to start it.
 """
@@ -13,10 +18,11 @@ A server that cannot be reached fails the tests with a message saying how to sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +31,20 @@ import pytest
 import redis.asyncio as aioredis
 
 from service import devenv
-from service.config import Settings, load_settings
+from service.store import Store, connect
 from service.store.migrations import apply_migrations
+from tests.support import (
+    REDIS_URL,
+    Background,
+    Orchestrate,
+    Orchestration,
+    RunService,
+    ServiceProcess,
+    pipelines_dir,
+    service_environment,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
 
@@ -171,42 +185,72 @@ def topic_prefix(request: pytest.FixtureRequest) -> str:
     return f"t-{name}-{secrets.token_hex(3)}"
 
 
-def service_environment(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str, **extra: Any
-) -> dict[str, str]:
-    """``TRIBUTARY_*`` variables for a service under test: isolated topics, group, keys."""
-    values: dict[str, Any] = {
-        "env": "test",
-        "database_url": database_url,
-        "kafka_bootstrap_servers": kafka_bootstrap,
-        "kafka_enable_idempotence": "false",
-        "kafka_session_timeout_ms": "2000",
-        "kafka_heartbeat_interval_ms": "500",
-        "kafka_fetch_max_wait_ms": "25",
-        "kafka_consumer_group": f"{topic_prefix}-group",
-        "kafka_topic_partitions": "2",
-        "topic_triggers": f"{topic_prefix}.triggers",
-        "topic_completions": f"{topic_prefix}.completions",
-        "topic_status": f"{topic_prefix}.status",
-        "topic_dead_letter": f"{topic_prefix}.dead-letter",
-        "redis_url": REDIS_URL,
-        "redis_key_prefix": f"{redis_prefix}:{topic_prefix}",
-        "pipelines_dir": str(ROOT / "examples" / "pipelines"),
-        "http_port": "0",
-        "relay_poll_interval_seconds": "0.5",
-        "executor_poll_interval_seconds": "0.5",
-        "shutdown_drain_seconds": "5",
-        **extra,
-    }
-    return {f"TRIBUTARY_{key.upper()}": str(value) for key, value in values.items()}
-
-
-def settings_from(environment: dict[str, str]) -> Settings:
-    return load_settings(environ=environment)
-
-
 @pytest.fixture
 async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = await connect(database_url, 5)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def background() -> AsyncIterator[Background]:
+    """Start coroutines beside the test; at the end each is cancelled and awaited, and an
+    exception it raised fails the test."""
+    tasks: list[asyncio.Task[Any]] = []
+
+    def start(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        tasks.append(task)
+        return task
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def orchestrate(store: Store, tmp_path: Path) -> Orchestrate:
+    """``await orchestrate("orders", ...)``: the orchestrator over the named test pipelines."""
+
+    async def make(*pipelines: str) -> Orchestration:
+        directory = pipelines_dir(tmp_path / "pipelines", pipelines)
+        return await Orchestration.open(store, directory)
+
+    return make
+
+
+@pytest.fixture
+async def run_service(
+    tmp_path: Path, database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str
+) -> AsyncIterator[RunService]:
+    """``await run_service("diamond", lease_ttl_seconds=2)``: the real service over the named
+    test pipelines (none: the shipped examples), started and serving; stopped at the end."""
+    started: list[ServiceProcess] = []
+
+    async def run(*pipelines: str, **settings: Any) -> ServiceProcess:
+        if pipelines:
+            settings["pipelines_dir"] = pipelines_dir(tmp_path / "pipelines", pipelines)
+        settings.setdefault("task_log_dir", tmp_path / "task-logs")
+        environment = service_environment(
+            database_url, kafka_bootstrap, topic_prefix, redis_prefix, **settings
+        )
+        service = ServiceProcess(environment, tmp_path / "service.log")
+        service.start()
+        started.append(service)
+        await service.wait_started()
+        return service
+
+    yield run
+    for service in started:
+        if service.alive:
+            service.stop()

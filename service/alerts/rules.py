@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from service.clock import utc_timestamp
+from service.engine.states import RunState, TaskState
+from service.events import Payload, RunDeadlineMissed, RunStatus, TaskStatus
 
 TASK_FAILED = "task_failed"  # failed after its last attempt
 TASK_TIMED_OUT = "task_timed_out"  # timed out after its last attempt
@@ -45,39 +48,43 @@ class AlertRules:
 
     failing: set[str] = field(default_factory=set)
 
-    def alerts_for(self, event: Mapping[str, Any]) -> list[Alert]:
-        data = event.get("data") or {}
-        kind = event.get("type")
-        state = data.get("state")
-        common = {
-            "pipeline_id": data.get("pipeline_id", "?"),
-            "run_id": data.get("run_id", "?"),
-            "batch_date": data.get("batch_date", "?"),
-            "trace_id": data.get("trace_id", ""),
-            "at": data.get("at", ""),
-            "reason": data.get("reason", ""),
-        }
-        if kind == "task.status" and state in ("failed", "timed_out"):
-            self.failing.add(common["pipeline_id"])
-            return [
-                Alert(
-                    TASK_FAILED if state == "failed" else TASK_TIMED_OUT,
-                    **common,
-                    task_id=data.get("task_id"),
-                    attempt=data.get("attempt"),
-                    exit_code=data.get("exit_code"),
-                    signal=data.get("signal"),
-                    error_snippet=data.get("error_snippet"),
-                    duration_seconds=data.get("duration_seconds"),
-                )
-            ]
-        if kind == "run.deadline_missed":
-            common["reason"] = f"not done by its deadline {data.get('deadline_at')} (still {state})"
-            return [Alert(SLA_MISSED, **common)]
-        if kind == "run.status" and state == "failed":
-            self.failing.add(common["pipeline_id"])
-            return [Alert(RUN_FAILED, **common)]
-        if kind == "run.status" and state == "success" and common["pipeline_id"] in self.failing:
-            self.failing.discard(common["pipeline_id"])
-            return [Alert(RECOVERED, **common)]
+    def alerts_for(self, payload: Payload) -> list[Alert]:
+        match payload:
+            case TaskStatus(state=TaskState.FAILED | TaskState.TIMED_OUT):
+                self.failing.add(payload.pipeline_id)
+                kind = TASK_FAILED if payload.state is TaskState.FAILED else TASK_TIMED_OUT
+                return [
+                    Alert(
+                        kind,
+                        **_common(payload, payload.reason),
+                        task_id=payload.task_id,
+                        attempt=payload.attempt,
+                        exit_code=payload.exit_code,
+                        signal=payload.signal,
+                        error_snippet=payload.error_snippet,
+                        duration_seconds=payload.duration_seconds,
+                        max_attempts=payload.max_attempts,
+                    )
+                ]
+            case RunDeadlineMissed():
+                why = f"not done by its deadline {utc_timestamp(payload.deadline_at)} "
+                why += f"(still {payload.state})"
+                return [Alert(SLA_MISSED, **_common(payload, why))]
+            case RunStatus(state=RunState.FAILED):
+                self.failing.add(payload.pipeline_id)
+                return [Alert(RUN_FAILED, **_common(payload, payload.reason))]
+            case RunStatus(state=RunState.SUCCESS) if payload.pipeline_id in self.failing:
+                self.failing.discard(payload.pipeline_id)
+                return [Alert(RECOVERED, **_common(payload, payload.reason))]
         return []
+
+
+def _common(payload: TaskStatus | RunStatus | RunDeadlineMissed, reason: str) -> dict[str, Any]:
+    return {
+        "pipeline_id": payload.pipeline_id,
+        "run_id": payload.run_id,
+        "batch_date": payload.batch_date.isoformat(),
+        "trace_id": payload.trace_id,
+        "at": utc_timestamp(payload.at),
+        "reason": reason,
+    }

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
 import time
@@ -21,15 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-import orjson
 
 from service import metrics
 from service.alerts.rules import DEAD_LETTER, SERVICE, SERVICE_ERROR, Alert, AlertRules
 from service.alerts.sinks import Message, Sink
 from service.bus.dead_letter import DeadLetter
-from service.bus.envelope import utc_timestamp
+from service.clock import utc_timestamp
+from service.events import CloudEvent
 from service.observability import get_logger
-from service.store.records import OutboxMessage
 
 log = get_logger(__name__)
 
@@ -46,14 +44,12 @@ class AlertSender:
         logs_url: str,
         fold_window: float,
         domain_of: Callable[[str], str | None] = lambda pipeline_id: None,
-        max_attempts_of: Callable[[str, str], int | None] = lambda pipeline, task: None,
         first_backoff: float = FIRST_BACKOFF,
         max_tries: int = MAX_TRIES,
     ) -> None:
         """``routes``: pipeline id or domain -> sinks; ``default`` for everything else."""
         self._routes = routes
-        self._domain_of = domain_of
-        self._max_attempts_of = max_attempts_of
+        self._domain_of = domain_of  # routing follows the deployment as it is now
         self._first_backoff = first_backoff
         self._max_tries = max_tries
         self._dashboard_url = dashboard_url
@@ -68,13 +64,10 @@ class AlertSender:
         self._folds: dict[tuple[str, str | None, str], list[Any]] = {}  # key -> [t0, extra, last]
         self.sent = 0
 
-    def offer(self, messages: Sequence[OutboxMessage]) -> None:
+    def offer(self, events: Sequence[CloudEvent]) -> None:
         """Look at published events; queue the alerts they call for (never blocks)."""
-        for message in messages:
-            for alert in self._rules.alerts_for(orjson.loads(message.payload)):
-                if alert.task_id is not None and alert.max_attempts is None:
-                    tries = self._max_attempts_of(alert.pipeline_id, alert.task_id)
-                    alert = dataclasses.replace(alert, max_attempts=tries)
+        for event in events:
+            for alert in self._rules.alerts_for(event.payload):
                 self._fold(alert)
 
     def raise_alert(self, alert: Alert) -> None:

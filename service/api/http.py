@@ -11,7 +11,7 @@ from aiohttp import web
 
 from service import metrics
 from service.errors import TributaryError
-from service.realtime import LiveState
+from service.live_state import LiveState
 from service.store import Store
 from service.store.records import RunRecord, TaskRecord
 

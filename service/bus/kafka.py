@@ -7,7 +7,8 @@ MSK or the embedded Tansu broker are chosen by configuration alone.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,6 +20,16 @@ from service.errors import InfrastructureError
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code, reported per topic rather than raised
 REQUEST_TIMEOUT_MS = 30_000
+
+
+@contextmanager
+def broker_errors(what: str = "Kafka") -> Iterator[None]:
+    """aiokafka's errors as :class:`InfrastructureError` (retriable): the broker is away or
+    busy. Whatever the broker refuses for good is checked for before it is sent."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise InfrastructureError(f"{what}: {exc!r}") from exc
 
 
 def client_options(settings: Settings) -> dict[str, Any]:

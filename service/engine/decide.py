@@ -1,16 +1,30 @@
-"""The state machine's one decision function: (graph, run, event) -> transitions.
+"""The state machine's one decision function: (graph, run, event) -> transitions and effects.
 
-Pure: no I/O, no clock, no randomness. The coordinator loads a :class:`RunSnapshot`, calls
-:func:`decide`, and carries the returned transitions out in one database transaction.
+Pure: no I/O, no clock, no randomness. The orchestrator loads a :class:`RunSnapshot`, calls
+:func:`decide`, and carries the returned decision out in one database transaction.
 Readiness is examined only for the successors of the task that just ended (O(out-degree)).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
+from typing import assert_never
 
+from service.engine.model import (
+    AnnounceOutputs,
+    ArchiveAttempt,
+    AttemptFinished,
+    Decision,
+    Effect,
+    EngineEvent,
+    RememberCacheKey,
+    RetryDue,
+    RunCreated,
+    RunSnapshot,
+    TaskSnapshot,
+    Transition,
+)
 from service.engine.retry import backoff_delay, should_retry
 from service.engine.states import (
     ATTEMPT_OUTCOMES,
@@ -22,85 +36,21 @@ from service.engine.states import (
     run_may_move,
     task_may_move,
 )
+from service.errors import IllegalTransition
 from service.spec.graph import TaskGraph
 from service.spec.models import TriggerRule
 
 
-@dataclass(frozen=True, slots=True)
-class TaskSnapshot:
-    task_id: str
-    state: TaskState
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class RunSnapshot:
-    run_id: str
-    state: RunState
-    tasks: Mapping[str, TaskSnapshot]
-
-
-@dataclass(frozen=True, slots=True)
-class RunCreated:
-    """A new run's task instances exist, all pending."""
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptFinished:
-    """An attempt of a task ended with ``outcome`` (one of ``ATTEMPT_OUTCOMES``)."""
-
-    task_id: str
-    attempt: int
-    outcome: TaskState
-    exit_code: int | None = None
-    # False for a fatal exit code: the retry policy is not consulted.
-    retryable: bool = True
-    # When it ended, and a sample in [-1, 1] for the backoff jitter (drawn by the caller).
-    at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
-    jitter_sample: float = 0.0
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryDue:
-    """The retry time of a task that is up for retry has come."""
-
-    task_id: str
-
-
-Event = RunCreated | AttemptFinished | RetryDue
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One state change: of a task when ``task_id`` is set, else of the run."""
-
-    task_id: str | None
-    from_state: str
-    to_state: str
-    attempt: int | None
-    reason: str
-    retry_at: datetime | None = None  # set on moves to up_for_retry
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    transitions: tuple[Transition, ...] = ()
-    # Why the event changed nothing (a stale attempt, an ended run); None when it applied.
-    ignored: str | None = None
-    run_state: RunState | None = field(default=None)
-
-
-class IllegalTransition(ValueError):
-    """A move the transition table does not allow: a bug in the caller or in ``decide``."""
-
-
-def decide(graph: TaskGraph, run: RunSnapshot, event: Event) -> Decision:
-    if isinstance(event, RunCreated):
-        return _on_run_created(graph, run)
-    if isinstance(event, RetryDue):
-        return _on_retry_due(run, event)
-    return _on_attempt_finished(graph, run, event)
+def decide(graph: TaskGraph, run: RunSnapshot, event: EngineEvent) -> Decision:
+    match event:
+        case RunCreated():
+            return _on_run_created(graph, run)
+        case RetryDue():
+            return _on_retry_due(run, event)
+        case AttemptFinished():
+            return _on_attempt_finished(graph, run, event)
+        case _:
+            assert_never(event)
 
 
 def _on_retry_due(run: RunSnapshot, event: RetryDue) -> Decision:
@@ -108,19 +58,19 @@ def _on_retry_due(run: RunSnapshot, event: RetryDue) -> Decision:
     if task is None or task.state is not TaskState.UP_FOR_RETRY:
         state = "missing" if task is None else task.state
         return Decision(ignored=f"retry of {event.task_id!r} is not due: the task is {state}")
-    plan = _Plan(run)
-    plan.move_task(event.task_id, TaskState.QUEUED, f"retry after attempt {task.attempt}")
-    return plan.decision()
+    draft = _Draft(run)
+    draft.move_task(event.task_id, TaskState.QUEUED, f"retry after attempt {task.attempt}")
+    return draft.decision()
 
 
 def _on_run_created(graph: TaskGraph, run: RunSnapshot) -> Decision:
     if run.state is not RunState.QUEUED:
         return Decision(ignored=f"run is {run.state}, not queued")
-    plan = _Plan(run)
-    plan.move_run(RunState.RUNNING, "run started")
+    draft = _Draft(run)
+    draft.move_run(RunState.RUNNING, "run started")
     for task_id in graph.roots:
-        plan.move_task(task_id, TaskState.QUEUED, "no dependencies")
-    return plan.decision()
+        draft.move_task(task_id, TaskState.QUEUED, "no dependencies")
+    return draft.decision()
 
 
 def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinished) -> Decision:
@@ -134,41 +84,46 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
             ignored=f"stale completion: attempt {event.attempt} reported {event.outcome}, "
             f"but the task is {task.state} at attempt {task.attempt}"
         )
-    plan = _Plan(run)
+    draft = _Draft(run)
+    draft.effect(ArchiveAttempt(event.task_id, event.attempt))
     why = f"attempt {event.attempt} ended {event.outcome}" + (
         f": {event.reason}" if event.reason else ""
     )
     policy = graph.retries[event.task_id]
     if should_retry(policy, event.attempt, event.outcome, event.exit_code, event.retryable):
         retry_at = event.at + backoff_delay(policy, event.attempt, event.jitter_sample)
-        plan.move_task(
+        draft.move_task(
             event.task_id,
             TaskState.UP_FOR_RETRY,
             f"{why}; attempt {event.attempt + 1} of {policy.max_attempts} at "
             f"{retry_at.isoformat(timespec='seconds')}",
             retry_at=retry_at,
         )
-        return plan.decision()
-    plan.move_task(event.task_id, event.outcome, why)
-    _propagate(graph, plan, event.task_id)
-    _finish_run_if_done(plan)
-    return plan.decision()
+        return draft.decision()
+    draft.move_task(event.task_id, event.outcome, why)
+    if event.outcome is TaskState.SUCCESS:
+        draft.effect(AnnounceOutputs(event.task_id, event.attempt))
+        if event.cache_key:
+            draft.effect(RememberCacheKey(event.task_id, event.attempt, event.cache_key))
+    _propagate(graph, draft, event.task_id)
+    _finish_run_if_done(draft)
+    return draft.decision()
 
 
-def _propagate(graph: TaskGraph, plan: _Plan, finished: str) -> None:
+def _propagate(graph: TaskGraph, draft: _Draft, finished: str) -> None:
     """Decide the successors that ``finished`` may have unblocked; follow what that ends."""
     frontier = [finished]
     while frontier:
         upstream = frontier.pop()
         for task_id in graph.successors[upstream]:
-            if plan.task_state(task_id) is not TaskState.PENDING:
+            if draft.task_state(task_id) is not TaskState.PENDING:
                 continue
-            states = [plan.task_state(dep) for dep in graph.predecessors[task_id]]
+            states = [draft.task_state(dep) for dep in graph.predecessors[task_id]]
             verdict = readiness(graph.trigger_rules[task_id], states)
             if verdict is None:
                 continue
             new_state, reason = verdict
-            plan.move_task(task_id, new_state, f"{reason} (after {upstream})")
+            draft.move_task(task_id, new_state, f"{reason} (after {upstream})")
             if new_state is not TaskState.QUEUED:
                 frontier.append(task_id)
 
@@ -205,24 +160,25 @@ def readiness(rule: TriggerRule, upstream: Sequence[TaskState]) -> tuple[TaskSta
     return (TaskState.QUEUED, "no upstream task failed") if done else None
 
 
-def _finish_run_if_done(plan: _Plan) -> None:
-    states = plan.all_task_states()
+def _finish_run_if_done(draft: _Draft) -> None:
+    states = draft.all_task_states()
     if not all(state in TASK_TERMINAL for state in states):
         return
     if any(state in TASK_BROKEN for state in states):
-        plan.move_run(RunState.FAILED, "a task did not succeed")
+        draft.move_run(RunState.FAILED, "a task did not succeed")
     else:
-        plan.move_run(RunState.SUCCESS, "every task succeeded")
+        draft.move_run(RunState.SUCCESS, "every task succeeded")
 
 
-class _Plan:
-    """The run as it will be after the transitions collected so far."""
+class _Draft:
+    """The decision being drafted: the run as it will be after the transitions so far."""
 
     def __init__(self, run: RunSnapshot) -> None:
         self._run = run
         self._run_state = run.state
         self._changed: dict[str, TaskState] = {}
         self._transitions: list[Transition] = []
+        self._effects: list[Effect] = []
 
     def task_state(self, task_id: str) -> TaskState:
         return self._changed.get(task_id) or self._run.tasks[task_id].state
@@ -248,8 +204,15 @@ class _Plan:
         self._transitions.append(Transition(None, self._run_state, new, None, reason))
         self._run_state = new
 
+    def effect(self, effect: Effect) -> None:
+        self._effects.append(effect)
+
     def decision(self) -> Decision:
-        return Decision(transitions=tuple(self._transitions), run_state=self._run_state)
+        return Decision(
+            transitions=tuple(self._transitions),
+            effects=tuple(self._effects),
+            run_state=self._run_state,
+        )
 
 
 def start_attempt(task: TaskSnapshot) -> Transition:

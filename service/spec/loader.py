@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,11 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from service.errors import Problem, SpecError
-from service.spec.graph import TaskGraph, build_graph
-from service.spec.models import KNOWN_KEYS, PipelineSpec, TaskSpec
+from service.spec.graph import build_graph
+from service.spec.models import KNOWN_KEYS, PipelineSpec
+from service.spec.pipeline import Pipeline, spec_hash
 from service.spec.validate import (
-    Capacity,
-    TaskTemplates,
+    NodeCapacity,
     check_datasets,
     check_tasks,
     compile_templates,
@@ -32,28 +31,6 @@ from service.spec.validate import (
 
 PIPELINE_SUFFIXES = (".yaml", ".yml", ".json")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass(frozen=True, slots=True)
-class Pipeline:
-    """A validated pipeline: its spec, graph, compiled templates and the hash of this version."""
-
-    spec: PipelineSpec
-    graph: TaskGraph
-    spec_hash: str
-    source: str
-    tasks: Mapping[str, TaskSpec]
-    templates: Mapping[str, TaskTemplates]
-    warnings: tuple[Problem, ...] = ()
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-
-def spec_hash(spec: PipelineSpec) -> str:
-    """sha256 of the spec's JSON: canonical, as fields keep model order and mappings are sorted."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -73,7 +50,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def pipeline_from_data(
-    data: Any, source: str, capacity: Capacity | None = None, lines: LineIndex | None = None
+    data: Any, source: str, capacity: NodeCapacity | None = None, lines: LineIndex | None = None
 ) -> Pipeline:
     """Validate one pipeline document; raise :class:`SpecError` listing every problem."""
     with gc_paused():
@@ -81,7 +58,7 @@ def pipeline_from_data(
 
 
 def _pipeline_from_data(
-    data: Any, source: str, capacity: Capacity | None, lines: LineIndex
+    data: Any, source: str, capacity: NodeCapacity | None, lines: LineIndex
 ) -> Pipeline:
     def located(problem: Problem) -> Problem:
         return Problem(
@@ -121,7 +98,7 @@ def _pipeline_from_data(
     )
 
 
-def load_pipeline_file(path: Path, capacity: Capacity | None = None) -> Pipeline:
+def load_pipeline_file(path: Path, capacity: NodeCapacity | None = None) -> Pipeline:
     """A YAML file (.yaml, .yml) or, for generated pipelines, a JSON file (.json)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -176,7 +153,7 @@ FileCache = dict[str, tuple[tuple[int, int], Pipeline]]
 
 
 def load_pipeline_dir(
-    directory: Path, capacity: Capacity | None = None, cache: FileCache | None = None
+    directory: Path, capacity: NodeCapacity | None = None, cache: FileCache | None = None
 ) -> DirectoryLoad:
     """Every pipeline file in ``directory``, validated one by one and then across files.
 
@@ -217,7 +194,7 @@ def load_pipeline_dir(
     return result
 
 
-def _load_cached(path: Path, capacity: Capacity | None, cache: FileCache | None) -> Pipeline:
+def _load_cached(path: Path, capacity: NodeCapacity | None, cache: FileCache | None) -> Pipeline:
     if cache is None:
         return load_pipeline_file(path, capacity)
     try:

@@ -12,11 +12,12 @@ from typing import Any
 
 from service.errors import Problem, SpecError
 from service.spec.durations import format_duration
-from service.spec.loader import Pipeline, gc_paused
+from service.spec.loader import gc_paused
 from service.spec.models import RetryPolicy, TaskSpec
 from service.spec.params import ParamValue, resolve_params
+from service.spec.pipeline import Pipeline
 from service.spec.render import RenderedTask, render_task, template_values
-from service.spec.validate import Capacity, suggest
+from service.spec.validate import NodeCapacity, suggest
 
 PLANNED_RUN_ID = "<run_id>"
 
@@ -54,7 +55,7 @@ class Plan:
     batch_date: date
     params: dict[str, ParamValue]
     resume_from: str | None
-    capacity: Capacity | None
+    capacity: NodeCapacity | None
     waves: list[Wave]
 
     def to_json(self) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def make_plan(
     partition: str,
     given_params: Mapping[str, Any],
     resume_from: str | None = None,
-    capacity: Capacity | None = None,
+    capacity: NodeCapacity | None = None,
 ) -> Plan:
     with gc_paused():
         return _make_plan(pipeline, partition, given_params, resume_from, capacity)
@@ -88,7 +89,7 @@ def _make_plan(
     partition: str,
     given_params: Mapping[str, Any],
     resume_from: str | None,
-    capacity: Capacity | None,
+    capacity: NodeCapacity | None,
 ) -> Plan:
     if resume_from is not None and resume_from not in pipeline.tasks:
         raise SpecError(

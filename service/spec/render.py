@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from service.spec.loader import Pipeline
 from service.spec.params import ParamValue
+from service.spec.pipeline import Pipeline
 from service.spec.templates import Template
 
 SHELL = "/bin/sh"

@@ -25,7 +25,7 @@ from service.spec.templates import (
 
 
 @dataclass(frozen=True, slots=True)
-class Capacity:
+class NodeCapacity:
     """What one node offers; a task asking for more could never run."""
 
     cpu_cores: float
@@ -106,7 +106,7 @@ def graph_of_document(data: Any) -> list[tuple[str, Sequence[str]]]:
     return pairs
 
 
-def check_tasks(spec: PipelineSpec, capacity: Capacity | None) -> list[Problem]:
+def check_tasks(spec: PipelineSpec, capacity: NodeCapacity | None) -> list[Problem]:
     problems: list[Problem] = []
     for index, task in enumerate(spec.tasks):
         path = f"tasks[{index}]"

@@ -1,27 +1,8 @@
-"""PostgreSQL: the durable state. ``store.py`` is the only module that runs queries."""
+"""PostgreSQL: the durable state. ``database.py``, ``transaction.py`` and ``outbox.py`` are the
+only modules that run queries, all of them named in ``queries.sql``."""
 
-from service.store.store import (
-    AttemptResult,
-    Capacity,
-    IgnoredEvent,
-    OutboxReader,
-    OutboxRow,
-    Store,
-    TaskMove,
-    Transaction,
-    connect,
-    create_database_if_missing,
-)
+from service.store.database import Store, connect, create_database_if_missing
+from service.store.outbox import OutboxReader
+from service.store.transaction import Transaction
 
-__all__ = [
-    "AttemptResult",
-    "Capacity",
-    "IgnoredEvent",
-    "OutboxReader",
-    "OutboxRow",
-    "Store",
-    "TaskMove",
-    "Transaction",
-    "connect",
-    "create_database_if_missing",
-]
+__all__ = ["OutboxReader", "Store", "Transaction", "connect", "create_database_if_missing"]

@@ -17,7 +17,7 @@ import asyncpg
 
 from service.errors import MigrationError
 from service.observability import get_logger
-from service.resources import resource_dir
+from service.packaged import packaged_dir
 from service.store.queries import q
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Migration:
 
 
 def discover_migrations(directory: Path | None = None) -> list[Migration]:
-    directory = directory or resource_dir("migrations")
+    directory = directory or packaged_dir("migrations")
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_NAME.match(path.name)

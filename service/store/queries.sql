@@ -80,9 +80,10 @@ FROM unnest($2::text[], $3::real[], $4::int[], $5::text[], $6::int[], $7::boolea
     AS x(task_id, cpu_cores, memory_mb, pool, priority, remote);
 
 -- name: insert_task_waits
--- $1 run ids, $2 task ids, $3 datasets, $4 partitions: the data each task waits for.
+-- $1 run id, $2 task ids, $3 datasets, $4 partitions: the data each task of a new run waits for.
 INSERT INTO task_waits (run_id, task_id, dataset, partition)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+SELECT $1, task_id, dataset, partition
+FROM unnest($2::text[], $3::text[], $4::text[]) AS w(task_id, dataset, partition)
 ON CONFLICT DO NOTHING;
 
 -- name: lock_runs
@@ -147,7 +148,7 @@ SELECT * FROM finished
 ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 
 -- name: claimable_tasks
--- $1 how many at most, $2 free cpu cores, $3 free memory MB on this node, $4 pool names,
+-- $1 how many at most, $2 free cpu cores, $3 free memory MB on this node (NULL: no limit), $4 pool names,
 -- $5 pool sizes (parallel arrays; a pool not listed has no limit), $6 run ids and $7 task
 -- ids to pass over (rows another replica is claiming right now), $8 remote tasks (true:
 -- for dispatch to workers) or local ones.
@@ -191,7 +192,8 @@ WITH pool_free AS (
     WINDOW w AS (ORDER BY e.created_at, e.priority DESC, e.queued_at, e.run_id, e.task_id)
 )
 SELECT run_id, task_id FROM fitted
-WHERE cpu <= $2 AND memory <= $3 AND position <= $1
+WHERE ($2::real IS NULL OR cpu <= $2) AND ($3::bigint IS NULL OR memory <= $3)
+  AND position <= $1
 ORDER BY position;
 
 -- name: claim_tasks

@@ -1,4 +1,4 @@
-"""Immutable rows as the rest of the service sees them."""
+"""Immutable rows, as the rest of the service reads and writes them: one type per shape."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from datetime import date, datetime
 from typing import Any
 
 from service.engine.states import RunState, TaskState
+
+# --- read -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,27 @@ class LockedRun:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimBudget:
+    """What a claim may take now: free slots, and (None: no limit) cores, memory, pool room."""
+
+    slots: int
+    cpu_cores: float | None = None
+    memory_mb: int | None = None
+    pools: Mapping[str, int] = field(default_factory=dict)  # pool -> size across replicas
+    remote: bool = False  # tasks for remote workers instead of local ones
+
+    def less(self, claimed: list[ClaimedAttempt]) -> ClaimBudget:
+        """What is left once ``claimed`` runs."""
+        return ClaimBudget(
+            self.slots - len(claimed),
+            None if self.cpu_cores is None else self.cpu_cores - sum(c.cpu_cores for c in claimed),
+            None if self.memory_mb is None else self.memory_mb - sum(c.memory_mb for c in claimed),
+            self.pools,
+            self.remote,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedAttempt:
     """A task this worker has just moved to running, with what it needs to launch it."""
 
@@ -89,6 +112,18 @@ class ClaimedAttempt:
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedAttempt:
         return cls(**row)
 
+    def run(self) -> LockedRun:
+        """The run it belongs to (locked by the claim's transaction)."""
+        return LockedRun(
+            self.run_id,
+            self.pipeline_id,
+            self.spec_hash,
+            self.batch_date,
+            RunState.RUNNING,
+            self.trace_id,
+            self.params,
+        )
+
     def log_context(self) -> dict[str, str | int]:
         return {
             "run_id": self.run_id,
@@ -96,6 +131,147 @@ class ClaimedAttempt:
             "attempt": self.attempt,
             "trace_id": self.trace_id,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredLease:
+    """A running attempt whose worker stopped renewing its lease."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    worker_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueRetry:
+    run_id: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MissedDeadline:
+    """An active run past its SLA deadline, flagged once."""
+
+    run_id: str
+    pipeline_id: str
+    batch_date: date
+    state: RunState
+    deadline_at: datetime
+    trace_id: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MissedDeadline:
+        return cls(**{**row, "state": RunState(row["state"])})
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """The earlier success a cache key records."""
+
+    run_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    topic: str
+    key: str
+    payload: bytes
+
+
+# --- written ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedEvent:
+    """An incoming event's identity: (source, id) is recorded once; a repeat is a duplicate."""
+
+    source: str
+    event_id: str
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    run_id: str
+    pipeline_id: str
+    spec_hash: str
+    batch_date: date
+    trigger_key: str  # one run per (pipeline, trigger key)
+    params: Mapping[str, Any]
+    trace_id: str
+    deadline_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMove:
+    run_id: str
+    task_id: str
+    from_state: str
+    to_state: str
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunMove:
+    run_id: str
+    from_state: str
+    to_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    run_id: str
+    task_id: str
+    attempt: int
+    exit_code: int | None
+    error_snippet: str | None
+    stderr_tail: str | None
+    ended_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A success of a cached task, recorded under its key."""
+
+    cache_key: str
+    pipeline_id: str
+    task_id: str
+    run_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A remote worker's word that it still runs this attempt."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetPartition:
+    """One announced version of a dataset partition."""
+
+    dataset: str
+    partition: str
+    version: str
+    producer: str | None
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredEvent:
+    source: str
+    event_id: str
+    event_type: str
+    run_id: str | None
+    task_id: str | None
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +285,8 @@ class TransitionRow:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    id: int
+class OutboxRow:
+    event_id: str
     topic: str
     key: str
     payload: bytes

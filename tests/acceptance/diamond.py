@@ -1,4 +1,5 @@
-"""A small diamond pipeline, and the checks that a batch of its runs ended exactly right."""
+"""Runs of the diamond test pipeline (``tests/pipelines/diamond.yaml``), and the checks that a
+batch of them ended exactly right."""
 
 from __future__ import annotations
 
@@ -7,35 +8,16 @@ from datetime import date, timedelta
 import asyncpg
 import orjson
 
-from service.bus.envelope import DATASET_READY, CloudEvent, new_event
-from tests.support import TopicReader
+from service.events import CloudEvent
+from tests.support import TopicReader, ready
 
-PIPELINE = """\
-id: crash_diamond
-triggers:
-  datasets: [{dataset: crash_ready}]
-defaults:
-  retry: {max_attempts: 10, backoff: {base: 0.1s, factor: 2, max: 1s}, jitter: 0.2}
-tasks:
-  - {id: extract, command: [sh, -c, "sleep 0.02"]}
-  - {id: left, requires: [extract], command: [sh, -c, "sleep 0.02"]}
-  - {id: right, requires: [extract], command: [sh, -c, "sleep 0.02"]}
-  - {id: load, requires: [left, right], command: [sh, -c, "sleep 0.02"]}
-"""
-TASKS = 4
+TASKS = 4  # extract, left, right, load
 
 
 def triggers(runs: int) -> list[CloudEvent]:
     """One dataset.ready per run, for consecutive days."""
     return [
-        new_event(
-            DATASET_READY,
-            "urn:test:diamond",
-            {
-                "dataset": "crash_ready",
-                "partition": (date(2025, 1, 1) + timedelta(days=i)).isoformat(),
-            },
-        )
+        ready("crash_ready", (date(2025, 1, 1) + timedelta(days=i)).isoformat())
         for i in range(runs)
     ]
 

@@ -11,20 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.acceptance.diamond import (
-    PIPELINE,
-    check_database,
-    check_status_topic,
-    triggers,
-    unfinished,
-)
-from tests.conftest import service_environment
-from tests.support import ServiceProcess, eventually, produce
+from tests.acceptance.diamond import check_database, check_status_topic, triggers, unfinished
+from tests.support import RunService, eventually, produce
 
 RUNS = 200
 KILLS = 5
@@ -32,20 +24,12 @@ KILLS = 5
 
 @pytest.mark.crash
 async def test_kill_9_at_random_moments_loses_nothing(
-    tmp_path: Path, database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str
+    run_service: RunService, database_url: str, kafka_bootstrap: str
 ) -> None:
     seed = int(os.environ.get("CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    pipelines = tmp_path / "pipelines"
-    pipelines.mkdir()
-    (pipelines / "crash.yaml").write_text(PIPELINE)
-    env = service_environment(
-        database_url,
-        kafka_bootstrap,
-        topic_prefix,
-        redis_prefix,
-        pipelines_dir=str(pipelines),
-        task_log_dir=str(tmp_path / "logs"),
+    service = await run_service(
+        "diamond",
         lease_ttl_seconds="2",
         timer_poll_interval_seconds="0.2",
         max_parallel_tasks="8",
@@ -53,48 +37,39 @@ async def test_kill_9_at_random_moments_loses_nothing(
     )
     await produce(
         kafka_bootstrap,
-        env["TRIBUTARY_TOPIC_TRIGGERS"],
+        service.setting("topic_triggers"),
         [(b"crash_ready", e.to_bytes()) for e in triggers(RUNS)],
     )
-
     conn = await asyncpg.connect(database_url)
     running_at_kill = []
     try:
         for kill in range(KILLS):
-            service = ServiceProcess(env, tmp_path / f"service-{kill}.log")
-            service.start()
-            await service.wait_started()
             await asyncio.sleep(rng.uniform(0.2, 2.5))
             service.kill()  # SIGKILL: no drain, no goodbye
             running_at_kill.append(
                 await conn.fetchval("SELECT count(*) FROM task_instances WHERE state = 'running'")
             )
-        service = ServiceProcess(env, tmp_path / "service-final.log")
-        service.start()
-        try:
+            service = service.another(f"service-{kill + 1}")
+            service.start()
             await service.wait_started()
-            await eventually(
-                lambda: unfinished(conn, RUNS),
-                lambda n: n == 0,
-                120,
-                f"every run to end (seed {seed})",
-            )
-            await eventually(
-                lambda: conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"),
-                lambda n: n == 0,
-                30,
-                "the outbox to drain",
-            )
-            # The kills landed while attempts were running, and those attempts came back.
-            assert sum(running_at_kill) > 0, running_at_kill
-            lost = await conn.fetchval(
-                "SELECT count(*) FROM task_attempts WHERE error_snippet LIKE '%lease%'"
-            )
-            assert lost > 0
-            print(f"seed {seed}: running at each kill {running_at_kill}, attempts lost {lost}")
-            await check_database(conn, RUNS, f"seed {seed}")
-            await check_status_topic(conn, kafka_bootstrap, env["TRIBUTARY_TOPIC_STATUS"])
-        finally:
-            assert service.stop() == 0, service.log_text()[-3000:]
+        await eventually(
+            lambda: unfinished(conn, RUNS), lambda n: n == 0, 120, f"every run to end (seed {seed})"
+        )
+        await eventually(
+            lambda: conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"),
+            lambda n: n == 0,
+            30,
+            "the outbox to drain",
+        )
+        # The kills landed while attempts were running, and those attempts came back.
+        assert sum(running_at_kill) > 0, running_at_kill
+        lost = await conn.fetchval(
+            "SELECT count(*) FROM task_attempts WHERE error_snippet LIKE '%lease%'"
+        )
+        assert lost > 0
+        print(f"seed {seed}: running at each kill {running_at_kill}, attempts lost {lost}")
+        await check_database(conn, RUNS, f"seed {seed}")
+        await check_status_topic(conn, kafka_bootstrap, service.setting("topic_status"))
+        assert service.stop() == 0, service.log_text()[-3000:]
     finally:
         await conn.close()

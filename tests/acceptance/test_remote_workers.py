@@ -2,65 +2,32 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncpg
 
-from service.bus.envelope import RUN_REQUESTED, new_event
-from tests.conftest import service_environment
-from tests.support import ServiceProcess, eventually, produce
-
-PIPELINE = """\
-id: remote_job
-tasks:
-  - id: crunch
-    executor: remote
-    command: [sh, -c, "sleep 2; echo crunched"]
-    retry: {max_attempts: 3, backoff: {base: 0.1s, max: 0.5s}}
-  - id: report
-    requires: [crunch]
-    command: [sh, -c, "echo reported"]
-"""
+from tests.support import RunService, ServiceProcess, eventually, produce, requested
 
 
 async def test_a_worker_killed_mid_task_hands_it_to_another(
-    tmp_path: Path, database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str
+    run_service: RunService, database_url: str, kafka_bootstrap: str
 ) -> None:
-    pipelines = tmp_path / "pipelines"
-    pipelines.mkdir()
-    (pipelines / "remote.yaml").write_text(PIPELINE)
-    env = service_environment(
-        database_url,
-        kafka_bootstrap,
-        topic_prefix,
-        redis_prefix,
-        pipelines_dir=str(pipelines),
-        task_log_dir=str(tmp_path / "logs"),
-        topic_requests=f"{topic_prefix}.requests",
-        kafka_worker_group=f"{topic_prefix}-workers",
-        lease_ttl_seconds="2",
-        timer_poll_interval_seconds="0.2",
+    service = await run_service(
+        "remote_job", lease_ttl_seconds="2", timer_poll_interval_seconds="0.2"
     )
-    service = ServiceProcess(env, tmp_path / "service.log")
     workers = [
-        ServiceProcess(
-            {**env, "TRIBUTARY_INSTANCE_ID": f"worker-{i}"},
-            tmp_path / f"worker-{i}.log",
-            command="worker",
-        )
+        service.another(f"worker-{i}", command="worker", instance_id=f"worker-{i}")
         for i in range(2)
     ]
     conn = await asyncpg.connect(database_url)
     try:
-        for process in [service, *workers]:
-            process.start()
-        for process in [service, *workers]:
-            await process.wait_started()
-        request = new_event(
-            RUN_REQUESTED, "urn:test", {"pipeline_id": "remote_job", "batch_date": "2026-11-21"}
-        )
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            await worker.wait_started()
+        request = requested("remote_job", "2026-11-21")
         await produce(
-            kafka_bootstrap, env["TRIBUTARY_TOPIC_TRIGGERS"], [(b"remote_job", request.to_bytes())]
+            kafka_bootstrap,
+            service.setting("topic_triggers"),
+            [(b"remote_job", request.to_bytes())],
         )
 
         async def busy() -> list[ServiceProcess]:
@@ -82,7 +49,7 @@ async def test_a_worker_killed_mid_task_hands_it_to_another(
             "ORDER BY attempt"
         )
         assert crunch[-1]["state"] == "success"
-        assert crunch[-1]["worker_id"] == survivor.environment["TRIBUTARY_INSTANCE_ID"]
+        assert crunch[-1]["worker_id"] == survivor.setting("instance_id")
         assert '"attempt.started"' in survivor.log_text()
         # The report ran locally, in the service, after the remote task.
         report = await conn.fetchrow(
@@ -92,6 +59,6 @@ async def test_a_worker_killed_mid_task_hands_it_to_another(
         assert not report["worker_id"].startswith("worker-")
     finally:
         await conn.close()
-        for process in [service, *workers]:
-            if process.alive:
-                process.stop()
+        for worker in workers:
+            if worker.alive:
+                worker.stop()

@@ -22,19 +22,33 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from service.bus.envelope import DATASET_READY, new_event, validate_data
-from tests.conftest import REDIS_URL, service_environment
-from tests.support import ServiceProcess, TopicReader, eventually, produce
+from service.events import DatasetReady, validate_data
+from service.spec.loader import load_pipeline_file
+from tests.support import (
+    EXAMPLE_PIPELINES,
+    REDIS_URL,
+    RunService,
+    TopicReader,
+    eventually,
+    example_tasks,
+    produce,
+    ready,
+)
 
+DATASET_READY = DatasetReady.TYPE
 PARTITION = "2026-11-21"
-CHAIN = ["ingest", "clean", "join_customers", "aggregate", "publish"]
-FINALLY = ["notify", "tidy_staging"]  # trigger_rule all_done, after publish
-TASKS = CHAIN + FINALLY
+ORDERS = load_pipeline_file(EXAMPLE_PIPELINES / "orders_daily.yaml")
+TASKS = list(ORDERS.graph.order)
+# The chain ends at the task the finishers follow; they run whatever happened (all_done).
+FINALLY = [t for t in TASKS if ORDERS.tasks[t].trigger_rule == "all_done"]
+CHAIN = [t for t in TASKS if t not in FINALLY]
+OUTPUTS = {o.name for t in TASKS for o in ORDERS.tasks[t].outputs}
 PIPELINES = {
     "customer_dimension": "2026-11-20",
     "orders_daily": PARTITION,
     "revenue_report": PARTITION,
 }
+ALL_TASKS = sum(len(example_tasks(pipeline_id)) for pipeline_id in PIPELINES)
 
 
 def status_events(records: list[Any]) -> list[dict[str, Any]]:
@@ -51,28 +65,13 @@ def all_ended(records: list[Any]) -> bool:
 
 
 async def test_events_run_the_example_pipelines_end_to_end(
-    tmp_path: Path, database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str
+    tmp_path: Path, run_service: RunService, database_url: str, kafka_bootstrap: str
 ) -> None:
-    env = service_environment(
-        database_url,
-        kafka_bootstrap,
-        topic_prefix,
-        redis_prefix,
-        task_log_dir=str(tmp_path / "task-logs"),
-    )
-    triggers, status = env["TRIBUTARY_TOPIC_TRIGGERS"], env["TRIBUTARY_TOPIC_STATUS"]
-    service = ServiceProcess(env, tmp_path / "service.log")
-    service.start()
+    service = await run_service()  # the shipped examples
+    triggers, status = service.setting("topic_triggers"), service.setting("topic_status")
     try:
-        await service.wait_started()
-        orders = new_event(
-            DATASET_READY,
-            "urn:test:upstream",
-            {"dataset": "orders_raw", "partition": PARTITION, "version": "v1"},
-        )
-        customers = new_event(
-            DATASET_READY, "urn:test:crm", {"dataset": "customers_raw", "partition": "20261120"}
-        )
+        orders = ready("orders_raw", PARTITION, version="v1")
+        customers = ready("customers_raw", "20261120")
         malformed = [
             b"this is not json",
             orjson.dumps(
@@ -107,11 +106,7 @@ async def test_events_run_the_example_pipelines_end_to_end(
         async with TopicReader(kafka_bootstrap, status) as reader:
             records = await reader.read_until(all_ended, timeout=60)
             # The same event again, and a new event for the same partition: still one run.
-            again = new_event(
-                DATASET_READY,
-                "urn:test:upstream",
-                {"dataset": "orders_raw", "partition": PARTITION, "version": "v1"},
-            )
+            again = ready("orders_raw", PARTITION, version="v1")
             await produce(
                 kafka_bootstrap,
                 triggers,
@@ -127,11 +122,10 @@ async def test_events_run_the_example_pipelines_end_to_end(
 
         events = status_events(records)
         check_status_events(events, records, orders_run)
-        await check_live_state(env["TRIBUTARY_REDIS_KEY_PREFIX"], orders_run)
+        prefix = service.setting("redis_key_prefix")
+        await check_live_state(prefix, orders_run)
         await check_http(service.http_port(), orders_run)
-        await check_state_without_redis(
-            service.http_port(), env["TRIBUTARY_REDIS_KEY_PREFIX"], orders_run
-        )
+        await check_state_without_redis(service.http_port(), prefix, orders_run)
 
         assert service.alive, "bad input must not stop the service"
         rejected = [e for e in service.log_events() if e.get("event") == "event.rejected"]
@@ -142,7 +136,7 @@ async def test_events_run_the_example_pipelines_end_to_end(
         assert "unknown event type 'mystery'" in reasons
         assert all(e["topic"] == triggers and "offset" in e for e in rejected)
         # Each went to the dead-letter topic as it was, with the reason and where it came from.
-        async with TopicReader(kafka_bootstrap, env["TRIBUTARY_TOPIC_DEAD_LETTER"]) as letters:
+        async with TopicReader(kafka_bootstrap, service.setting("topic_dead_letter")) as letters:
             dead = await letters.read_until(lambda r: len(r) >= 3, timeout=20)
         assert sorted(r.value for r in dead) == sorted(malformed)
         for letter in dead:
@@ -247,8 +241,7 @@ def check_status_events(events: list[dict[str, Any]], records: list[Any], run_id
     assert len({e["data"]["trace_id"] for e in mine}) == 1
     produced = [e["data"] for e in mine if e["type"] == "dataset.produced"]
     assert {(p["dataset"], p["partition"]) for p in produced} == {
-        ("file://warehouse/staging.orders_raw", PARTITION),
-        ("mart.orders_daily", PARTITION),
+        (name, PARTITION) for name in OUTPUTS
     }
 
 
@@ -273,11 +266,11 @@ async def check_http(port: int, run_id: str) -> None:
             assert response.status == 200
             scraped = await response.text()
         for line in (
-            'tributary_runs_ended_total{state="success"} 3.0',
-            'tributary_tasks_ended_total{state="success"} 9.0',
+            f'tributary_runs_ended_total{{state="success"}} {len(PIPELINES)}.0',
+            f'tributary_tasks_ended_total{{state="success"}} {ALL_TASKS}.0',
             "tributary_scheduling_latency_seconds_count",
             "tributary_task_queue_wait_seconds_count",
-            'tributary_task_duration_seconds_count{outcome="success"} 9.0',
+            f'tributary_task_duration_seconds_count{{outcome="success"}} {ALL_TASKS}.0',
             "tributary_outbox_published_total",
             "tributary_dead_letters_total{topic=",
             "tributary_live_state_available 1.0",

@@ -10,6 +10,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -20,10 +21,11 @@ from service import devenv, metrics
 from service.alerts.sender import AlertSender, ErrorAlerts, dead_letter_alert
 from service.alerts.sinks import DingTalkSink, FeishuSink, SlackSink, WebhookSink, WeComSink
 from service.bus.dead_letter import DeadLetter
-from service.bus.envelope import RUN_STATUS, TASK_STATUS, new_event
+from service.clock import parse_timestamp
+from service.engine.states import RunState, TaskState
+from service.events import CloudEvent, RunStatus, TaskStatus, new_event
 from service.observability import configure_logging, get_logger
-from service.store.records import OutboxMessage
-from tests.support import eventually
+from tests.support import Background, eventually, settled
 
 SECRET = "bot-secret"
 
@@ -69,32 +71,34 @@ async def bot() -> AsyncIterator[tuple[FeishuBot, str]]:
     await runner.cleanup()
 
 
-def status(kind: str, **data: Any) -> OutboxMessage:
-    base = {
-        "run_id": "20261121-010203-abcd",
-        "pipeline_id": "orders_daily",
-        "batch_date": "2026-11-21",
-        "trace_id": "t" * 32,
-        "at": "2026-11-21T01:02:03Z",
-        "reason": "attempt 3 ended failed: exit code 2",
-    }
-    return OutboxMessage(
-        1, "s", base["run_id"], new_event(kind, "urn:t", {**base, **data}).to_bytes()
-    )
+BASE: dict[str, Any] = {
+    "run_id": "20261121-010203-abcd",
+    "pipeline_id": "orders_daily",
+    "batch_date": date(2026, 11, 21),
+    "trace_id": "t" * 32,
+    "at": parse_timestamp("2026-11-21T01:02:03Z"),
+    "reason": "attempt 3 ended failed: exit code 2",
+}
 
 
-FAILED = status(
-    TASK_STATUS,
+def task_status(state: str, **data: Any) -> CloudEvent:
+    fields = {**BASE, "previous_state": TaskState.RUNNING, **data}
+    return new_event(TaskStatus(state=TaskState(state), **fields), "urn:t")
+
+
+def run_status(state: str, **data: Any) -> CloudEvent:
+    fields = {**BASE, "previous_state": RunState.RUNNING, **data}
+    return new_event(RunStatus(state=RunState(state), **fields), "urn:t")
+
+
+FAILED = task_status(
+    "failed",
     task_id="load",
     attempt=3,
-    state="failed",
+    max_attempts=3,
     exit_code=2,
     error_snippet="psycopg.OperationalError: connection refused",
 )
-
-
-async def sending(sender: AlertSender) -> asyncio.Task[None]:
-    return asyncio.create_task(sender.run())
 
 
 def permanent_failures() -> float:
@@ -112,77 +116,64 @@ def sender_for(url: str, secret: str = SECRET, window: float = 300) -> AlertSend
     )
 
 
-async def test_a_failed_task_becomes_one_signed_card(bot: tuple[FeishuBot, str]) -> None:
+async def test_a_failed_task_becomes_one_signed_card(
+    bot: tuple[FeishuBot, str], background: Background
+) -> None:
     fake, url = bot
     sender = sender_for(url)
-    loop = await sending(sender)
-    try:
-        sender.offer([FAILED, status(TASK_STATUS, task_id="x", attempt=1, state="running")])
-        await eventually(lambda: asyncio.sleep(0, len(fake.cards)), lambda n: n == 1, 10, "a card")
-    finally:
-        loop.cancel()
+    background(sender.run())
+    sender.offer([FAILED, task_status("running", task_id="x", attempt=1)])
+    await eventually(lambda: settled(len(fake.cards)), lambda n: n == 1, 10, "a card")
     card = fake.cards[0]
     text = str(card)
     assert card["msg_type"] == "interactive"
     assert card["card"]["header"]["title"]["content"] == "Task failed: orders_daily / load"
     assert "connection refused" in text
     assert "exit code 2" in text
-    assert "attempt 3" in text
+    assert "attempt 3 of 3" in text  # the attempts its own version allows, from the event
     assert "more like this" not in text  # the first of its window
     assert "https://tributary.example/runs/20261121-010203-abcd" in text
     assert f"https://logs.example/search?trace={'t' * 32}" in text
 
 
 async def test_rate_limits_are_retried_and_bad_signatures_given_up(
-    bot: tuple[FeishuBot, str],
+    bot: tuple[FeishuBot, str], background: Background
 ) -> None:
     fake, url = bot
     fake.rate_limit_first = 2
     sender = sender_for(url)
-    loop = await sending(sender)
-    try:
-        sender.offer([FAILED])
-        await eventually(lambda: asyncio.sleep(0, len(fake.cards)), lambda n: n == 1, 20, "a card")
-        assert fake.requests == 3  # two 11232 answers, then accepted
-        failed_before = permanent_failures()
-        wrong = sender_for(url, secret="not-the-secret")
-        wrong_loop = await sending(wrong)
-        wrong.offer([FAILED])
-        await eventually(
-            lambda: asyncio.sleep(0, permanent_failures()),
-            lambda n: n == failed_before + 1,
-            10,
-            "the sign mismatch to be given up",
-        )
-        wrong_loop.cancel()
-        assert fake.requests == 4  # a permanent error is not retried
-    finally:
-        loop.cancel()
+    background(sender.run())
+    sender.offer([FAILED])
+    await eventually(lambda: settled(len(fake.cards)), lambda n: n == 1, 20, "a card")
+    assert fake.requests == 3  # two 11232 answers, then accepted
+    failed_before = permanent_failures()
+    wrong = sender_for(url, secret="not-the-secret")
+    background(wrong.run())
+    wrong.offer([FAILED])
+    await eventually(
+        lambda: settled(permanent_failures()),
+        lambda n: n == failed_before + 1,
+        10,
+        "the sign mismatch to be given up",
+    )
+    assert fake.requests == 4  # a permanent error is not retried
 
 
 async def test_repeats_fold_into_one_summary_and_recovery_is_announced(
-    bot: tuple[FeishuBot, str],
+    bot: tuple[FeishuBot, str], background: Background
 ) -> None:
     fake, url = bot
     sender = sender_for(url, window=0.5)
-    loop = await sending(sender)
-    try:
-        sender.offer([FAILED, FAILED, FAILED])
-        await eventually(
-            lambda: asyncio.sleep(0, len(fake.cards)),
-            lambda n: n == 2,
-            10,
-            "the first card and the summary",
-        )
-        assert "more like this" not in str(fake.cards[0])
-        assert "2 more like this" in str(fake.cards[1])
-        sender.offer([status(RUN_STATUS, state="success", previous_state="running")])
-        await eventually(
-            lambda: asyncio.sleep(0, len(fake.cards)), lambda n: n == 3, 10, "the recovery"
-        )
-        assert fake.cards[2]["card"]["header"]["title"]["content"] == "Recovered: orders_daily"
-    finally:
-        loop.cancel()
+    background(sender.run())
+    sender.offer([FAILED, FAILED, FAILED])
+    await eventually(
+        lambda: settled(len(fake.cards)), lambda n: n == 2, 10, "the first card and the summary"
+    )
+    assert "more like this" not in str(fake.cards[0])
+    assert "2 more like this" in str(fake.cards[1])
+    sender.offer([run_status("success")])
+    await eventually(lambda: settled(len(fake.cards)), lambda n: n == 3, 10, "the recovery")
+    assert fake.cards[2]["card"]["header"]["title"]["content"] == "Recovered: orders_daily"
 
 
 class OtherBots:
@@ -217,7 +208,7 @@ class OtherBots:
         return web.Response(status=204)
 
 
-async def test_every_sink_signs_its_own_way_and_routes_pick_them() -> None:
+async def test_every_sink_signs_its_own_way_and_routes_pick_them(background: Background) -> None:
     bots = OtherBots()
     app = web.Application()
     for name in bots.got:
@@ -236,18 +227,13 @@ async def test_every_sink_signs_its_own_way_and_routes_pick_them() -> None:
     sender = AlertSender(
         routes, "https://t.example/{run_id}", "https://l.example/{trace_id}", 300, domains.get
     )
-    loop = asyncio.create_task(sender.run())
+    background(sender.run())
     try:
         sender.offer([FAILED])  # orders_daily: its own route wins over its domain's
-        ledger = status(
-            TASK_STATUS, pipeline_id="ledger", task_id="post", attempt=1, state="timed_out"
-        )
+        ledger = task_status("timed_out", pipeline_id="ledger", task_id="post", attempt=1)
         sender.offer([ledger])  # finance has no route: default
-        await eventually(
-            lambda: asyncio.sleep(0, sender.sent), lambda n: n == 3, 10, "three deliveries"
-        )
+        await eventually(lambda: settled(sender.sent), lambda n: n == 3, 10, "three deliveries")
     finally:
-        loop.cancel()
         await runner.cleanup()
     assert len(bots.got["wecom"]) == len(bots.got["webhook"]) == len(bots.got["slack"]) == 1
     assert bots.got["dingtalk"] == []
@@ -256,36 +242,48 @@ async def test_every_sink_signs_its_own_way_and_routes_pick_them() -> None:
     assert "connection refused" in bots.got["wecom"][0]["markdown"]["content"]
 
 
-async def test_dingtalk_signature_is_not_feishus() -> None:
+def test_feishu_and_dingtalk_each_sign_as_their_documentation_says() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
     from service.alerts.feishu import sign as feishu_sign
     from service.alerts.sinks import dingtalk_url
 
-    url = dingtalk_url("https://oapi.dingtalk.com/robot/send?access_token=x", SECRET, 1700000000000)
-    assert "timestamp=1700000000000&sign=" in url
-    assert feishu_sign(1700000000, SECRET) not in url
+    stamp = 1700000000
+    # Feishu: HMAC-SHA256 keyed by "timestamp\nsecret", of an empty message, base64.
+    feishu_key = f"{stamp}\n{SECRET}".encode()
+    feishu = base64.b64encode(hmac.new(feishu_key, b"", hashlib.sha256).digest()).decode()
+    assert feishu_sign(stamp, SECRET) == feishu
+    # DingTalk: HMAC-SHA256 keyed by the secret, of "timestamp\nsecret", base64, in the URL.
+    message = f"{stamp}\n{SECRET}".encode()
+    dingtalk = base64.b64encode(hmac.new(SECRET.encode(), message, hashlib.sha256).digest())
+    url = dingtalk_url("https://oapi.dingtalk.com/robot/send?access_token=x", SECRET, stamp)
+    query = parse_qs(urlsplit(url).query)
+    assert query["timestamp"] == [str(stamp)]
+    assert query["sign"] == [dingtalk.decode()]
+    # The same timestamp and secret sign differently: one function for both would be a bug.
+    assert query["sign"] != [feishu]
 
 
-async def test_dead_letters_and_service_errors_alert_too(bot: tuple[FeishuBot, str]) -> None:
+async def test_dead_letters_and_service_errors_alert_too(
+    bot: tuple[FeishuBot, str], background: Background
+) -> None:
     fake, url = bot
     sender = sender_for(url)
     configure_logging("INFO", stream=io.StringIO())  # as the service does: via stdlib logging
     handler = ErrorAlerts(sender)
     logging.getLogger().addHandler(handler)
-    loop = asyncio.create_task(sender.run())
+    background(sender.run())
     try:
+        # The alerting's own error first: had it become an alert, it would be the first card.
+        get_logger("service.alerts.sender").error("alert.failed", reason="code 19021")
         sender.raise_alert(
             dead_letter_alert(
                 DeadLetter(b"k", b"{oops", "not JSON: unexpected", "tributary.triggers", 2, 41)
             )
         )
-        get_logger("service.bus.relay").error("relay.broken", error="KafkaTimeoutError()")
-        get_logger("service.alerts.sender").error("alert.failed", reason="code 19021")
-        await eventually(
-            lambda: asyncio.sleep(0, len(fake.cards)), lambda n: n == 2, 10, "two cards"
-        )
-        await asyncio.sleep(0.3)  # the alerting's own error must not become a third
+        get_logger("service.loops.relay").error("relay.broken", error="KafkaTimeoutError()")
+        await eventually(lambda: settled(len(fake.cards)), lambda n: n == 2, 10, "two cards")
     finally:
-        loop.cancel()
         for each in logging.getLogger().handlers:
             each.close()
         logging.getLogger().handlers[:] = []
@@ -300,7 +298,7 @@ async def test_dead_letters_and_service_errors_alert_too(bot: tuple[FeishuBot, s
 
 
 async def test_a_dead_or_slow_sink_gives_up_and_holds_back_no_other(
-    bot: tuple[FeishuBot, str],
+    bot: tuple[FeishuBot, str], background: Background
 ) -> None:
     fake, url = bot
 
@@ -329,11 +327,11 @@ async def test_a_dead_or_slow_sink_gives_up_and_holds_back_no_other(
         first_backoff=0.05,
         max_tries=3,
     )
-    loop = asyncio.create_task(sender.run())
+    background(sender.run())
     try:
         sender.offer([FAILED])  # returns at once, whatever the sinks do
         await eventually(
-            lambda: asyncio.sleep(0, len(fake.cards)),
+            lambda: settled(len(fake.cards)),
             lambda n: n == 1,
             5,
             "the healthy sink's card",
@@ -344,12 +342,11 @@ async def test_a_dead_or_slow_sink_gives_up_and_holds_back_no_other(
             return metrics.REGISTRY.get_sample_value("tributary_alerts_failed_total", labels) or 0
 
         await eventually(
-            lambda: asyncio.sleep(0, gave_up("dead") + gave_up("slow")),
+            lambda: settled(gave_up("dead") + gave_up("slow")),
             lambda n: n == 2,
             10,
             "the dead and the slow sink to give up",
         )
     finally:
-        loop.cancel()
         await runner.cleanup()
     assert "attempt 3" in str(fake.cards[0])

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 
-from service.pipelines import PipelineRegistry, PipelineWatcher
-from service.store import Store, connect
-from tests.support import eventually
+from service.loops.watcher import PipelineWatcher
+from service.pipelines import PipelineRegistry, RunContexts
+from service.store import Store
+from tests.support import Orchestrate, requested
 
 GOOD = "id: daily\ntasks:\n  - id: a\n    command: [echo, '{version}']\n"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await connect(database_url, 3)
-    yield store
-    await store.close()
 
 
 async def test_an_invalid_new_version_keeps_the_last_valid_one(
@@ -52,29 +43,36 @@ async def test_an_invalid_new_version_keeps_the_last_valid_one(
     assert "daily" not in registry.current
 
 
-async def test_the_watcher_reloads_when_a_file_changes(tmp_path: Path, store: Store) -> None:
+async def test_the_watcher_reloads_when_a_file_changes_or_when_asked(
+    tmp_path: Path, store: Store
+) -> None:
     path = tmp_path / "daily.yaml"
     path.write_text(GOOD.replace("{version}", "v1"))
     registry = PipelineRegistry(store)
     await registry.load(tmp_path)
-    watcher = PipelineWatcher(registry, tmp_path, interval=0.05)
-    task = asyncio.create_task(watcher.run())
-    try:
-        path.write_text(GOOD.replace("{version}", "v2 with a longer name"))
+    watcher = PipelineWatcher(registry=registry, directory=tmp_path, interval=60)
+    await watcher.run_burst()
+    assert watcher.reloads == 0  # nothing changed
+    path.write_text(GOOD.replace("{version}", "v2 with a longer name"))
+    await watcher.run_burst()
+    assert list(registry.current["daily"].tasks["a"].command) == ["echo", "v2 with a longer name"]
+    watcher.request_reload()
+    await watcher.run_burst()
+    assert watcher.reloads == 2
 
-        async def command() -> list[str]:
-            return list(registry.current["daily"].tasks["a"].command)
 
-        await eventually(
-            command, lambda c: c == ["echo", "v2 with a longer name"], 10, "the new version"
-        )
-        reloads = watcher.reloads
-        watcher.request_reload()
-        await eventually(
-            lambda: asyncio.sleep(0, watcher.reloads),
-            lambda n: n > reloads,
-            10,
-            "a requested reload",
-        )
-    finally:
-        task.cancel()
+async def test_a_run_keeps_its_version_and_params_for_those_who_read_its_events(
+    orchestrate: Orchestrate, tmp_path: Path
+) -> None:
+    rig = await orchestrate("daily")
+    await rig.apply([requested("daily", "2026-11-21", params={"mode": "full"})])
+    first = rig.registry.current["daily"]
+    changed = (tmp_path / "pipelines" / "daily.yaml").read_text().replace("fast", "quick")
+    (tmp_path / "pipelines" / "daily.yaml").write_text(changed)
+    await rig.registry.load(tmp_path / "pipelines")
+    assert rig.registry.current["daily"].spec_hash != first.spec_hash
+    [run] = await rig.store.list_runs(1)
+    context = await RunContexts(rig.registry, rig.store).of(run.run_id, "daily", run.spec_hash)
+    assert context is not None
+    assert context.pipeline.spec_hash == first.spec_hash  # the run's version, not today's
+    assert context.params == {"mode": "full"}  # the run's params, not the defaults

@@ -2,80 +2,55 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import asyncpg
 
-from service.bus.envelope import RUN_REQUESTED, TASK_COMPLETED, new_event
-from service.coordinator import Coordinator, StatusTopic
-from service.pipelines import PipelineRegistry
-from service.store import connect
-from service.timers import TimerLoop
-from tests.support import eventually
-
-PIPELINE = """\
-id: flaky
-tasks:
-  - id: a
-    command: ["false"]
-    retry: {max_attempts: 3, backoff: {base: 0.5s, factor: 2, max: 5s}, jitter: 0}
-"""
+from service.loops.timers import TimerLoop
+from tests.support import Background, Orchestrate, completed, eventually, requested
 
 
 async def test_retries_are_queued_at_their_backoff_times(
-    database_url: str, tmp_path: Path, pg: asyncpg.Connection
+    orchestrate: Orchestrate, pg: asyncpg.Connection, background: Background
 ) -> None:
-    (tmp_path / "flaky.yaml").write_text(PIPELINE)
-    store = await connect(database_url, 3)
-    registry = PipelineRegistry(store)
-    await registry.load(tmp_path)
-    coordinator = Coordinator(store, registry, StatusTopic("s", "urn:test"), actor="test")
-    timers = TimerLoop(coordinator, store, poll_interval=5.0)  # it must not rely on polling
-    loop = asyncio.create_task(timers.run())
-    try:
-        await coordinator.apply(
-            [
-                new_event(
-                    RUN_REQUESTED, "urn:test", {"pipeline_id": "flaky", "batch_date": "2026-11-21"}
-                )
-            ]
+    rig = await orchestrate("flaky")
+    # A poll interval far above the backoff: the loop must not rely on polling.
+    timers = TimerLoop(timers=rig.timers, store=rig.store, hub=rig.hub, poll_interval=5.0)
+    background(timers.run())
+    await rig.apply([requested("flaky", "2026-11-21")])
+    for attempt, backoff in ((1, 0.5), (2, 1.0)):
+        [claim] = await rig.claim("w", 1)
+        assert claim.attempt == attempt
+        # The commit that schedules the retry wakes the loop through the hub.
+        await rig.apply([completed(claim.run_id, "a", attempt, "failed")])
+        retry_at = await pg.fetchval("SELECT retry_at FROM task_instances")
+        failed_at = await pg.fetchval(
+            "SELECT at FROM transitions WHERE to_state = 'up_for_retry' ORDER BY id DESC"
         )
-        for attempt, backoff in ((1, 0.5), (2, 1.0)):
-            [claim] = await coordinator.claim("w", 1, 30)
-            assert claim.attempt == attempt
-            await coordinator.apply(
-                [
-                    new_event(
-                        TASK_COMPLETED,
-                        "urn:test",
-                        {
-                            "run_id": claim.run_id,
-                            "task_id": "a",
-                            "attempt": attempt,
-                            "outcome": "failed",
-                            "exit_code": 1,
-                        },
-                    )
-                ]
-            )
-            timers.wake()  # what the service does after a commit that scheduled a retry
-            retry_at = await pg.fetchval("SELECT retry_at FROM task_instances")
-            failed_at = await pg.fetchval(
-                "SELECT at FROM transitions WHERE to_state = 'up_for_retry' ORDER BY id DESC"
-            )
-            assert abs((retry_at - failed_at).total_seconds() - backoff) < 0.05
-            await eventually(
-                lambda: pg.fetchval("SELECT state FROM task_instances"),
-                lambda s: s == "queued",
-                10,
-                f"retry {attempt}",
-            )
-            queued_at = await pg.fetchval(
-                "SELECT at FROM transitions WHERE to_state = 'queued' ORDER BY id DESC"
-            )
-            late = (queued_at - retry_at).total_seconds()
-            assert 0 <= late < 0.3, f"retry {attempt} fired {late:.3f} s after its time"
-    finally:
-        loop.cancel()
-        await store.close()
+        assert abs((retry_at - failed_at).total_seconds() - backoff) < 0.05
+        await eventually(
+            lambda: pg.fetchval("SELECT state FROM task_instances"),
+            lambda s: s == "queued",
+            10,
+            f"retry {attempt}",
+        )
+        queued_at = await pg.fetchval(
+            "SELECT at FROM transitions WHERE to_state = 'queued' ORDER BY id DESC"
+        )
+        late = (queued_at - retry_at).total_seconds()
+        assert 0 <= late < 0.3, f"retry {attempt} fired {late:.3f} s after its time"
+    assert timers.retries_fired == 2
+
+
+async def test_a_burst_fires_what_is_due_and_returns(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("flaky")
+    timers = TimerLoop(timers=rig.timers, store=rig.store, hub=rig.hub, poll_interval=5.0)
+    await rig.apply([requested("flaky", "2026-11-21")])
+    [claim] = await rig.claim("w", 1)
+    await rig.apply([completed(claim.run_id, "a", 1, "failed")])
+    await timers.run_burst()
+    assert await pg.fetchval("SELECT state FROM task_instances") == "up_for_retry"  # not yet due
+    await pg.execute("UPDATE task_instances SET retry_at = now()")
+    await timers.run_burst()
+    assert await pg.fetchval("SELECT state FROM task_instances") == "queued"
+    assert timers.retries_fired == 1

@@ -9,15 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.engine.decide import (
+from service.engine.decide import decide, start_attempt
+from service.engine.model import (
+    AnnounceOutputs,
+    ArchiveAttempt,
     AttemptFinished,
     Decision,
-    IllegalTransition,
+    RememberCacheKey,
     RunCreated,
     RunSnapshot,
     TaskSnapshot,
-    decide,
-    start_attempt,
 )
 from service.engine.states import (
     RUN_TERMINAL,
@@ -28,17 +29,21 @@ from service.engine.states import (
     run_may_move,
     task_may_move,
 )
+from service.errors import IllegalTransition
 from service.spec.graph import TaskGraph, build_graph
 from service.spec.models import PipelineSpec, TriggerRule
 
 
-def graph_of(deps: Mapping[str, list[str]], rules: Mapping[str, str] | None = None) -> TaskGraph:
+def graph_of(
+    deps: Mapping[str, list[str]], rules: Mapping[str, str] | None = None, retries: int = 1
+) -> TaskGraph:
     tasks = [
         {
             "id": t,
             "command": ["true"],
             "requires": r,
             "trigger_rule": (rules or {}).get(t, "all_success"),
+            "retry": {"max_attempts": retries},
         }
         for t, r in deps.items()
     ]
@@ -136,6 +141,35 @@ def test_a_timeout_counts_as_a_failure() -> None:
     run.finish("a", TaskState.TIMED_OUT)
     assert run.tasks["b"].state is TaskState.UPSTREAM_FAILED
     assert run.state is RunState.FAILED
+
+
+def test_an_applied_completion_says_what_to_carry_out() -> None:
+    run = Run(graph_of({"a": [], "b": ["a"]}))
+    run.create()
+    run.start("a")
+    event = AttemptFinished("a", 1, TaskState.SUCCESS, cache_key="k1")
+    decision = run.apply(decide(run.graph, run.snapshot(), event))
+    assert decision.effects == (
+        ArchiveAttempt("a", 1),
+        AnnounceOutputs("a", 1),
+        RememberCacheKey("a", 1, "k1"),
+    )
+
+
+def test_a_failure_or_a_retry_is_archived_and_announces_nothing() -> None:
+    run = Run(graph_of({"a": []}, retries=2))
+    run.create()
+    run.start("a")
+    retried = run.finish("a", TaskState.FAILED)
+    assert retried.effects == (ArchiveAttempt("a", 1),)
+    assert run.tasks["a"].state is TaskState.UP_FOR_RETRY
+    uncached = Run(graph_of({"a": []}))
+    uncached.create()
+    uncached.start("a")
+    assert uncached.finish("a", TaskState.SUCCESS).effects == (
+        ArchiveAttempt("a", 1),
+        AnnounceOutputs("a", 1),
+    )
 
 
 def test_a_stale_completion_is_ignored() -> None:

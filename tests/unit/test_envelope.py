@@ -1,12 +1,30 @@
 from __future__ import annotations
 
+import dataclasses
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from service.bus.envelope import DATASET_READY, new_event, parse_event, validate_data
+from service.clock import parse_timestamp
+from service.engine.states import RunState, TaskState
 from service.errors import EventError
+from service.events import (
+    PAYLOAD_TYPES,
+    DatasetReady,
+    RunRequested,
+    RunStatus,
+    TaskCompleted,
+    TaskStatus,
+    decode_event,
+    new_event,
+    parse_event,
+    validate_data,
+)
+
+DATASET_READY = DatasetReady.TYPE
 
 
 def envelope(**overrides: Any) -> bytes:
@@ -24,7 +42,7 @@ def envelope(**overrides: Any) -> bytes:
 def test_a_valid_event_parses() -> None:
     event = parse_event(envelope(time="2026-11-21T10:00:00Z"))
     assert event.id == "e-1"
-    assert event.data["dataset"] == "orders_raw"
+    assert event.payload == DatasetReady("orders_raw", "2026-11-21")
 
 
 @pytest.mark.parametrize(
@@ -42,6 +60,10 @@ def test_a_valid_event_parses() -> None:
         ),
         (envelope(data={"dataset": "x", "partition": 5}), "data.partition must be string"),
         (envelope(data={"dataset": "x", "partition": "p", "extra": 1}), "must not contain"),
+        (
+            envelope(type="run.requested", data={"pipeline_id": "p", "batch_date": "2026-02-30"}),
+            "run.requested event 'e-1'",
+        ),
     ],
 )
 def test_bad_events_say_what_is_wrong(raw: bytes | None, reason: str) -> None:
@@ -52,7 +74,7 @@ def test_bad_events_say_what_is_wrong(raw: bytes | None, reason: str) -> None:
 
 def test_new_events_round_trip_with_their_trace() -> None:
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
-    event = new_event(DATASET_READY, "urn:t", {"dataset": "d", "partition": "p"}, trace_id=trace)
+    event = new_event(DatasetReady("d", "p"), "urn:t", trace_id=trace)
     parsed = parse_event(event.to_bytes())
     assert parsed.id == event.id
     assert parsed.trace_id == trace
@@ -63,3 +85,67 @@ def test_new_events_round_trip_with_their_trace() -> None:
 def test_published_data_is_checked_against_its_schema() -> None:
     with pytest.raises(ValueError, match="must contain"):
         validate_data("run.status", {"run_id": "r"})
+
+
+EXAMPLES = [
+    DatasetReady("orders_raw", "2026-11-21", version="v3"),
+    RunStatus(
+        "r1",
+        "orders_daily",
+        date(2026, 11, 21),
+        RunState.QUEUED,
+        None,  # created: the contract's required null
+        "orders_raw 2026-11-21 is ready",
+        "t" * 32,
+        parse_timestamp("2026-11-21T10:00:00Z"),
+        spec_hash="abc",
+    ),
+    RunRequested("orders_daily", date(2026, 11, 21), {"region": "north"}, "ops", "backfill"),
+    TaskCompleted(
+        "r1",
+        "a",
+        2,
+        TaskState.FAILED,
+        exit_code=3,
+        started_at=parse_timestamp("2026-11-21T10:00:00.250Z"),
+        ended_at=parse_timestamp("2026-11-21T10:00:01.500Z"),
+        retryable=False,
+    ),
+    TaskStatus(
+        "r1",
+        "orders_daily",
+        "a",
+        1,
+        date(2026, 11, 21),
+        TaskState.UP_FOR_RETRY,
+        TaskState.RUNNING,
+        "attempt 1 ended failed",
+        "t" * 32,
+        parse_timestamp("2026-11-21T10:00:01.500Z"),
+        max_attempts=3,
+        retry_at=parse_timestamp("2026-11-21T10:00:11.500Z"),
+    ),
+]
+
+
+@pytest.mark.parametrize("payload", EXAMPLES, ids=lambda p: p.TYPE)
+def test_each_type_is_its_schema_and_round_trips(payload: Any) -> None:
+    event = new_event(payload, "urn:t")
+    validate_data(event.type, event.to_json()["data"])
+    assert parse_event(event.to_bytes()).payload == payload
+    assert decode_event(event.to_bytes()).payload == payload
+
+
+def test_a_required_null_stays_and_optional_nones_are_left_out() -> None:
+    created = dataclasses.replace(EXAMPLES[4], previous_state=None, retry_at=None)
+    data = created.to_data()
+    assert data["previous_state"] is None  # the contract requires the key
+    assert "retry_at" not in data
+    assert "exit_code" not in data
+    assert EXAMPLES[4].to_data()["retry_at"] == "2026-11-21T10:00:11.500Z"
+
+
+def test_every_schema_has_a_type() -> None:
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
+    found = {p.name.removesuffix(".v1.json") for p in schemas.glob("*.v1.json")} - {"cloudevent"}
+    assert found == set(PAYLOAD_TYPES)

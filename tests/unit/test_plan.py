@@ -12,14 +12,14 @@ from service.cli import main
 from service.errors import SpecError
 from service.spec.loader import load_pipeline_file
 from service.spec.plan import format_plan, make_plan
-from service.spec.validate import Capacity
+from service.spec.validate import NodeCapacity
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
 ORDERS = load_pipeline_file(EXAMPLES / "orders_daily.yaml")
 
 
 def test_waves_follow_the_dependencies_with_everything_rendered() -> None:
-    plan = make_plan(ORDERS, "2026-03-01", {"region": "north"}, capacity=Capacity(1, 1024))
+    plan = make_plan(ORDERS, "2026-03-01", {"region": "north"}, capacity=NodeCapacity(1, 1024))
     waves = [[t.task_id for t in wave.tasks] for wave in plan.waves]
     assert waves == [
         ["ingest"],

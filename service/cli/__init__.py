@@ -1,0 +1,111 @@
+"""The ``tributary`` command.
+
+The parser is built without importing the service: each command's module is imported only
+when that command runs, so ``--help`` and quick commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from service import __version__
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        (getattr(args, "help_parser", None) or parser).print_help()
+        sys.exit(EXIT_USAGE)
+    from service.cli.common import run_command  # the service's errors, imported once needed
+
+    sys.exit(run_command(_resolve(args.handler), args))
+
+
+def _resolve(handler: str) -> object:
+    module, _, name = handler.partition(":")
+    return getattr(importlib.import_module(f"service.cli.{module}"), name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tributary",
+        description="Tributary: an event-driven ETL run orchestrator.",
+    )
+    parser.add_argument("--version", action="version", version=f"tributary {__version__}")
+    parser.add_argument(
+        "--config", type=Path, help="TOML settings file (default: config/<env>.toml)"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _service_commands(commands)
+    _pipeline_commands(commands)
+    _event_commands(commands)
+    _run_commands(commands)
+    return parser
+
+
+def _service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser("serve", help="run the service with the configured servers")
+    serve.set_defaults(handler="serving:cmd_serve")
+    worker = commands.add_parser(
+        "worker", help="run tasks requested over Kafka (executor: remote), any number of them"
+    )
+    worker.set_defaults(handler="serving:cmd_worker")
+    dev = commands.add_parser(
+        "dev", help="run the service on embedded defaults: starts what it needs, loads examples"
+    )
+    dev.set_defaults(handler="dev:cmd_dev")
+    migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
+    migrate.set_defaults(handler="serving:cmd_migrate")
+
+
+def _pipeline_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    validate = commands.add_parser("validate", help="check pipeline files; exit 1 on any problem")
+    validate.add_argument("paths", nargs="+", type=Path, help="pipeline files or directories")
+    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.set_defaults(handler="pipelines:cmd_validate")
+
+    plan = commands.add_parser("plan", help="dry run: what a run would do, nothing executed")
+    plan.add_argument("pipeline", help="a pipeline id, or a pipeline file")
+    plan.add_argument("--partition", required=True, help="e.g. 2026-11-21")
+    plan.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    plan.add_argument("--resume-from", metavar="TASK", help="re-run TASK and what depends on it")
+    plan.add_argument("--pipelines-dir", type=Path, help="where to find PIPELINE by id")
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.set_defaults(handler="pipelines:cmd_plan")
+
+
+def _event_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    emit = commands.add_parser("emit-ready", help="produce a dataset.ready event")
+    emit.add_argument("dataset")
+    emit.add_argument("partition", help="e.g. 2026-11-21")
+    emit.add_argument("--version", dest="data_version", help="version or checksum of the data")
+    emit.add_argument("--producer", default="tributary-cli")
+    emit.set_defaults(handler="events:cmd_emit_ready")
+
+    trigger = commands.add_parser("trigger", help="request a run by hand (run.requested)")
+    trigger.add_argument("pipeline")
+    trigger.add_argument("--date", required=True, help="the run's batch date, e.g. 2026-11-21")
+    trigger.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    trigger.add_argument("--reason", help="why, for the run's history")
+    trigger.set_defaults(handler="events:cmd_trigger")
+
+
+def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    runs_parser = commands.add_parser("runs", help="inspect runs")
+    runs_parser.set_defaults(help_parser=runs_parser)
+    runs = runs_parser.add_subparsers(metavar="ACTION")
+    runs_list = runs.add_parser("list", help="the latest runs, newest first")
+    runs_list.add_argument("--limit", type=int, default=20)
+    runs_list.add_argument("--pipeline")
+    runs_list.add_argument("--json", action="store_true")
+    runs_list.set_defaults(handler="runs:cmd_runs_list")
+    runs_show = runs.add_parser("show", help="one run and its tasks")
+    runs_show.add_argument("run_id")
+    runs_show.set_defaults(handler="runs:cmd_runs_show")

@@ -1,0 +1,113 @@
+"""``tributary dev``: the service on embedded defaults, with what it needs brought up first
+(the embedded broker, a PostgreSQL and a Redis when none answers) and stopped at the end."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from service import devenv
+from service.app import Service
+from service.cli.serving import serve
+from service.clock import utc_now
+from service.config import Settings, env_var, load_settings
+from service.observability import configure_logging, get_logger
+from service.store import create_database_if_missing
+
+log = get_logger(__name__)
+
+DEV_POSTGRES_PORT = 15432  # a throwaway cluster's port when no PostgreSQL answers
+DEV_REDIS_PORT = 16379  # a private redis-server's port when no Redis answers
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Bring up Kafka, PostgreSQL and Redis as needed, then serve the example pipelines."""
+    base = load_settings(args.config)
+    configure_logging(base.log_level)
+    started = devenv.StartedProcesses()
+    try:
+        overrides = _dev_servers(base, started, devenv.DEV_STATE_DIR)
+        settings = load_settings(args.config, overrides=overrides)
+        configure_logging(
+            settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
+        )
+        devenv.write_endpoints(
+            {k: v for k, v in overrides.items() if k != "kafka_enable_idempotence"}
+        )
+        asyncio.run(serve(settings, ready=_banner))
+    finally:
+        devenv.remove_endpoints()
+        started.stop_all()
+    return 0
+
+
+def _dev_servers(
+    base: Settings, started: devenv.StartedProcesses, state_dir: Path
+) -> dict[str, Any]:
+    explicit = set(os.environ)
+    overrides: dict[str, Any] = {}
+    if env_var("kafka_bootstrap_servers") not in explicit:
+        overrides["kafka_bootstrap_servers"] = _kafka(base, started, state_dir)
+    database_url = base.database_url
+    if env_var("database_url") not in explicit:
+        database_url = overrides["database_url"] = _postgres(base, started, state_dir)
+    if asyncio.run(create_database_if_missing(database_url)):
+        log.info("dev.database_created", database=database_url.rsplit("/", 1)[-1])
+    if env_var("redis_url") not in explicit:
+        overrides["redis_url"] = _redis(base, started, state_dir)
+    return overrides
+
+
+def _kafka(base: Settings, started: devenv.StartedProcesses, state_dir: Path) -> str:
+    host, port = devenv.host_port(base.kafka_bootstrap_servers.split(",")[0], 9092)
+    if not devenv.port_open(host, port):
+        started.add("tansu", devenv.start_tansu(port, state_dir / "tansu.log"))
+        log.info("dev.kafka_started", bootstrap_servers=f"127.0.0.1:{port}", broker="tansu")
+    return f"{host}:{port}"
+
+
+def _postgres(base: Settings, started: devenv.StartedProcesses, state_dir: Path) -> str:
+    database_url = base.database_url
+    host, port = devenv.host_port(database_url, 5432)
+    if devenv.port_open(host, port):
+        return database_url
+    server = devenv.start_throwaway_postgres(state_dir / "pg", DEV_POSTGRES_PORT, started)
+    log.info("dev.postgres_started", data_dir=str(state_dir / "pg"), port=DEV_POSTGRES_PORT)
+    return f"{server}/{database_url.rsplit('/', 1)[-1]}"
+
+
+def _redis(base: Settings, started: devenv.StartedProcesses, state_dir: Path) -> str | None:
+    redis_url = base.redis_url
+    if not redis_url or devenv.port_open(*devenv.host_port(redis_url, 6379)):
+        return redis_url
+    process = devenv.start_redis(DEV_REDIS_PORT, state_dir / "redis.log")
+    if process is None:
+        log.warning("dev.no_redis", effect="running without live state")
+        return None
+    started.add("redis", process)
+    return f"redis://127.0.0.1:{DEV_REDIS_PORT}/0"
+
+
+def _banner(service: Service) -> None:
+    settings = service.settings
+    today = utc_now().date()
+    yesterday = today - timedelta(days=1)
+    print(
+        f"\nTributary dev is up (Ctrl-C stops it and everything it started):\n"
+        f"  HTTP      http://{settings.http_host}:{service.http_port}/api/runs\n"
+        f"  Kafka     {settings.kafka_bootstrap_servers}\n"
+        f"  Postgres  {settings.database_url}\n"
+        f"  Redis     {settings.redis_url or 'none: running without live state'}\n"
+        f"  Pipelines {settings.pipelines_dir}\n"
+        f"In another terminal:\n"
+        f"  tributary emit-ready customers_raw {yesterday:%Y%m%d}\n"
+        f"  tributary emit-ready orders_raw {today:%Y-%m-%d}\n"
+        f"  tributary runs list\n",
+        file=sys.stderr,
+        flush=True,
+    )

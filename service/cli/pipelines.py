@@ -1,0 +1,107 @@
+"""``tributary validate`` and ``plan``: pipeline files checked and dry-run, nothing executed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from service.cli.common import parse_params, settings_for
+from service.config import Settings
+from service.errors import ConfigError, Problem, SpecError
+from service.spec.loader import load_pipeline_dir, load_pipeline_file
+from service.spec.pipeline import Pipeline
+from service.spec.plan import format_plan, make_plan
+from service.spec.validate import NodeCapacity, suggest
+
+
+def spec_context(args: argparse.Namespace) -> tuple[NodeCapacity, Path, str]:
+    """Node capacity and pipelines directory from the settings, if they load; else this machine."""
+    try:
+        settings = settings_for(args)
+    except ConfigError as exc:
+        first = str(exc).splitlines()[-1].strip()
+        machine = Settings.model_fields
+        capacity = NodeCapacity(
+            machine["node_cpu_cores"].get_default(call_default_factory=True),
+            machine["node_memory_mb"].get_default(call_default_factory=True),
+        )
+        return (
+            capacity,
+            Path("pipelines"),
+            f"this machine's capacity (settings did not load: {first})",
+        )
+    capacity = NodeCapacity(settings.node_cpu_cores, settings.node_memory_mb)
+    return capacity, settings.pipelines_dir, "node capacity from the settings"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    capacity, _, capacity_source = spec_context(args)
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    valid: list[Pipeline] = []
+    for path in args.paths:
+        if path.is_dir():
+            result = load_pipeline_dir(path, capacity)
+            valid.extend(result.pipelines)
+            errors.extend(result.problems)
+            warnings.extend(result.warnings)
+            continue
+        try:
+            pipeline = load_pipeline_file(path, capacity)
+        except SpecError as exc:
+            errors.extend(exc.problems)
+            continue
+        valid.append(pipeline)
+        warnings.extend(pipeline.warnings)
+    if args.format == "json":
+        print(
+            orjson.dumps(
+                {
+                    "valid": not errors,
+                    "pipelines": [
+                        {"id": p.id, "file": p.source, "spec_hash": p.spec_hash} for p in valid
+                    ],
+                    "errors": [p.to_json() for p in errors],
+                    "warnings": [p.to_json() for p in warnings],
+                    "capacity": {"cpu_cores": capacity.cpu_cores, "memory_mb": capacity.memory_mb},
+                }
+            ).decode()
+        )
+    else:
+        for problem in [*errors, *warnings]:
+            print(problem)
+        print(
+            f"{len(valid)} valid pipeline(s), {len(errors)} error(s), {len(warnings)} "
+            f"warning(s); checked against {capacity_source}: {capacity.cpu_cores:g} cores, "
+            f"{capacity.memory_mb} MB",
+            file=sys.stderr,
+        )
+    return 1 if errors else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    capacity, pipelines_dir, _ = spec_context(args)
+    pipeline = _find_pipeline(args.pipeline, args.pipelines_dir or pipelines_dir, capacity)
+    plan = make_plan(pipeline, args.partition, parse_params(args.param), args.resume_from, capacity)
+    if args.format == "json":
+        print(orjson.dumps(plan.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_plan(plan))
+    return 0
+
+
+def _find_pipeline(name: str, directory: Path, capacity: NodeCapacity) -> Pipeline:
+    """A pipeline file, or a pipeline id in the pipelines directory."""
+    if Path(name).is_file():
+        return load_pipeline_file(Path(name), capacity)
+    result = load_pipeline_dir(directory, capacity)
+    found = {p.id: p for p in result.pipelines}
+    if name in found:
+        return found[name]
+    refused = [p for p in result.problems if name in p.file]
+    if refused:
+        raise SpecError(refused)
+    raise SpecError([Problem(f"no pipeline {name!r} in {directory}{suggest(name, found)}")])

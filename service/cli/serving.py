@@ -1,0 +1,115 @@
+"""``tributary serve``, ``worker`` and ``migrate``: the long-running processes, and the schema.
+
+Signal handlers are installed in one place, :func:`serve_until_signalled`: SIGTERM and SIGINT
+stop the process gracefully, SIGHUP reloads the pipelines directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from service.app import Service
+from service.bus.dead_letter import DeadLetters
+from service.bus.kafka import broker_errors, ensure_topics, make_consumer, make_producer
+from service.cli.common import settings_for, with_store
+from service.config import Settings
+from service.observability import configure_logging, get_logger
+from service.worker import Worker
+
+log = get_logger(__name__)
+
+
+def configured(args: argparse.Namespace) -> Settings:
+    settings = settings_for(args)
+    configure_logging(
+        settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
+    )
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    asyncio.run(serve(configured(args)))
+    return 0
+
+
+async def serve(settings: Settings, ready: Callable[[Service], None] | None = None) -> None:
+    """Run the service until SIGTERM or SIGINT; ``ready`` is called once it serves."""
+    service = Service(settings)
+
+    async def run(stop: asyncio.Event) -> None:
+        runner = asyncio.create_task(service.run(stop))
+        started = asyncio.create_task(service.started.wait())
+        await asyncio.wait({runner, started}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if service.started.is_set() and ready is not None:
+            ready(service)
+        await runner
+
+    await serve_until_signalled(run, reload=service.request_reload)
+
+
+async def serve_until_signalled(
+    run: Callable[[asyncio.Event], Awaitable[None]], reload: Callable[[], None] | None = None
+) -> None:
+    """``run(stop)``, with ``stop`` set by SIGTERM or SIGINT and ``reload`` called on SIGHUP."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await run(stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    asyncio.run(serve_until_signalled(_worker(configured(args))))
+    return 0
+
+
+def _worker(settings: Settings) -> Callable[[asyncio.Event], Awaitable[None]]:
+    async def work(stop: asyncio.Event) -> None:
+        """A remote worker: requests from Kafka in, heartbeats and completions out."""
+        if settings.kafka_create_topics:
+            await ensure_topics(
+                settings,
+                [settings.topic_requests, settings.topic_completions, settings.topic_dead_letter],
+            )
+        producer = make_producer(settings)
+        consumer = make_consumer(settings, [settings.topic_requests], settings.kafka_worker_group)
+        with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
+            await producer.start()
+            await consumer.start()
+        worker = Worker(
+            consumer=consumer,
+            producer=producer,
+            dead_letters=DeadLetters(producer, settings.topic_dead_letter),
+            completions_topic=settings.topic_completions,
+            worker_id=settings.instance_id,
+            log_dir=settings.task_log_dir,
+            max_parallel=settings.max_parallel_tasks,
+        )
+        log.info("worker.started", worker_id=settings.instance_id)
+        try:
+            await worker.run(stop)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            log.info("worker.stopped", worker_id=settings.instance_id, finished=worker.finished)
+
+    return work
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    configure_logging(settings.log_level)
+    applied = with_store(settings, lambda store: store.migrate())
+    names = [f"{m.version:04d}_{m.name}" for m in applied]
+    print("applied: " + ", ".join(names) if names else "the schema is up to date")
+    return 0

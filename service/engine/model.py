@@ -1,0 +1,113 @@
+"""The engine's vocabulary: what it is shown (snapshots), what it is told (events), and what
+it answers (transitions and effects, together a :class:`Decision`). Plain frozen values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from service.engine.states import RunState, TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    task_id: str
+    state: TaskState
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    run_id: str
+    state: RunState
+    tasks: Mapping[str, TaskSnapshot]
+
+
+# --- what the engine is told ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunCreated:
+    """A new run's task instances exist, all pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    """An attempt of a task ended with ``outcome`` (one of ``ATTEMPT_OUTCOMES``)."""
+
+    task_id: str
+    attempt: int
+    outcome: TaskState
+    exit_code: int | None = None
+    # False for a fatal exit code: the retry policy is not consulted.
+    retryable: bool = True
+    # When it ended, and a sample in [-1, 1] for the backoff jitter (drawn by the caller).
+    at: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    jitter_sample: float = 0.0
+    reason: str = ""
+    cache_key: str | None = None  # a cached task's key, remembered if it succeeded
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    """The retry time of a task that is up for retry has come."""
+
+    task_id: str
+
+
+EngineEvent = RunCreated | AttemptFinished | RetryDue
+
+
+# --- what the engine answers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change: of a task when ``task_id`` is set, else of the run. Each becomes a
+    guarded update, a row of the transition log and a status event."""
+
+    task_id: str | None
+    from_state: str
+    to_state: str
+    attempt: int | None
+    reason: str
+    retry_at: datetime | None = None  # set on moves to up_for_retry: the timer to arm
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveAttempt:
+    """Keep the ended attempt's result (exit code, error snippet, stderr tail) in its history."""
+
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceOutputs:
+    """The task succeeded: record its declared outputs as dataset partitions, publish them,
+    and start what they trigger."""
+
+    task_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class RememberCacheKey:
+    """A cached task succeeded: later attempts with the same key may skip the work."""
+
+    task_id: str
+    attempt: int
+    cache_key: str
+
+
+Effect = ArchiveAttempt | AnnounceOutputs | RememberCacheKey
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    transitions: tuple[Transition, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    # Why the event changed nothing (a stale attempt, an ended run); None when it applied.
+    ignored: str | None = None
+    run_state: RunState | None = None

@@ -1,0 +1,189 @@
+"""Which runs to start, and what a new run is made of. Pure: the orchestrator asks, then writes.
+
+- A dataset partition is announced (``dataset.ready``, or a task's output): each pipeline that
+  triggers on the dataset maps the partition to a batch date, and gets a run for that date once
+  every one of its trigger datasets has announced its partition of it (``needs``).
+- A run is requested by hand (``run.requested``): the pipeline must exist and allow it, and
+  the parameters must fit its declaration.
+
+One run per (pipeline, trigger key): the key of a dataset-triggered run is its batch date (plus
+the input's version with ``on_new_version: rerun``), the key of a manual run its request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
+
+from service.errors import SpecError
+from service.spec.params import ParamValue, resolve_params
+from service.spec.pipeline import Pipeline
+from service.spec.render import template_values
+from service.spec.validate import suggest
+
+
+@dataclass(frozen=True, slots=True)
+class RunToStart:
+    pipeline: Pipeline
+    batch_date: date
+    trigger_key: str
+    reason: str  # for the run's history: what made it
+    params: Mapping[str, ParamValue] = field(default_factory=dict)  # resolved
+    # Other trigger partitions that must have been announced before the run may start.
+    needs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an event starts nothing (for the log and ``ignored_events``)."""
+
+    reason: str
+    pipeline_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task instance of a new run, with what it reserves while it runs and where it runs."""
+
+    task_id: str
+    cpu_cores: float
+    memory_mb: int
+    pool: str | None
+    priority: int
+    remote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskWait:
+    """A dataset partition a task of a run waits for before it may be claimed."""
+
+    task_id: str
+    dataset: str
+    partition: str
+
+
+def runs_for_partition(
+    pipelines: Iterable[Pipeline], dataset: str, partition: str, version: str
+) -> tuple[list[RunToStart], list[Refusal]]:
+    """The runs ``dataset``'s ``partition`` (at ``version``) may start, one per pipeline that
+    triggers on the dataset, and the pipelines whose partition format it does not match."""
+    starts: list[RunToStart] = []
+    refusals: list[Refusal] = []
+    for pipeline in pipelines:
+        triggers = pipeline.spec.triggers
+        trigger = next(t for t in triggers.datasets if t.dataset == dataset)
+        try:
+            batch_date = trigger.batch_date_for(partition)
+        except ValueError as exc:
+            refusals.append(Refusal(str(exc), pipeline.id))
+            continue
+        key = f"batch_date:{batch_date.isoformat()}"
+        if triggers.on_new_version == "rerun":
+            key += f"|{dataset}@{version}"  # a new version of the input: a new run
+        needs = tuple(
+            (other.dataset, other.partition_for(batch_date))
+            for other in triggers.datasets
+            if other is not trigger
+        )
+        starts.append(
+            RunToStart(
+                pipeline,
+                batch_date,
+                key,
+                f"{dataset} {partition} is ready",
+                resolve_params(pipeline.spec.params, {}),
+                needs,
+            )
+        )
+    return starts, refusals
+
+
+def run_for_request(
+    pipeline: Pipeline | None,
+    *,
+    pipeline_id: str,
+    deployed: Iterable[str],
+    batch_date: date,
+    params: Mapping[str, object],
+    requested_by: str,
+    reason: str | None,
+    trigger_key: str,
+) -> RunToStart | Refusal:
+    """The run a manual request asks for, or why it cannot have it."""
+    if pipeline is None:
+        return Refusal(f"no pipeline {pipeline_id!r}" + suggest(pipeline_id, deployed))
+    if not pipeline.spec.triggers.manual:
+        return Refusal(f"{pipeline.id} does not allow manual runs", pipeline.id)
+    try:
+        resolved = resolve_params(pipeline.spec.params, params)
+    except SpecError as exc:
+        return Refusal("; ".join(str(p) for p in exc.problems), pipeline.id)
+    why = f"requested by {requested_by}" + (f": {reason}" if reason else "")
+    return RunToStart(pipeline, batch_date, trigger_key, why, resolved)
+
+
+def new_run_id(now: datetime, suffix: str) -> str:
+    """``20261121-142233-8a3f``: the UTC time of creation and a random suffix."""
+    return f"{now.astimezone(UTC):%Y%m%d-%H%M%S}-{suffix}"
+
+
+def new_tasks(pipeline: Pipeline, remote_by_default: bool) -> list[NewTask]:
+    """Every task of a new run, in topological order."""
+    return [
+        NewTask(
+            task_id,
+            task.resources.cpu_cores,
+            task.resources.memory_mb,
+            task.resources.pool,
+            task.priority,
+            task.executor == "remote" or remote_by_default,
+        )
+        for task_id in pipeline.graph.order
+        for task in (pipeline.tasks[task_id],)
+    ]
+
+
+def task_waits(
+    pipeline: Pipeline, run_id: str, batch_date: date, params: Mapping[str, ParamValue]
+) -> list[TaskWait]:
+    """The dataset partitions each task of a new run waits for (``wait_for`` datasets)."""
+    found = []
+    for task_id, task in pipeline.tasks.items():
+        templates = pipeline.templates[task_id].waits
+        for wait, compiled in zip(task.wait_for, templates, strict=True):
+            dataset = getattr(wait, "dataset", None)
+            if dataset is None:
+                continue  # a polled check, not a dataset
+            values = template_values(
+                batch_date=batch_date,
+                run_id=run_id,
+                attempt=1,
+                task_id=task_id,
+                pipeline_id=pipeline.id,
+                params=params,
+            )
+            found.append(TaskWait(task_id, dataset, compiled[0].render(values)))
+    return found
+
+
+def deadline_for(pipeline: Pipeline, batch_date: date) -> datetime | None:
+    """When a run must have succeeded: 00:00 UTC of its batch date plus ``sla.deadline``."""
+    sla = pipeline.spec.sla
+    if sla is None:
+        return None
+    return datetime.combine(batch_date, dt_time(0), tzinfo=UTC) + sla.deadline
+
+
+def stored_params(params: Mapping[str, ParamValue]) -> dict[str, str | int | float | bool]:
+    """Resolved parameters as the run row keeps them (dates as YYYY-MM-DD)."""
+    return {
+        name: value.isoformat() if isinstance(value, date) else value
+        for name, value in params.items()
+    }
+
+
+def ready_to_start(start: RunToStart, announced: Iterable[str]) -> bool:
+    """Whether every partition the run needs is among the ``announced`` datasets."""
+    return {dataset for dataset, _ in start.needs} <= set(announced)

@@ -1,0 +1,130 @@
+"""One attempt of a task, run the same everywhere: cleanup, the command, rollback if it failed.
+
+The local executor and remote workers both run a :class:`Launch` with :func:`run_attempt`:
+cleanup first (a failing cleanup fails the attempt, the command does not run), then the command
+under its time limit, then rollback if it went wrong; the exit code is classified by the task's
+skip and fatal codes. :func:`completion` is the ``task.completed`` that reports the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from service.clock import utc_now
+from service.engine.retry import classify_exit
+from service.engine.states import TaskState
+from service.events import TaskCompleted
+from service.execution.launch import Launch
+from service.execution.process import (
+    ERROR_SNIPPET_CHARS,
+    ProcessExit,
+    run_process,
+    task_environment,
+)
+from service.observability import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """How an attempt ended, as the engine will be told."""
+
+    result: ProcessExit
+    outcome: TaskState
+    retryable: bool
+    reason: str
+    cache_key: str | None = None  # recorded with a success of a cached task
+
+
+async def run_attempt(
+    launch: Launch, log_path: Path, interrupt: asyncio.Event | None = None
+) -> AttemptOutcome:
+    """cleanup, then the command under its time limit, then rollback if it went wrong."""
+    env = task_environment(os.environ, {}, launch.env, launch.inherit_env)
+    if launch.cleanup:
+        log.info("attempt.cleanup", argv=launch.cleanup)
+        cleaned = await run_process(
+            launch.cleanup,
+            env,
+            launch.cwd,
+            log_path,
+            launch.cleanup_timeout,
+            launch.grace,
+            interrupt,
+        )
+        if cleaned.exit_code != 0 or cleaned.timed_out or cleaned.interrupted:
+            why = f"cleanup failed ({ending(cleaned)}): the command did not run"
+            return AttemptOutcome(cleaned, TaskState.FAILED, True, why)
+
+    log.info("attempt.started", argv=launch.argv, log_path=str(log_path))
+    result = await run_process(
+        launch.argv, env, launch.cwd, log_path, launch.time_limit, launch.grace, interrupt
+    )
+    if result.interrupted:
+        return AttemptOutcome(result, TaskState.FAILED, True, "interrupted: the service stopped")
+    if result.timed_out:
+        outcome, retryable = TaskState.TIMED_OUT, True
+        reason = f"timed out after {launch.time_limit:g}s"
+    else:
+        outcome, retryable = classify_exit(result.exit_code, launch.skip_codes, launch.fatal_codes)
+        reason = "" if outcome is not TaskState.FAILED else ending(result)
+    if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and launch.rollback:
+        log.info("attempt.rollback", argv=launch.rollback)
+        rolled = await run_process(
+            launch.rollback, env, launch.cwd, log_path, launch.rollback_timeout, launch.grace
+        )
+        reason += f"; rollback {'done' if rolled.exit_code == 0 else ending(rolled)}"
+    return AttemptOutcome(result, outcome, retryable, reason)
+
+
+def unrunnable(error: BaseException) -> AttemptOutcome:
+    """An attempt that could not even be prepared: failed, retryable, never left running."""
+    message = f"cannot run the attempt: {error!r}"
+    log.error("attempt.unrunnable", error=message)
+    return AttemptOutcome(
+        ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message),
+        TaskState.FAILED,
+        True,
+        message,
+    )
+
+
+def completion(
+    run_id: str,
+    task_id: str,
+    attempt: int,
+    done: AttemptOutcome,
+    worker_id: str,
+    started: datetime,
+) -> TaskCompleted:
+    """The ``task.completed`` that reports ``done``."""
+    result = done.result
+    return TaskCompleted(
+        run_id=run_id,
+        task_id=task_id,
+        attempt=attempt,
+        outcome=done.outcome,
+        retryable=done.retryable,
+        reason=done.reason or None,
+        cache_key=done.cache_key,
+        exit_code=result.exit_code,
+        signal=result.signal,
+        error_snippet=result.error_snippet,
+        stderr_tail=result.stderr_tail,
+        started_at=started,
+        ended_at=utc_now(),
+        worker_id=worker_id,
+    )
+
+
+def ending(result: ProcessExit) -> str:
+    if result.exit_code is None:
+        return "it could not start"
+    if result.timed_out:
+        return "timed out"
+    return f"killed by {result.signal}" if result.signal else f"exit code {result.exit_code}"

@@ -1,0 +1,41 @@
+"""The pipeline watcher: reloads the deployed pipelines when the directory's files change, or
+when asked (SIGHUP). A broken new version is refused by the registry; the last valid one runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from service.observability import get_logger
+from service.pipelines import PipelineRegistry
+from service.spec.loader import directory_signature
+from service.supervision import Loop
+
+log = get_logger(__name__)
+
+
+class PipelineWatcher(Loop):
+    name = "pipeline-watcher"
+
+    def __init__(self, *, registry: PipelineRegistry, directory: Path, interval: float) -> None:
+        super().__init__(idle_wait=interval or None)  # 0: only on request
+        self._registry = registry
+        self._directory = directory
+        self._signature = directory_signature(directory)
+        self._requested = False
+        self.reloads = 0  # since start
+
+    def request_reload(self) -> None:
+        self._requested = True
+        self.wake()
+
+    async def step(self) -> bool:
+        requested = self._requested
+        signature = await asyncio.to_thread(directory_signature, self._directory)
+        if requested or signature != self._signature:
+            log.info("pipelines.reloading", requested=requested)
+            await self._registry.load(self._directory)  # kept requested if this fails
+            self._signature, self._requested = signature, False
+            self.reloads += 1
+        return False

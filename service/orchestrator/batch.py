@@ -1,0 +1,107 @@
+"""A batch of events in ONE PostgreSQL transaction.
+
+Kafka triggers, Kafka completions and the local executor's completions all arrive here as
+parsed events and take the same path: record the event ids (duplicates are no-ops), lock the
+runs they touch, have each event decided against the runs as the batch has left them so far,
+then write every move, result, log row and status event in bulk, and commit. Only then may the
+caller acknowledge the input (commit Kafka offsets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import assert_never
+
+from service.errors import EventError
+from service.events import (
+    CloudEvent,
+    DatasetProduced,
+    DatasetReady,
+    RunDeadlineMissed,
+    RunRequested,
+    RunStatus,
+    TaskCompleted,
+    TaskHeartbeat,
+    TaskRequested,
+    TaskStatus,
+)
+from service.orchestrator.completions import CompletionApplier
+from service.orchestrator.outcome import BatchOutcome
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.runs import RunStarter
+from service.orchestrator.work_hub import WorkHub
+from service.orchestrator.working_set import WorkingSet
+from service.pipelines import PipelineRegistry
+from service.store import Store
+from service.store.records import ReceivedEvent
+
+APPLIED_TYPES = (DatasetReady.TYPE, RunRequested.TYPE, TaskCompleted.TYPE)
+
+
+def check_applicable(event: CloudEvent) -> None:
+    """Refuse, before any transaction, an event the orchestrator does not apply."""
+    if event.type not in APPLIED_TYPES:
+        raise EventError(f"event type {event.type!r} is not applied by the orchestrator")
+
+
+class BatchApplier:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: PipelineRegistry,
+        outgoing: Outgoing,
+        hub: WorkHub,
+        actor: str,
+        remote_by_default: bool = False,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._outgoing = outgoing
+        self._hub = hub
+        self._actor = actor
+        self.runs = RunStarter(
+            registry=registry, outgoing=outgoing, remote_by_default=remote_by_default
+        )
+        self._completions = CompletionApplier(runs=self.runs)
+
+    async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
+        """Apply a batch in one transaction (events must have passed :func:`check_applicable`)."""
+        outcome = BatchOutcome()
+        unique = list({(e.source, e.id): e for e in reversed(events)}.values())[::-1]
+        outcome.duplicates = len(events) - len(unique)
+        async with self._store.transaction(self._actor) as tx:
+            fresh = await tx.mark_events_processed(
+                [ReceivedEvent(e.source, e.id, e.type) for e in unique]
+            )
+            todo = [e for e in unique if (e.source, e.id) in fresh]
+            outcome.duplicates += len(unique) - len(todo)
+            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
+            await ws.load(e.payload.run_id for e in todo if isinstance(e.payload, TaskCompleted))
+            for event in todo:
+                await self._apply_one(ws, event)
+            await ws.write()
+            outcome.outbox_written = tx.outbox_written
+        outcome.observe()
+        self._hub.committed(outcome)
+        return outcome
+
+    async def _apply_one(self, ws: WorkingSet, event: CloudEvent) -> None:
+        match event.payload:
+            case DatasetReady() as ready:
+                await self.runs.dataset_ready(ws, event, ready)
+            case RunRequested() as request:
+                await self.runs.run_requested(ws, event, request)
+            case TaskCompleted() as completed:
+                await self._completions.apply(ws, event, completed)
+            case (
+                TaskHeartbeat()
+                | TaskRequested()
+                | RunStatus()
+                | TaskStatus()
+                | DatasetProduced()
+                | RunDeadlineMissed()
+            ):
+                raise EventError(f"event type {event.type!r} is not applied by the orchestrator")
+            case _:
+                assert_never(event.payload)

@@ -1,0 +1,193 @@
+"""Starting runs: when data is ready (``dataset.ready``, or another run's output), and by hand
+(``run.requested``). The engine says which runs to start (``engine/triggers.py``); this module
+records the data, inserts each new run once, and lets the engine queue its first tasks."""
+
+from __future__ import annotations
+
+import secrets
+
+from service.clock import utc_now
+from service.engine.decide import decide
+from service.engine.model import RunCreated
+from service.engine.states import RunState
+from service.engine.triggers import (
+    Refusal,
+    RunToStart,
+    deadline_for,
+    new_run_id,
+    new_tasks,
+    ready_to_start,
+    run_for_request,
+    runs_for_partition,
+    stored_params,
+    task_waits,
+)
+from service.errors import ConcurrencyError
+from service.events import CloudEvent, DatasetProduced, DatasetReady, RunRequested
+from service.observability import get_logger
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.working_set import WorkingSet
+from service.pipelines import PipelineRegistry
+from service.spec.params import resolve_params
+from service.spec.render import template_values
+from service.store.records import DatasetPartition, LockedRun, NewRun
+
+log = get_logger(__name__)
+
+RUN_ID_TRIES = 8  # fresh random suffixes tried when two runs are created in the same second
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+class RunStarter:
+    def __init__(
+        self, *, registry: PipelineRegistry, outgoing: Outgoing, remote_by_default: bool
+    ) -> None:
+        self._registry = registry
+        self._outgoing = outgoing
+        self._remote_by_default = remote_by_default
+
+    async def dataset_ready(self, ws: WorkingSet, event: CloudEvent, ready: DatasetReady) -> None:
+        """Record the announced partition; start the runs it completes."""
+        version = ready.version or event.id
+        await ws.tx.record_dataset_partition(
+            DatasetPartition(ready.dataset, ready.partition, version, ready.producer, event.id)
+        )
+        ws.outcome.datasets_recorded += 1
+        trace_id = event.trace_id or new_trace_id()
+        await self.start_triggered(ws, ready.dataset, ready.partition, version, trace_id, event.id)
+        ws.outcome.applied += 1
+
+    async def run_requested(self, ws: WorkingSet, event: CloudEvent, request: RunRequested) -> None:
+        """A run by hand; each request event creates at most one run."""
+        deployed = self._registry.current
+        start = run_for_request(
+            deployed.get(request.pipeline_id),
+            pipeline_id=request.pipeline_id,
+            deployed=deployed,
+            batch_date=request.batch_date,
+            params=request.params or {},
+            requested_by=request.requested_by or event.source,
+            reason=request.reason,
+            trigger_key=f"manual:{event.source}:{event.id}",
+        )
+        if isinstance(start, Refusal):
+            ws.ignore(event, start.reason)
+            return
+        await self._create(ws, start, event.trace_id or new_trace_id())
+        ws.outcome.applied += 1
+
+    async def start_triggered(
+        self,
+        ws: WorkingSet,
+        dataset: str,
+        partition: str,
+        version: str,
+        trace_id: str,
+        cause: str,
+    ) -> None:
+        """Start a run of each pipeline whose dataset triggers are now all ready."""
+        triggered = self._registry.triggered_by(dataset)
+        starts, refusals = runs_for_partition(triggered, dataset, partition, version)
+        for refusal in refusals:
+            log.error(
+                "trigger.partition_mismatch",
+                pipeline_id=refusal.pipeline_id,
+                event_id=cause,
+                reason=refusal.reason,
+            )
+        for start in starts:
+            announced = await ws.tx.ready_datasets(start.needs) if start.needs else set()
+            if not ready_to_start(start, announced):
+                continue
+            await self._create(ws, start, trace_id)
+
+    async def announce_outputs(
+        self, ws: WorkingSet, run_id: str, task_id: str, attempt: int
+    ) -> None:
+        """Record each declared output of a successful task as a dataset partition, publish
+        it, and start what it triggers: pipelines chain through data, not through calls."""
+        run, pipeline = ws.runs[run_id], ws.pipelines[run_id]
+        outputs = pipeline.tasks[task_id].outputs
+        if not outputs:
+            return
+        values = template_values(
+            batch_date=run.batch_date,
+            run_id=run.run_id,
+            attempt=attempt,
+            task_id=task_id,
+            pipeline_id=run.pipeline_id,
+            params=resolve_params(pipeline.spec.params, run.params),
+        )
+        version = f"{run.run_id}/{attempt}"
+        for ref, (uri, partition) in zip(outputs, pipeline.templates[task_id].outputs, strict=True):
+            produced = DatasetProduced(
+                dataset=ref.name,
+                partition=partition.render(values),
+                version=version,
+                uri=uri.render(values),
+                run_id=run.run_id,
+                pipeline_id=run.pipeline_id,
+                task_id=task_id,
+                trace_id=run.trace_id,
+                at=utc_now(),
+            )
+            row = self._outgoing.dataset_produced(run, produced)
+            producer = f"{run.pipeline_id}/{task_id}"
+            await ws.tx.record_dataset_partition(
+                DatasetPartition(ref.name, produced.partition, version, producer, row.event_id)
+            )
+            ws.tx.add_outbox([row])
+            ws.outcome.datasets_recorded += 1
+            await self.start_triggered(
+                ws, ref.name, produced.partition, version, run.trace_id, row.event_id
+            )
+
+    async def _create(self, ws: WorkingSet, start: RunToStart, trace_id: str) -> bool:
+        """Insert the run for the start's trigger key unless it exists; queue its first tasks."""
+        pipeline = start.pipeline
+        for _ in range(RUN_ID_TRIES):
+            run = NewRun(
+                run_id=new_run_id(utc_now(), secrets.token_hex(2)),
+                pipeline_id=pipeline.id,
+                spec_hash=pipeline.spec_hash,
+                batch_date=start.batch_date,
+                trigger_key=start.trigger_key,
+                params=stored_params(start.params),
+                trace_id=trace_id,
+                deadline_at=deadline_for(pipeline, start.batch_date),
+            )
+            if await ws.tx.insert_run(run):
+                break
+            if await ws.tx.run_for_trigger(pipeline.id, start.trigger_key) is not None:
+                log.info("run.exists", pipeline_id=pipeline.id, trigger_key=start.trigger_key)
+                return False
+        else:
+            raise ConcurrencyError(f"no free run id after {RUN_ID_TRIES} tries")
+        run_id = run.run_id
+        await ws.tx.insert_task_instances(run_id, new_tasks(pipeline, self._remote_by_default))
+        await ws.tx.insert_task_waits(
+            run_id, task_waits(pipeline, run_id, start.batch_date, start.params)
+        )
+        locked = LockedRun(
+            run_id,
+            pipeline.id,
+            pipeline.spec_hash,
+            start.batch_date,
+            RunState.QUEUED,
+            trace_id,
+            run.params,
+        )
+        ws.add_new_run(locked, pipeline)
+        ws.created(run_id, start.reason)
+        ws.apply(run_id, decide(pipeline.graph, ws.snapshot(run_id), RunCreated()).transitions)
+        log.info(
+            "run.created",
+            run_id=run_id,
+            pipeline_id=pipeline.id,
+            batch_date=str(start.batch_date),
+            trace_id=trace_id,
+        )
+        return True

@@ -1,0 +1,144 @@
+"""The runs one transaction changes: their locked rows and pipeline versions, their task states
+as the batch has left them so far, and what to write in bulk before the commit.
+
+Events of a batch are decided one after the other against this view, so a completion and the
+retry or successor it causes see each other. Each task row gets one net move (from its state
+at the start of the batch to its state at the end), each guarded in SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from service.engine.model import RunSnapshot, TaskSnapshot, Transition
+from service.engine.states import RUN_TERMINAL, RunState, TaskState
+from service.events import CloudEvent
+from service.observability import get_logger
+from service.orchestrator.journal import record_transitions
+from service.orchestrator.outcome import BatchOutcome
+from service.orchestrator.outgoing import AttemptDetails, Outgoing
+from service.pipelines import PipelineRegistry
+from service.spec.pipeline import Pipeline
+from service.store import Transaction
+from service.store.records import (
+    AttemptResult,
+    CacheEntry,
+    IgnoredEvent,
+    LockedRun,
+    RunMove,
+    TaskMove,
+)
+
+log = get_logger(__name__)
+
+
+class WorkingSet:
+    def __init__(
+        self,
+        tx: Transaction,
+        registry: PipelineRegistry,
+        outgoing: Outgoing,
+        outcome: BatchOutcome,
+    ) -> None:
+        self.tx = tx
+        self.outcome = outcome
+        self._registry = registry
+        self._outgoing = outgoing
+        self.runs: dict[str, LockedRun] = {}
+        self.pipelines: dict[str, Pipeline] = {}  # run id -> the version it follows
+        self._run_states: dict[str, RunState] = {}
+        self._tasks: dict[str, dict[str, TaskSnapshot]] = {}
+        self._task_moves: dict[tuple[str, str], TaskMove] = {}
+        self._run_moves: dict[str, RunMove] = {}
+        self._results: list[AttemptResult] = []
+        self._cache_entries: list[CacheEntry] = []
+
+    async def load(self, run_ids: Iterable[str]) -> None:
+        """Lock the runs (in run-id order) and load their tasks and pipeline versions."""
+        wanted = sorted(set(run_ids) - set(self.runs))
+        if not wanted:
+            return
+        locked = await self.tx.lock_runs(wanted)
+        states = await self.tx.task_states(list(locked))
+        for run_id, run in locked.items():
+            self.runs[run_id] = run
+            self.pipelines[run_id] = await self._registry.version(run.pipeline_id, run.spec_hash)
+            self._run_states[run_id] = run.state
+            self._tasks[run_id] = states[run_id]
+
+    def add_new_run(self, run: LockedRun, pipeline: Pipeline) -> None:
+        self.runs[run.run_id] = run
+        self.pipelines[run.run_id] = pipeline
+        self._run_states[run.run_id] = run.state
+        self._tasks[run.run_id] = {
+            task_id: TaskSnapshot(task_id, TaskState.PENDING, 0) for task_id in pipeline.graph.order
+        }
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self.runs and self._run_states[run_id] not in RUN_TERMINAL
+
+    def run_state(self, run_id: str) -> RunState:
+        return self._run_states[run_id]
+
+    def snapshot(self, run_id: str) -> RunSnapshot:
+        return RunSnapshot(run_id, self._run_states[run_id], self._tasks[run_id])
+
+    def apply(
+        self,
+        run_id: str,
+        transitions: Sequence[Transition],
+        details: Mapping[str, AttemptDetails] | None = None,
+    ) -> None:
+        """Take the transitions into the batch's view (one net move per row), log them,
+        queue their status events and count them."""
+        for t in transitions:
+            if t.task_id is None:
+                earlier = self._run_moves.get(run_id)
+                start = earlier.from_state if earlier else t.from_state
+                self._run_moves[run_id] = RunMove(run_id, start, t.to_state)
+                self._run_states[run_id] = RunState(t.to_state)
+                continue
+            key = (run_id, t.task_id)
+            moved = self._task_moves.get(key)
+            start = moved.from_state if moved else t.from_state
+            self._task_moves[key] = TaskMove(run_id, t.task_id, start, t.to_state, t.retry_at)
+            attempt = self._tasks[run_id][t.task_id].attempt
+            self._tasks[run_id][t.task_id] = TaskSnapshot(t.task_id, TaskState(t.to_state), attempt)
+        run = self.runs[run_id]
+        pipeline = self.pipelines[run_id]
+        record_transitions(self.tx, self._outgoing, run, pipeline, transitions, details)
+        self.outcome.count(transitions)
+
+    def created(self, run_id: str, reason: str) -> None:
+        """Log the creation of a new run (its row is inserted queued, not moved there)."""
+        run = self.runs[run_id]
+        creation = Transition(None, "", RunState.QUEUED, None, reason)
+        record_transitions(self.tx, self._outgoing, run, self.pipelines[run_id], [creation])
+        self.outcome.runs_created += 1
+
+    def archive(self, result: AttemptResult) -> None:
+        self._results.append(result)
+
+    def remember(self, entry: CacheEntry) -> None:
+        self._cache_entries.append(entry)
+
+    def ignore(
+        self, event: CloudEvent, why: str, run_id: str | None = None, task_id: str | None = None
+    ) -> None:
+        """A valid event that changes nothing: kept, with the reason, in ``ignored_events``."""
+        log.warning(
+            "event.ignored",
+            event_id=event.id,
+            event_type=event.type,
+            reason=why,
+            run_id=run_id,
+            task_id=task_id,
+        )
+        self.tx.add_ignored(IgnoredEvent(event.source, event.id, event.type, run_id, task_id, why))
+        self.outcome.ignored += 1
+
+    async def write(self) -> None:
+        await self.tx.move_tasks(list(self._task_moves.values()))
+        await self.tx.move_runs(list(self._run_moves.values()))
+        await self.tx.record_attempt_results(self._results)
+        await self.tx.record_cache_keys(self._cache_entries)

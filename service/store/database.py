@@ -1,0 +1,200 @@
+"""PostgreSQL access: the connection pool, the queries that need no transaction of their own,
+and the doors to a :class:`Transaction` and to the outbox relay's leadership.
+
+Together with ``transaction.py`` and ``outbox.py`` the only code that runs the named queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from service.errors import InfrastructureError
+from service.store.errors import REFUSED, UNAVAILABLE, redact, translated
+from service.store.migrations import Migration, apply_migrations
+from service.store.outbox import OutboxReader
+from service.store.queries import q
+from service.store.records import (
+    CacheHit,
+    DueRetry,
+    ExpiredLease,
+    Heartbeat,
+    RunRecord,
+    TaskRecord,
+)
+from service.store.transaction import Transaction
+
+if TYPE_CHECKING:
+    from service.store.migrations import Connection
+
+# "trip" in ASCII: the key of the outbox relay's leadership lock.
+RELAY_LOCK_KEY = 0x74726970
+COMMAND_TIMEOUT = 60.0  # seconds a statement may take before it is cancelled
+
+
+async def _init_connection(conn: Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def connect(url: str, pool_size: int = 10) -> Store:
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            init=_init_connection,
+            command_timeout=COMMAND_TIMEOUT,
+        )
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        raise InfrastructureError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
+    return Store(pool)
+
+
+async def create_database_if_missing(url: str) -> bool:
+    """Create the database named in ``url`` (connecting to ``postgres`` to do it)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    if not name:
+        raise InfrastructureError(f"the database URL {redact(url)} names no database")
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    try:
+        conn = await asyncpg.connect(maintenance)
+    except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+        raise InfrastructureError(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
+    try:
+        if await conn.fetchval(q("database_exists"), name):
+            return False
+        with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # created meanwhile
+            await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
+        return True
+    finally:
+        await conn.close()
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migrate(self, migrations: list[Migration] | None = None) -> list[Migration]:
+        with translated():
+            async with self._pool.acquire() as conn:
+                return await apply_migrations(conn, migrations)
+
+    @asynccontextmanager
+    async def transaction(self, actor: str) -> AsyncIterator[Transaction]:
+        """A unit of work; its buffered rows are written just before it commits."""
+        with translated():
+            async with self._pool.acquire() as conn, conn.transaction():
+                tx = Transaction(conn, actor)
+                yield tx
+                await tx.flush()
+
+    @asynccontextmanager
+    async def relay_leadership(self) -> AsyncIterator[OutboxReader | None]:
+        """An outbox reader if this process holds the relay lock, else None.
+
+        The lock is tied to the session: it is released when the connection closes, so a
+        crashed leader's lock goes with it and a standby takes over.
+        """
+        with translated():
+            async with self._pool.acquire() as conn:
+                leader = await conn.fetchval(q("try_relay_leadership"), RELAY_LOCK_KEY)
+                try:
+                    yield OutboxReader(conn) if leader else None
+                finally:
+                    if leader:
+                        with contextlib.suppress(*UNAVAILABLE, *REFUSED):
+                            await conn.execute(q("release_relay_leadership"), RELAY_LOCK_KEY)
+
+    async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        with translated():
+            return await self._pool.fetch(q(name), *args)
+
+    async def _fetchval(self, name: str, *args: Any) -> Any:
+        with translated():
+            return await self._pool.fetchval(q(name), *args)
+
+    async def _execute(self, name: str, *args: Any) -> None:
+        with translated():
+            await self._pool.execute(q(name), *args)
+
+    async def save_pipeline_version(self, pipeline_id: str, spec_hash: str, spec: Any) -> None:
+        await self._execute("save_pipeline_version", pipeline_id, spec_hash, spec)
+
+    async def pipeline_version_spec(self, pipeline_id: str, spec_hash: str) -> Any:
+        return await self._fetchval("pipeline_version_spec", pipeline_id, spec_hash)
+
+    async def list_runs(self, limit: int, pipeline_id: str | None = None) -> list[RunRecord]:
+        rows = await self._fetch("list_runs", limit, pipeline_id)
+        return [RunRecord.from_row(dict(row)) for row in rows]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._fetch("get_run", run_id)
+        return RunRecord.from_row(dict(rows[0])) if rows else None
+
+    async def list_task_instances(self, run_id: str) -> list[TaskRecord]:
+        rows = await self._fetch("list_task_instances", run_id)
+        return [TaskRecord.from_row(dict(row)) for row in rows]
+
+    async def input_versions(self, inputs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(dataset, partition) -> latest recorded version, for those that exist."""
+        if not inputs:
+            return {}
+        rows = await self._fetch(
+            "input_versions", [dataset for dataset, _ in inputs], [part for _, part in inputs]
+        )
+        return {(r["dataset"], r["partition"]): r["version"] for r in rows}
+
+    async def cached_success(self, cache_key: str) -> CacheHit | None:
+        rows = await self._fetch("cached_success", cache_key)
+        return CacheHit(rows[0]["run_id"], rows[0]["attempt"]) if rows else None
+
+    async def renew_attempt_leases(self, beats: Sequence[Heartbeat], lease_seconds: float) -> None:
+        """Heartbeats of remote workers; the worker is recorded as the attempt's."""
+        if beats:
+            await self._execute(
+                "renew_attempt_leases",
+                [b.run_id for b in beats],
+                [b.task_id for b in beats],
+                [b.attempt for b in beats],
+                [b.worker_id for b in beats],
+                lease_seconds,
+            )
+
+    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
+        await self._execute("renew_leases", worker_id, lease_seconds)
+
+    async def expired_leases(self, limit: int) -> list[ExpiredLease]:
+        rows = await self._fetch("expired_leases", limit)
+        return [ExpiredLease(**dict(row)) for row in rows]
+
+    async def due_retries(self, limit: int) -> list[DueRetry]:
+        rows = await self._fetch("due_retries", limit)
+        return [DueRetry(**dict(row)) for row in rows]
+
+    async def next_retry_at(self) -> datetime | None:
+        due: datetime | None = await self._fetchval("next_retry_at")
+        return due
+
+    async def ping(self) -> None:
+        await self._fetchval("ping")

@@ -1,0 +1,295 @@
+"""One open transaction: the unit of work of a batch of events, a claim, or a timer round.
+
+Reads and guarded moves take many rows per statement (``unnest`` arrays). The append-only rows
+(transition log, outbox, ignored events) are buffered and written, each kind with one
+statement, by :meth:`Transaction.flush` just before commit. A guarded move that finds a row in
+another state than expected raises :class:`ConcurrencyError`: a lost race, never a success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from service.engine.model import TaskSnapshot
+from service.engine.states import TaskState
+from service.engine.triggers import NewTask, TaskWait
+from service.errors import ConcurrencyError
+from service.store.queries import q
+from service.store.records import (
+    AttemptResult,
+    CacheEntry,
+    ClaimBudget,
+    ClaimedAttempt,
+    DatasetPartition,
+    IgnoredEvent,
+    LockedRun,
+    MissedDeadline,
+    NewRun,
+    OutboxRow,
+    ReceivedEvent,
+    RunMove,
+    TaskMove,
+    TransitionRow,
+)
+
+if TYPE_CHECKING:
+    from service.store.migrations import Connection
+
+CLAIM_ROUNDS = 4  # choose-and-lock rounds per claim while other replicas take the head
+
+
+@dataclass
+class Transaction:
+    conn: Connection
+    actor: str  # who makes the changes: an instance id, a worker, an operator
+    _transitions: list[TransitionRow] = field(default_factory=list)
+    _outbox: list[OutboxRow] = field(default_factory=list)
+    _ignored: list[IgnoredEvent] = field(default_factory=list)
+
+    async def mark_events_processed(self, events: Sequence[ReceivedEvent]) -> set[tuple[str, str]]:
+        """Record each event; return the (source, id) of those seen for the first time."""
+        if not events:
+            return set()
+        rows = await self.conn.fetch(
+            q("mark_events_processed"),
+            [e.source for e in events],
+            [e.event_id for e in events],
+            [e.event_type for e in events],
+        )
+        return {(row["source"], row["event_id"]) for row in rows}
+
+    async def record_dataset_partition(self, partition: DatasetPartition) -> None:
+        await self.conn.execute(
+            q("record_dataset_partition"),
+            partition.dataset,
+            partition.partition,
+            partition.version,
+            partition.producer,
+            partition.event_id,
+        )
+
+    async def ready_datasets(self, wanted: Sequence[tuple[str, str]]) -> set[str]:
+        """Which of the (dataset, partition) pairs have been announced."""
+        datasets, partitions = [d for d, _ in wanted], [p for _, p in wanted]
+        rows = await self.conn.fetch(q("ready_datasets"), datasets, partitions)
+        return {row["dataset"] for row in rows}
+
+    async def insert_run(self, run: NewRun) -> bool:
+        """False when the run id, or a run for the same (pipeline, trigger key), exists."""
+        created = await self.conn.fetchval(
+            q("insert_run"),
+            run.run_id,
+            run.pipeline_id,
+            run.spec_hash,
+            run.batch_date,
+            run.trigger_key,
+            run.params,
+            run.trace_id,
+            run.deadline_at,
+        )
+        return created is not None
+
+    async def run_for_trigger(self, pipeline_id: str, trigger_key: str) -> str | None:
+        run_id: str | None = await self.conn.fetchval(
+            q("run_for_trigger"), pipeline_id, trigger_key
+        )
+        return run_id
+
+    async def insert_task_instances(self, run_id: str, tasks: Sequence[NewTask]) -> None:
+        await self.conn.execute(
+            q("insert_task_instances"),
+            run_id,
+            [t.task_id for t in tasks],
+            [t.cpu_cores for t in tasks],
+            [t.memory_mb for t in tasks],
+            [t.pool for t in tasks],
+            [t.priority for t in tasks],
+            [t.remote for t in tasks],
+        )
+
+    async def insert_task_waits(self, run_id: str, waits: Sequence[TaskWait]) -> None:
+        if waits:
+            await self.conn.execute(
+                q("insert_task_waits"),
+                run_id,
+                [w.task_id for w in waits],
+                [w.dataset for w in waits],
+                [w.partition for w in waits],
+            )
+
+    async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:
+        """Lock the runs (in run id order); runs that do not exist are absent."""
+        rows = await self.conn.fetch(q("lock_runs"), sorted(set(run_ids)))
+        return {row["run_id"]: LockedRun.from_row(dict(row)) for row in rows}
+
+    async def task_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, TaskSnapshot]]:
+        """run id -> task id -> its state and current attempt."""
+        found: dict[str, dict[str, TaskSnapshot]] = {run_id: {} for run_id in run_ids}
+        for row in await self.conn.fetch(q("task_states"), list(run_ids)):
+            found[row["run_id"]][row["task_id"]] = TaskSnapshot(
+                row["task_id"], TaskState(row["state"]), row["attempt"]
+            )
+        return found
+
+    async def move_runs(self, moves: Sequence[RunMove]) -> None:
+        """Apply guarded run moves; all or none."""
+        if not moves:
+            return
+        moved = await self.conn.fetch(
+            q("move_runs"),
+            [m.run_id for m in moves],
+            [m.from_state for m in moves],
+            [m.to_state for m in moves],
+        )
+        if len(moved) != len(moves):
+            missed = {m.run_id for m in moves} - {row["run_id"] for row in moved}
+            raise ConcurrencyError(f"runs {sorted(missed)} changed under us")
+
+    async def move_tasks(self, moves: Sequence[TaskMove]) -> None:
+        """Apply guarded task moves; all or none."""
+        if not moves:
+            return
+        moved = await self.conn.fetch(
+            q("move_tasks"),
+            [m.run_id for m in moves],
+            [m.task_id for m in moves],
+            [m.from_state for m in moves],
+            [m.to_state for m in moves],
+            [m.retry_at for m in moves],
+        )
+        if len(moved) != len(moves):
+            missed = {(m.run_id, m.task_id) for m in moves} - {
+                (row["run_id"], row["task_id"]) for row in moved
+            }
+            raise ConcurrencyError(f"tasks {sorted(missed)} changed under us")
+
+    async def record_cache_keys(self, entries: Sequence[CacheEntry]) -> None:
+        if entries:
+            await self.conn.execute(
+                q("record_cache_keys"),
+                [e.cache_key for e in entries],
+                [e.pipeline_id for e in entries],
+                [e.task_id for e in entries],
+                [e.run_id for e in entries],
+                [e.attempt for e in entries],
+            )
+
+    async def record_attempt_results(self, results: Sequence[AttemptResult]) -> None:
+        if not results:
+            return
+        await self.conn.execute(
+            q("record_attempt_results"),
+            [r.run_id for r in results],
+            [r.task_id for r in results],
+            [r.attempt for r in results],
+            [r.exit_code for r in results],
+            [r.error_snippet for r in results],
+            [r.stderr_tail for r in results],
+            [r.ended_at for r in results],
+        )
+
+    async def flag_missed_deadlines(self, limit: int) -> list[MissedDeadline]:
+        """Active runs past their deadline, now flagged (each once)."""
+        rows = await self.conn.fetch(q("flag_missed_deadlines"), limit)
+        return [MissedDeadline.from_row(dict(row)) for row in rows]
+
+    async def claim_tasks(
+        self, worker_id: str, budget: ClaimBudget, lease_seconds: float
+    ) -> list[ClaimedAttempt]:
+        """Move the queued tasks that fit ``budget`` to running for this worker.
+
+        Replicas claiming at once choose the same head of the queue; rows another one locked
+        first are passed over and the next ones chosen, for a few rounds.
+        """
+        claimed: list[ClaimedAttempt] = []
+        passed_over: list[tuple[str, str]] = []
+        for _ in range(CLAIM_ROUNDS):
+            free = budget.less(claimed)
+            chosen = await self.conn.fetch(
+                q("claimable_tasks"),
+                free.slots,
+                free.cpu_cores,
+                free.memory_mb,
+                list(free.pools),
+                list(free.pools.values()),
+                [p[0] for p in passed_over],
+                [p[1] for p in passed_over],
+                free.remote,
+            )
+            if not chosen:
+                break
+            # Wait (briefly) for the runs, in run-id order like every writer: skipping them
+            # would leave the tasks of a busy run unclaimed until the next poll.
+            await self.lock_runs([r["run_id"] for r in chosen])
+            rows = await self.conn.fetch(
+                q("claim_tasks"),
+                worker_id,
+                [r["run_id"] for r in chosen],
+                [r["task_id"] for r in chosen],
+                lease_seconds,
+            )
+            got = [ClaimedAttempt.from_row(dict(row)) for row in rows]
+            claimed.extend(got)
+            taken = {(c.run_id, c.task_id) for c in got}
+            missed = [
+                (r["run_id"], r["task_id"])
+                for r in chosen
+                if (r["run_id"], r["task_id"]) not in taken
+            ]
+            if not missed:
+                break
+            passed_over.extend(missed)
+        return claimed
+
+    def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
+        self._transitions.extend(rows)
+
+    def add_outbox(self, rows: Sequence[OutboxRow]) -> None:
+        self._outbox.extend(rows)
+
+    def add_ignored(self, event: IgnoredEvent) -> None:
+        self._ignored.append(event)
+
+    @property
+    def outbox_written(self) -> int:
+        return len(self._outbox)
+
+    async def flush(self) -> None:
+        await self._flush_transitions()
+        if self._outbox:
+            out = self._outbox
+            await self.conn.execute(
+                q("insert_outbox"),
+                [r.event_id for r in out],
+                [r.topic for r in out],
+                [r.key for r in out],
+                [r.payload for r in out],
+            )
+        if self._ignored:
+            ign = self._ignored
+            await self.conn.execute(
+                q("record_ignored_events"),
+                [e.source for e in ign],
+                [e.event_id for e in ign],
+                [e.event_type for e in ign],
+                [e.run_id for e in ign],
+                [e.task_id for e in ign],
+                [e.reason for e in ign],
+            )
+
+    async def _flush_transitions(self) -> None:
+        if not self._transitions:
+            return
+        rows = self._transitions
+        await self.conn.execute(
+            q("insert_transitions"),
+            [r.run_id for r in rows],
+            [r.task_id for r in rows],
+            [r.attempt for r in rows],
+            [r.from_state for r in rows],
+            [r.to_state for r in rows],
+            [r.reason for r in rows],
+            self.actor,
+        )

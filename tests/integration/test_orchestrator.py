@@ -1,0 +1,173 @@
+"""The orchestrator against the real database: one transaction per batch, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import orjson
+
+from service.events import validate_data
+from service.orchestrator.reliable import apply_reliably
+from service.store.records import ClaimBudget
+from tests.support import Orchestrate, completed, ready
+
+
+async def states(pg: asyncpg.Connection) -> dict[str, str]:
+    rows = await pg.fetch("SELECT task_id, state FROM task_instances")
+    return {r["task_id"]: r["state"] for r in rows}
+
+
+async def test_a_partition_makes_one_run_whatever_is_redelivered(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")
+    event = ready("orders_raw", "2026-11-21")
+    first = await rig.apply([event])
+    assert (first.runs_created, first.tasks_queued, first.outbox_written) == (1, 1, 3)
+    again = await rig.apply([event, ready("orders_raw", "2026-11-21")])
+    assert again.duplicates == 1
+    assert again.runs_created == 0
+    assert await pg.fetchval("SELECT count(*) FROM runs") == 1
+    tasks = rig.registry.current["orders"].graph.order
+    assert await states(pg) == {t: "queued" if t == "ingest" else "pending" for t in tasks}
+    for row in await pg.fetch("SELECT payload FROM outbox ORDER BY id"):
+        body = orjson.loads(row["payload"])
+        validate_data(body["type"], body["data"])
+
+
+async def test_claim_complete_and_advance(orchestrate: Orchestrate, pg: asyncpg.Connection) -> None:
+    rig = await orchestrate("orders")
+    await rig.apply([ready("orders_raw", "2026-11-21")])
+    [claim] = await rig.claim("w1")
+    assert (claim.task_id, claim.attempt) == ("ingest", 1)
+    assert await rig.claim("w1") == []
+    outcome = await rig.apply([completed(claim.run_id, "ingest", 1)])
+    assert outcome.tasks_queued == 1
+    now = await states(pg)
+    assert (now["ingest"], now["clean"], now["join_customers"]) == ("success", "queued", "pending")
+    attempt = await pg.fetchrow("SELECT * FROM task_attempts")
+    assert (attempt["task_id"], attempt["state"], attempt["exit_code"]) == ("ingest", "success", 0)
+    status = await pg.fetch("SELECT payload FROM outbox ORDER BY id")
+    ended = [orjson.loads(row["payload"]) for row in status][-2]
+    # The task's status event says which version the run follows and how many tries it has.
+    assert ended["data"]["state"] == "success"
+    assert ended["data"]["spec_hash"] == rig.registry.current["orders"].spec_hash
+    assert ended["data"]["max_attempts"] == 3
+
+
+async def test_stale_and_unknown_completions_are_ignored(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")
+    await rig.apply([ready("orders_raw", "2026-11-21")])
+    [claim] = await rig.claim("w1", 1)
+    outcome = await rig.apply(
+        [completed(claim.run_id, "ingest", 2), completed("no-such-run", "ingest", 1)]
+    )
+    assert (outcome.applied, outcome.ignored) == (0, 2)
+    assert (await states(pg))["ingest"] == "running"
+
+
+async def test_a_failure_fails_downstream_but_all_done_tasks_still_run(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")
+    await rig.apply([ready("orders_raw", "2026-11-21")])
+    [claim] = await rig.claim("w1", 1)
+    await rig.apply([completed(claim.run_id, "ingest", 1, "failed", retryable=False)])
+    now = await states(pg)
+    assert [now[t] for t in ("clean", "join_customers", "aggregate", "publish")] == [
+        "upstream_failed"
+    ] * 4
+    assert (now["notify"], now["tidy_staging"]) == ("queued", "queued")
+    assert await pg.fetchval("SELECT state FROM runs") == "running"
+    finishers = await rig.claim("w1", 5)
+    await rig.apply([completed(c.run_id, c.task_id, c.attempt) for c in finishers])
+    assert await pg.fetchval("SELECT state FROM runs") == "failed"
+    # A late completion after the run ended changes nothing.
+    late = await rig.apply([completed(claim.run_id, "ingest", 1)])
+    assert late.ignored == 1
+
+
+async def test_concurrent_claimers_never_share_a_task(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")
+    await rig.apply([ready("orders_raw", f"2026-01-{day:02d}") for day in range(1, 21)])
+    claimed: list[tuple[str, str]] = []
+    for _ in range(5):  # as executors do: claim again while there is work
+        claims = await asyncio.gather(*(rig.claim(f"w{i}", 3) for i in range(8)))
+        claimed += [(c.run_id, c.task_id) for batch in claims for c in batch]
+    assert len(claimed) == len(set(claimed)) == 20  # every task, none twice
+    assert await pg.fetchval("SELECT count(*) FROM task_instances WHERE state = 'running'") == 20
+
+
+async def test_an_event_the_database_refuses_is_isolated(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")
+    # Valid JSON and valid against the schema, but PostgreSQL text cannot hold NUL.
+    poison = ready("orders_raw", "2026-11-22", producer="bad\u0000producer")
+    events = [ready("orders_raw", "2026-11-21"), poison, ready("orders_raw", "2026-11-23")]
+    refused = await apply_reliably(rig.applier, events)
+    assert [(r.event.id, r.reason.startswith("the database refused it")) for r in refused] == [
+        (poison.id, True)
+    ]
+    assert refused[0].traceback is None  # the data's fault, not a bug
+    batch_dates = await pg.fetch("SELECT batch_date::text FROM runs ORDER BY batch_date")
+    assert [r["batch_date"] for r in batch_dates] == ["2026-11-21", "2026-11-23"]
+
+
+async def test_a_failed_attempt_is_retried_when_its_time_comes(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")
+    await rig.apply([ready("orders_raw", "2026-11-21")])
+    [claim] = await rig.claim("w1", 1)
+    outcome = await rig.apply([completed(claim.run_id, "ingest", 1, "failed")])
+    assert outcome.retries_scheduled == 1
+    row = await pg.fetchrow(
+        "SELECT state, retry_at, now() AS now FROM task_instances WHERE task_id = 'ingest'"
+    )
+    assert row["state"] == "up_for_retry"
+    # orders: backoff base 10s, jitter 20% -> the first retry 8 to 12 s later.
+    assert 7.5 <= (row["retry_at"] - row["now"]).total_seconds() <= 12.5
+    assert await rig.timers.fire_due_retries(10) == 0  # not due yet
+    await pg.execute("UPDATE task_instances SET retry_at = now() WHERE task_id = 'ingest'")
+    assert await rig.timers.fire_due_retries(10) == 1
+    assert (await states(pg))["ingest"] == "queued"
+    [again] = await rig.claim("w2", ClaimBudget(1))
+    assert (again.task_id, again.attempt) == ("ingest", 2)
+    log = await pg.fetch("SELECT to_state FROM transitions WHERE task_id = 'ingest' ORDER BY id")
+    assert [r["to_state"] for r in log] == [
+        "queued",
+        "running",
+        "up_for_retry",
+        "queued",
+        "running",
+    ]
+
+
+async def test_an_attempt_whose_lease_expires_is_lost_and_retried_once(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")
+    await rig.apply([ready("orders_raw", "2026-11-21")])
+    [claim] = await rig.claim("w1", 1)
+    assert await rig.timers.reap_expired_leases(10) == 0
+    await pg.execute("UPDATE task_instances SET lease_expires_at = now() - interval '1 second'")
+    # Two replicas reaping at once: the lost-attempt event has one id, so it applies once.
+    await asyncio.gather(rig.timers.reap_expired_leases(10), rig.timers.reap_expired_leases(10))
+    row = await pg.fetchrow("SELECT state, attempt FROM task_instances WHERE task_id = 'ingest'")
+    assert (row["state"], row["attempt"]) == ("up_for_retry", 1)
+    assert (
+        await pg.fetchval("SELECT count(*) FROM transitions WHERE to_state = 'up_for_retry'") == 1
+    )
+    attempt = await pg.fetchrow("SELECT * FROM task_attempts WHERE task_id = 'ingest'")
+    assert "stopped renewing its lease" in attempt["error_snippet"]
+    # The lost worker's completion arrives late: it is ignored, and the reason is kept.
+    late = await rig.apply([completed(claim.run_id, "ingest", 1)])
+    assert late.ignored == 1
+    reason = await pg.fetchval("SELECT reason FROM ignored_events")
+    assert "stale completion" in reason
