@@ -39,26 +39,12 @@ def card(alert: Alert, folded: int, dashboard_url: str, logs_url: str) -> dict[s
     held back (0 for the first of a window)."""
     title, color = TITLES.get(alert.kind, (alert.kind, "blue"))
     where = f"{alert.pipeline_id}" + (f" / {alert.task_id}" if alert.task_id else "")
-    fields = [
-        ("Pipeline", alert.pipeline_id),
-        ("Batch date", alert.batch_date),
-        ("Run", alert.run_id),
-    ]
-    if alert.task_id:
-        of = f" of {alert.max_attempts}" if alert.max_attempts else ""
-        fields.append(("Task", f"{alert.task_id} (attempt {alert.attempt}{of})"))
-    if alert.duration_seconds is not None:
-        fields.append(("Duration", f"{alert.duration_seconds:g} s"))
-    if alert.signal or alert.exit_code is not None:
-        fields.append(("Ended", alert.signal or f"exit code {alert.exit_code}"))
-    if folded:
-        fields.append(("Folded", f"{folded} more like this since the last card"))
     elements: list[dict[str, Any]] = [
         {
             "tag": "div",
             "fields": [
                 {"is_short": True, "text": {"tag": "lark_md", "content": f"**{k}**\n{v}"}}
-                for k, v in fields
+                for k, v in facts(alert, folded)
             ],
         }
     ]
@@ -73,24 +59,8 @@ def card(alert: Alert, folded: int, dashboard_url: str, logs_url: str) -> dict[s
         elements.append(
             {"tag": "note", "elements": [{"tag": "plain_text", "content": alert.reason[:300]}]}
         )
-    elements.append(
-        {
-            "tag": "action",
-            "actions": [
-                {
-                    "tag": "button",
-                    "text": {"tag": "plain_text", "content": "Open run"},
-                    "type": "primary",
-                    "url": dashboard_url,
-                },
-                {
-                    "tag": "button",
-                    "text": {"tag": "plain_text", "content": "Logs"},
-                    "url": logs_url,
-                },
-            ],
-        }
-    )
+    elements.append({"tag": "action", "actions": [_button("Open run", dashboard_url, True)]})
+    elements[-1]["actions"].append(_button("Logs", logs_url))
     return {
         "msg_type": "interactive",
         "card": {
@@ -102,6 +72,33 @@ def card(alert: Alert, folded: int, dashboard_url: str, logs_url: str) -> dict[s
             "elements": elements,
         },
     }
+
+
+def facts(alert: Alert, folded: int) -> list[tuple[str, str]]:
+    """What a card says in its short fields, in order."""
+    found = [
+        ("Pipeline", alert.pipeline_id),
+        ("Batch date", alert.batch_date),
+        ("Run", alert.run_id),
+    ]
+    if alert.task_id:
+        of = f" of {alert.max_attempts}" if alert.max_attempts else ""
+        found.append(("Task", f"{alert.task_id} (attempt {alert.attempt}{of})"))
+    if alert.duration_seconds is not None:
+        found.append(("Duration", f"{alert.duration_seconds:g} s"))
+    if alert.signal or alert.exit_code is not None:
+        found.append(("Ended", alert.signal or f"exit code {alert.exit_code}"))
+    if folded:
+        found.append(("Folded", f"{folded} more like this since the last card"))
+    return found
+
+
+def _button(label: str, url: str, primary: bool = False) -> dict[str, Any]:
+    button: dict[str, Any] = {"tag": "button", "text": {"tag": "plain_text", "content": label}}
+    if primary:
+        button["type"] = "primary"
+    button["url"] = url
+    return button
 
 
 def signed_body(body: dict[str, Any], secret: str | None, now: int) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""HTTP: health, readiness, metrics and the REST views (served by the service itself)."""

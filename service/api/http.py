@@ -1,4 +1,7 @@
-"""HTTP: liveness, readiness and read-only views of runs (the operator API grows from here)."""
+"""HTTP: liveness, readiness, metrics and read-only views of runs (the operator API grows here).
+
+Reads come from PostgreSQL, live views from Redis first. The API never talks to Kafka.
+"""
 
 from __future__ import annotations
 
@@ -32,49 +35,33 @@ def error(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status=status)
 
 
-def make_app(
-    store: Store, readiness: ReadinessCheck, live: LiveState | None = None
-) -> web.Application:
-    async def healthz(request: web.Request) -> web.Response:
+class Views:
+    def __init__(
+        self, store: Store, readiness: ReadinessCheck, live: LiveState | None = None
+    ) -> None:
+        self._store = store
+        self._readiness = readiness
+        self._live = live
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.prometheus),
+            web.get("/api/runs", self.list_runs),
+            web.get("/api/runs/{run_id}", self.get_run),
+            web.get("/api/runs/{run_id}/state", self.run_state),
+        ]
+
+    async def healthz(self, request: web.Request) -> web.Response:
         return json_response({"status": "alive"})
 
-    async def readyz(request: web.Request) -> web.Response:
-        checks = await readiness()
+    async def readyz(self, request: web.Request) -> web.Response:
+        checks = await self._readiness()
         ready = all(v == "ok" for k, v in checks.items() if k != "redis")
         return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
-    async def list_runs(request: web.Request) -> web.Response:
-        try:
-            limit = int(request.query.get("limit", "50"))
-        except ValueError:
-            return error(400, "query parameter 'limit' must be an integer")
-        if not 1 <= limit <= MAX_LIST:
-            return error(400, f"query parameter 'limit' must be between 1 and {MAX_LIST}")
-        try:
-            runs = await store.list_runs(limit, request.query.get("pipeline"))
-        except TributaryError as exc:
-            return error(503, str(exc))
-        return json_response({"runs": [asdict(run) for run in runs]})
-
-    async def run_with_tasks(run_id: str) -> tuple[RunRecord, list[TaskRecord]] | web.Response:
-        """The run and its tasks from PostgreSQL, or the error response to send."""
-        try:
-            run = await store.get_run(run_id)
-            tasks = await store.list_task_instances(run_id) if run else []
-        except TributaryError as exc:
-            return error(503, str(exc))
-        if run is None:
-            return error(404, f"no run {run_id!r}")
-        return run, tasks
-
-    async def get_run(request: web.Request) -> web.Response:
-        found = await run_with_tasks(request.match_info["run_id"])
-        if isinstance(found, web.Response):
-            return found
-        run, tasks = found
-        return json_response({"run": asdict(run), "tasks": [asdict(task) for task in tasks]})
-
-    async def prometheus(request: web.Request) -> web.Response:
+    async def prometheus(self, request: web.Request) -> web.Response:
         return web.Response(
             body=metrics.exposition(),
             content_type="text/plain",
@@ -82,13 +69,33 @@ def make_app(
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
-    async def run_state(request: web.Request) -> web.Response:
+    async def list_runs(self, request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "50"))
+        except ValueError:
+            return error(400, "query parameter 'limit' must be an integer")
+        if not 1 <= limit <= MAX_LIST:
+            return error(400, f"query parameter 'limit' must be between 1 and {MAX_LIST}")
+        try:
+            runs = await self._store.list_runs(limit, request.query.get("pipeline"))
+        except TributaryError as exc:
+            return error(503, str(exc))
+        return json_response({"runs": [asdict(run) for run in runs]})
+
+    async def get_run(self, request: web.Request) -> web.Response:
+        found = await self._run_with_tasks(request.match_info["run_id"])
+        if isinstance(found, web.Response):
+            return found
+        run, tasks = found
+        return json_response({"run": asdict(run), "tasks": [asdict(task) for task in tasks]})
+
+    async def run_state(self, request: web.Request) -> web.Response:
         """Current states for live views: Redis first, PostgreSQL when Redis has nothing."""
         run_id = request.match_info["run_id"]
-        state = await live.read(run_id) if live is not None else None
+        state = await self._live.read(run_id) if self._live is not None else None
         if state is not None:
             return json_response({**state, "source": "redis"})
-        found = await run_with_tasks(run_id)
+        found = await self._run_with_tasks(run_id)
         if isinstance(found, web.Response):
             return found
         run, tasks = found
@@ -101,15 +108,23 @@ def make_app(
             }
         )
 
+    async def _run_with_tasks(
+        self, run_id: str
+    ) -> tuple[RunRecord, list[TaskRecord]] | web.Response:
+        """The run and its tasks from PostgreSQL, or the error response to send."""
+        try:
+            run = await self._store.get_run(run_id)
+            tasks = await self._store.list_task_instances(run_id) if run else []
+        except TributaryError as exc:
+            return error(503, str(exc))
+        if run is None:
+            return error(404, f"no run {run_id!r}")
+        return run, tasks
+
+
+def make_app(
+    store: Store, readiness: ReadinessCheck, live: LiveState | None = None
+) -> web.Application:
     app = web.Application()
-    app.add_routes(
-        [
-            web.get("/healthz", healthz),
-            web.get("/readyz", readyz),
-            web.get("/metrics", prometheus),
-            web.get("/api/runs", list_runs),
-            web.get("/api/runs/{run_id}", get_run),
-            web.get("/api/runs/{run_id}/state", run_state),
-        ]
-    )
+    app.add_routes(Views(store, readiness, live).routes())
     return app

@@ -1,0 +1,1 @@
+"""Kafka: clients built from settings, broker errors translated, the dead-letter writer."""

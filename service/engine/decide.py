@@ -37,8 +37,8 @@ from service.engine.states import (
     task_may_move,
 )
 from service.errors import IllegalTransition
+from service.spec.base import TriggerRule
 from service.spec.graph import TaskGraph
-from service.spec.models import TriggerRule
 
 
 def decide(graph: TaskGraph, run: RunSnapshot, event: EngineEvent) -> Decision:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from service.engine.states import TaskState
-from service.spec.models import RetryPolicy
+from service.spec.tasks import RetryPolicy
 
 
 def backoff_delay(policy: RetryPolicy, attempt: int, jitter_sample: float) -> timedelta:

@@ -1,0 +1,2 @@
+"""The pipeline language: models, loading with every problem located, validation, the task
+graph, templates, parameters, rendering and dry runs."""

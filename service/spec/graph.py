@@ -6,7 +6,9 @@ import graphlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from service.spec.models import PipelineSpec, RetryPolicy, TriggerRule
+from service.spec.base import TriggerRule
+from service.spec.models import PipelineSpec
+from service.spec.tasks import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,16 +5,35 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import model_validator
 
 from service.errors import SpecError
-
-if TYPE_CHECKING:
-    from service.spec.models import ParamSpec
+from service.spec.base import ParamType, Spec
 
 ParamValue = str | int | float | bool | date
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
+
+
+class ParamSpec(Spec):
+    type: ParamType = ParamType.STRING
+    description: str = ""
+    default: str | int | float | bool | date | None = None
+    # Required parameters have no default and must be given for every run.
+    required: bool = False
+    choices: list[str | int | float] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.required and self.default is not None:
+            raise ValueError("a required parameter cannot have a default")
+        if not self.required and self.default is None:
+            raise ValueError("give a default, or mark the parameter required: true")
+        if self.default is not None:
+            coerce(self, self.default)
+        return self
 
 
 def coerce(spec: ParamSpec, value: Any) -> ParamValue:

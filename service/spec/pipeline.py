@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from service.errors import Problem
 from service.spec.graph import TaskGraph
-from service.spec.models import PipelineSpec, TaskSpec
+from service.spec.models import PipelineSpec
+from service.spec.tasks import TaskSpec
 from service.spec.validate import TaskTemplates
 
 

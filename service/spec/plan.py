@@ -13,10 +13,10 @@ from typing import Any
 from service.errors import Problem, SpecError
 from service.spec.durations import format_duration
 from service.spec.loader import gc_paused
-from service.spec.models import RetryPolicy, TaskSpec
 from service.spec.params import ParamValue, resolve_params
 from service.spec.pipeline import Pipeline
 from service.spec.render import RenderedTask, render_task, template_values
+from service.spec.tasks import RetryPolicy, TaskSpec
 from service.spec.validate import NodeCapacity, suggest
 
 PLANNED_RUN_ID = "<run_id>"

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.errors import Problem
-from service.spec.models import CheckWait, PipelineSpec, TaskSpec, TriggerRule
+from service.spec.base import TriggerRule
+from service.spec.models import PipelineSpec
+from service.spec.tasks import CheckWait, TaskSpec
 from service.spec.templates import (
     RUN_NAMES,
     Kind,

@@ -30,8 +30,9 @@ from service.engine.states import (
     task_may_move,
 )
 from service.errors import IllegalTransition
+from service.spec.base import TriggerRule
 from service.spec.graph import TaskGraph, build_graph
-from service.spec.models import PipelineSpec, TriggerRule
+from service.spec.models import PipelineSpec
 
 
 def graph_of(

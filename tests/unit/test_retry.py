@@ -12,7 +12,8 @@ from service.engine.decide import AttemptFinished, RetryDue, RunSnapshot, TaskSn
 from service.engine.retry import backoff_delay, classify_exit, should_retry
 from service.engine.states import TaskState
 from service.spec.graph import build_graph
-from service.spec.models import PipelineSpec, RetryPolicy
+from service.spec.models import PipelineSpec
+from service.spec.tasks import RetryPolicy
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from service.errors import Problem, SpecError
+from service.spec.base import TriggerRule
 from service.spec.loader import load_pipeline_dir, load_pipeline_file, pipeline_from_data
-from service.spec.models import TriggerRule
 from service.spec.validate import NodeCapacity
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"

@@ -1,0 +1,350 @@
+"""One process's components, built from the settings by keyword, connected in order.
+
+:func:`assemble` opens the servers (PostgreSQL and its migrations, the pipelines, Kafka,
+Redis), then builds the orchestrator on top of them and the loops on top of that. Every
+component is handed what it needs when it is made; loops subscribe to the work hub
+themselves, so nothing is wired after construction. :class:`Components` starts the loops and
+stops them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from service.alerts.routes import Routes
+from service.alerts.sender import AlertSender, ErrorAlerts, dead_letter_alert
+from service.bus.dead_letter import DeadLetters
+from service.bus.kafka import (
+    broker_errors,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    service_topics,
+)
+from service.config import Settings
+from service.lineage import LineageEmitter
+from service.live_state import LiveState
+from service.loops.completions import CompletionBatcher
+from service.loops.consumer import EventConsumer
+from service.loops.dispatcher import RemoteDispatcher
+from service.loops.executor import LocalExecutor
+from service.loops.heartbeat import LeaseKeeper
+from service.loops.relay import Listener, OutboxRelay
+from service.loops.timers import TimerLoop
+from service.loops.watcher import PipelineWatcher
+from service.observability import get_logger
+from service.orchestrator.batch import BatchApplier
+from service.orchestrator.claims import Claimer
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.timers import Timers
+from service.orchestrator.work_hub import WorkHub
+from service.pipelines import PipelineRegistry, RunContexts
+from service.spec.validate import NodeCapacity
+from service.store import Store, connect
+from service.store.records import ClaimBudget
+from service.supervision import Loop
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Servers:
+    """What the process is connected to."""
+
+    store: Store
+    registry: PipelineRegistry
+    producer: AIOKafkaProducer
+    consumer: AIOKafkaConsumer
+    live: LiveState | None
+
+
+@dataclass
+class Orchestration:
+    hub: WorkHub
+    applier: BatchApplier
+    claimer: Claimer
+    timers: Timers
+    dead_letters: DeadLetters
+
+
+@dataclass
+class Components:
+    """The connected pieces of one process and the loops that drive them."""
+
+    servers: Servers
+    alerts: AlertSender | None
+    lineage: LineageEmitter | None
+    consumer: EventConsumer
+    relay: OutboxRelay
+    completions: CompletionBatcher
+    executor: LocalExecutor
+    heartbeat: LeaseKeeper
+    watcher: PipelineWatcher
+    timers: TimerLoop
+    dispatcher: RemoteDispatcher
+
+    def start(self) -> dict[str, asyncio.Task[None]]:
+        loops: list[Loop] = [
+            self.consumer,
+            self.executor,
+            self.completions,
+            self.relay,
+            self.watcher,
+            self.timers,
+            self.dispatcher,
+            self.heartbeat,
+        ]
+        running = {loop.name: asyncio.create_task(loop.run(), name=loop.name) for loop in loops}
+        listeners = {
+            "live-state": self.servers.live,
+            "alerts": self.alerts,
+            "lineage": self.lineage,
+        }
+        for name, listener in listeners.items():
+            if listener is not None:
+                running[name] = asyncio.create_task(listener.run(), name=name)
+        return running
+
+    async def shutdown(self, running: dict[str, asyncio.Task[None]], drain: float) -> None:
+        """Intake first; then the attempts, their completions, the outbox, the live state."""
+        await cancel([running.pop(self.consumer.name)])
+        await self.executor.drain(drain)
+        self.completions.stop()
+        completions = running.pop(self.completions.name)
+        if not completions.done():
+            await completions
+        await cancel([running.pop(self.relay.name)])
+        await self.relay.drain()
+        await cancel(list(running.values()))
+        if self.servers.live is not None:
+            await self.servers.live.publish_pending()
+
+
+async def assemble(
+    settings: Settings, routes: Routes | None, stack: contextlib.AsyncExitStack
+) -> Components:
+    servers = await connect_servers(settings, stack)
+    alerts = _alert_sender(routes, settings, servers.registry, stack)
+    lineage = _lineage(settings, servers)
+    listeners: list[Listener] = [
+        each.offer for each in (servers.live, alerts, lineage) if each is not None
+    ]
+    core = _orchestration(settings, servers, alerts)
+    return _loops(settings, servers, core, listeners, alerts, lineage)
+
+
+async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) -> Servers:
+    store = await connect(settings.database_url, settings.database_pool_size)
+    stack.push_async_callback(store.close)
+    await store.migrate()
+    registry = PipelineRegistry(
+        store, NodeCapacity(settings.node_cpu_cores, settings.node_memory_mb)
+    )
+    await registry.load(settings.pipelines_dir)
+    producer, consumer = await _open_kafka(settings, stack)
+    live = await _open_live_state(settings, stack)
+    return Servers(store, registry, producer, consumer, live)
+
+
+def _orchestration(
+    settings: Settings, servers: Servers, alerts: AlertSender | None
+) -> Orchestration:
+    store, registry, me = servers.store, servers.registry, settings.instance_id
+    hub = WorkHub()
+    outgoing = Outgoing(settings.topic_status, settings.topic_requests, settings.event_source)
+    applier = BatchApplier(
+        store=store,
+        registry=registry,
+        outgoing=outgoing,
+        hub=hub,
+        actor=me,
+        remote_by_default=settings.remote_by_default,
+    )
+    timers = Timers(
+        store=store, registry=registry, outgoing=outgoing, applier=applier, hub=hub, actor=me
+    )
+    dead_letters = DeadLetters(
+        servers.producer,
+        settings.topic_dead_letter,
+        on_sent=(lambda letter: alerts.raise_alert(dead_letter_alert(letter)))
+        if alerts
+        else (lambda letter: None),
+    )
+    claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
+    return Orchestration(hub, applier, claimer, timers, dead_letters)
+
+
+def _loops(
+    settings: Settings,
+    servers: Servers,
+    core: Orchestration,
+    listeners: list[Listener],
+    alerts: AlertSender | None,
+    lineage: LineageEmitter | None,
+) -> Components:
+    completions = CompletionBatcher(
+        applier=core.applier,
+        dead_letters=core.dead_letters,
+        topic=settings.topic_completions,
+        max_batch=settings.consumer_batch_size,
+    )
+    executor = _executor(settings, servers, core, completions)
+    return Components(
+        servers=servers,
+        alerts=alerts,
+        lineage=lineage,
+        consumer=EventConsumer(
+            consumer=servers.consumer,
+            applier=core.applier,
+            store=servers.store,
+            dead_letters=core.dead_letters,
+            batch_size=settings.consumer_batch_size,
+            lease_seconds=settings.lease_ttl_seconds,
+        ),
+        relay=_relay(settings, servers, core, listeners),
+        completions=completions,
+        executor=executor,
+        heartbeat=LeaseKeeper(
+            store=servers.store,
+            executor=executor,
+            worker_id=settings.instance_id,
+            lease_seconds=settings.lease_ttl_seconds,
+        ),
+        watcher=PipelineWatcher(
+            registry=servers.registry,
+            directory=settings.pipelines_dir,
+            interval=settings.pipelines_reload_interval_seconds,
+        ),
+        timers=TimerLoop(
+            timers=core.timers,
+            store=servers.store,
+            hub=core.hub,
+            poll_interval=settings.timer_poll_interval_seconds,
+        ),
+        dispatcher=RemoteDispatcher(
+            claimer=core.claimer,
+            hub=core.hub,
+            dispatcher_id=settings.instance_id,
+            lease_seconds=settings.lease_ttl_seconds,
+            poll_interval=settings.executor_poll_interval_seconds,
+        ),
+    )
+
+
+def _relay(
+    settings: Settings, servers: Servers, core: Orchestration, listeners: list[Listener]
+) -> OutboxRelay:
+    return OutboxRelay(
+        store=servers.store,
+        producer=servers.producer,
+        hub=core.hub,
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval_seconds,
+        listeners=listeners,
+    )
+
+
+def _executor(
+    settings: Settings, servers: Servers, core: Orchestration, completions: CompletionBatcher
+) -> LocalExecutor:
+    return LocalExecutor(
+        claimer=core.claimer,
+        registry=servers.registry,
+        store=servers.store,
+        completions=completions,
+        hub=core.hub,
+        worker_id=settings.instance_id,
+        event_source=settings.event_source,
+        log_dir=settings.task_log_dir,
+        node=ClaimBudget(
+            settings.max_parallel_tasks,
+            settings.node_cpu_cores,
+            settings.node_memory_mb,
+            settings.pools,
+        ),
+        lease_seconds=settings.lease_ttl_seconds,
+        poll_interval=settings.executor_poll_interval_seconds,
+    )
+
+
+def _alert_sender(
+    routes: Routes | None,
+    settings: Settings,
+    registry: PipelineRegistry,
+    stack: contextlib.AsyncExitStack,
+) -> AlertSender | None:
+    if routes is None:
+        return None
+
+    def domain_of(pipeline_id: str) -> str | None:
+        pipeline = registry.current.get(pipeline_id)
+        return pipeline.spec.domain if pipeline else None
+
+    sender = AlertSender(
+        routes,
+        settings.alert_dashboard_url_template,
+        settings.alert_logs_url_template,
+        settings.alert_fold_window_seconds,
+        domain_of,
+    )
+    errors = ErrorAlerts(sender)  # the service's own ERROR lines alert too
+    logging.getLogger().addHandler(errors)
+    stack.callback(logging.getLogger().removeHandler, errors)
+    return sender
+
+
+def _lineage(settings: Settings, servers: Servers) -> LineageEmitter | None:
+    if not (settings.openlineage_url or settings.openlineage_topic):
+        return None
+    contexts = RunContexts(servers.registry, servers.store)
+    return LineageEmitter(
+        settings.openlineage_url,
+        settings.openlineage_namespace,
+        lambda status: contexts.of(status.run_id, status.pipeline_id, status.spec_hash),
+        servers.producer,
+        settings.openlineage_topic,
+    )
+
+
+async def _open_kafka(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+    if settings.kafka_create_topics:
+        created = await ensure_topics(settings, service_topics(settings))
+        if created:
+            log.info("kafka.topics_created", topics=created)
+    producer = make_producer(settings)
+    consumer = make_consumer(settings, [settings.topic_triggers, settings.topic_completions])
+    for client in (producer, consumer):
+        with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
+            await client.start()
+        stack.push_async_callback(client.stop)
+    return producer, consumer
+
+
+async def _open_live_state(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> LiveState | None:
+    if not settings.redis_url:
+        log.warning("live_state.disabled", reason="no redis_url configured")
+        return None
+    live = LiveState(
+        settings.redis_url, settings.redis_key_prefix, settings.redis_state_ttl_seconds
+    )
+    stack.push_async_callback(live.close)
+    if not await live.ping():
+        log.warning("live_state.unavailable", redis_url=settings.redis_url)
+    return live
+
+
+async def cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,216 @@
+"""The task keys of the pipeline language: the command, its dependencies, retries, limits,
+resources, exit codes, side steps (cleanup, rollback), waits, inputs and outputs.
+
+The reference with an example for every key is ``docs/pipelines.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from service.spec.base import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_STEP_TIMEOUT,
+    ID_PATTERN,
+    URI_PATTERN,
+    Spec,
+    TriggerRule,
+    positive,
+)
+from service.spec.durations import Duration
+
+
+class Backoff(Spec):
+    """Delay before attempt n+1: min(base * factor^(n-1), max), then jitter."""
+
+    base: Duration = timedelta(seconds=30)
+    factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    max: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Backoff:
+        if self.base > self.max:
+            raise ValueError("backoff base is longer than its max")
+        return self
+
+
+class RetryPolicy(Spec):
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    backoff: Backoff = Backoff()
+    # Each delay is scaled by a random factor in [1 - jitter, 1 + jitter].
+    jitter: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Exit codes worth another attempt; unset means every failing code except fatal ones.
+    on_exit_codes: tuple[int, ...] | None = None
+    on_timeout: bool = True
+
+    @field_validator("on_exit_codes")
+    @classmethod
+    def _not_success(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value and 0 in value:
+            raise ValueError("0 means success: it cannot be retried")
+        return value
+
+
+class Resources(Spec):
+    memory_mb: int = Field(default=256, ge=1)
+    cpu_cores: float = Field(default=1.0, gt=0)
+    # A named pool of slots shared across pipelines (e.g. connections to one database).
+    pool: str | None = None
+
+
+class ExitCodes(Spec):
+    """Exit codes with a meaning beyond success (0) and retryable failure (anything else)."""
+
+    skip: tuple[int, ...] = ()
+    fatal: tuple[int, ...] = ()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ExitCodes:
+        if 0 in self.skip or 0 in self.fatal:
+            raise ValueError("0 means success: it cannot be a skip or fatal code")
+        both = sorted(set(self.skip) & set(self.fatal))
+        if both:
+            raise ValueError(f"codes {both} cannot mean both skip and fatal")
+        return self
+
+
+def _shorthand_command(value: Any) -> Any:
+    """A step may be written as just its command (a list, or a string with shell)."""
+    return {"command": value} if isinstance(value, list | str) else value
+
+
+class Step(Spec):
+    """A side command: ``cleanup`` before every attempt, ``rollback`` after a failure."""
+
+    command: list[str] | str
+    shell: bool = False
+    timeout: Duration = DEFAULT_STEP_TIMEOUT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _shorthand_command(value)
+
+    @model_validator(mode="after")
+    def _command_form(self) -> Step:
+        _check_command_form(self.command, self.shell)
+        return self
+
+
+class DatasetWait(Spec):
+    """Wait until a dataset partition is announced (by an event or a pipeline's output)."""
+
+    dataset: str = Field(min_length=1)
+    partition: str = "{batch_date}"
+    timeout: Duration | None = None
+
+
+class CheckWait(Spec):
+    """Poll a command until it exits 0; for sources that announce nothing. Holds no slot."""
+
+    check: list[str] | str
+    shell: bool = False
+    poke_interval: Duration = timedelta(minutes=5)
+    timeout: Duration = timedelta(hours=6)
+
+    @model_validator(mode="after")
+    def _command_form(self) -> CheckWait:
+        _check_command_form(self.check, self.shell)
+        return self
+
+
+class DatasetRef(Spec):
+    """An input or output: a URI, named as a dataset other pipelines can wait for."""
+
+    uri: str = Field(pattern=URI_PATTERN.pattern)
+    dataset: str | None = None  # defaults to the URI
+    partition: str = "{batch_date}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"uri": value} if isinstance(value, str) else value
+
+    @field_validator("uri")
+    @classmethod
+    def _is_uri(cls, value: str) -> str:
+        if not URI_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a URI such as pg://db/schema.table or s3://bucket/p"
+            )
+        return value
+
+    @property
+    def name(self) -> str:
+        return self.dataset or self.uri
+
+
+class TaskDefaults(Spec):
+    """Values every task of the pipeline gets unless it sets its own (env and tags merge)."""
+
+    env: dict[str, str] = Field(default_factory=dict)
+    # Variables of the service's own environment passed on by name (e.g. a cloud profile);
+    # nothing else of it reaches the task.
+    inherit_env: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    retry: RetryPolicy = RetryPolicy()
+    timeout: Duration | None = None
+    grace_period: Duration = DEFAULT_GRACE_PERIOD
+    resources: Resources = Resources()
+    exit_codes: ExitCodes = ExitCodes()
+    cache: bool = False
+    executor: Literal["local", "remote"] = "local"
+    # Among queued tasks of runs of the same age, higher goes first.
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else positive(value)
+
+    @field_validator("inherit_env")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name)]
+        if bad:
+            raise ValueError(f"not environment variable names: {bad}")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _sorted_env(cls, value: dict[str, str]) -> dict[str, str]:
+        return dict(sorted(value.items()))  # one spelling per spec, for its hash
+
+
+class TaskSpec(TaskDefaults):
+    id: str = Field(pattern=ID_PATTERN)
+    description: str = ""
+    # An argv list; a single string is run by /bin/sh -c only with shell: true.
+    command: list[str] | str
+    shell: bool = False
+    requires: list[str] = Field(default_factory=list)
+    wait_for: list[DatasetWait | CheckWait] = Field(default_factory=list)
+    inputs: list[DatasetRef] = Field(default_factory=list)
+    outputs: list[DatasetRef] = Field(default_factory=list)
+    cleanup: Step | None = None
+    rollback: Step | None = None
+
+    @model_validator(mode="after")
+    def _command_form(self) -> TaskSpec:
+        _check_command_form(self.command, self.shell)
+        return self
+
+
+def _check_command_form(command: list[str] | str, shell: bool) -> None:
+    if isinstance(command, str) and not shell:
+        raise ValueError("a command string needs shell: true; otherwise give an argv list")
+    if isinstance(command, list) and shell:
+        raise ValueError("shell: true takes the command as one string")
+    if not command:
+        raise ValueError("the command is empty")
