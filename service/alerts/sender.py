@@ -28,12 +28,14 @@ from service.bus.dead_letter import DeadLetter
 from service.clock import utc_timestamp
 from service.events import CloudEvent
 from service.observability import get_logger
+from service.supervision import Backoff
 
 log = get_logger(__name__)
 
 QUEUE_LIMIT = 1_000  # alerts waiting for a sink; beyond it the oldest are dropped
 MAX_TRIES = 6
 FIRST_BACKOFF = 0.5  # seconds; doubles per try, with jitter
+MAX_BACKOFF = 30.0  # seconds
 
 
 class AlertSender:
@@ -50,7 +52,7 @@ class AlertSender:
         """``routes``: pipeline id or domain -> sinks; ``default`` for everything else."""
         self._routes = routes
         self._domain_of = domain_of  # routing follows the deployment as it is now
-        self._first_backoff = first_backoff
+        self._backoff = Backoff(first=first_backoff, maximum=MAX_BACKOFF)
         self._max_tries = max_tries
         self._dashboard_url = dashboard_url
         self._logs_url = logs_url
@@ -139,7 +141,6 @@ class AlertSender:
         message = Message(
             alert, folded, _fill(self._dashboard_url, alert), _fill(self._logs_url, alert)
         )
-        delay = self._first_backoff
         for attempt in range(1, self._max_tries + 1):
             delivery = await sink.deliver(session, message)
             if delivery.ok:
@@ -165,9 +166,9 @@ class AlertSender:
                     tries=attempt,
                 )
                 return
+            delay = self._backoff.delay(attempt, random.uniform(-1.0, 1.0))
             log.warning("alert.retry", sink=sink.name, reason=delivery.reason, delay=delay)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay *= 2
+            await asyncio.sleep(delay)
 
 
 def _fill(template: str, alert: Alert) -> str:
