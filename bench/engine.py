@@ -22,10 +22,8 @@ from scratch import scratch_database
 
 from service.engine.states import TaskState
 from service.events import CloudEvent, DatasetReady, TaskCompleted, new_event
-from service.orchestrator.batch import BatchApplier
-from service.orchestrator.claims import Claimer
+from service.orchestrator.core import Orchestrator
 from service.orchestrator.outgoing import Outgoing
-from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry
 from service.store import connect
 from service.store.records import ClaimBudget
@@ -51,12 +49,9 @@ async def ingest_and_transitions(url: str, pipelines: Path, events: int, runs: i
     store = await connect(url, 4)
     registry = PipelineRegistry(store)
     await registry.load(pipelines)
-    hub = WorkHub()
     outgoing = Outgoing("bench.status", "bench.requests", "urn:bench")
-    applier = BatchApplier(
-        store=store, registry=registry, outgoing=outgoing, hub=hub, actor="bench"
-    )
-    claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
+    core = Orchestrator.build(store=store, registry=registry, outgoing=outgoing, actor="bench")
+    applier, claimer = core.applier, core.claimer
 
     batch = [ready("bench_ready", i) for i in range(events)]
     started = time.perf_counter()

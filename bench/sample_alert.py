@@ -25,9 +25,8 @@ from service.app import Service
 from service.config import load_settings
 from service.events import RunRequested, new_event
 from service.observability import configure_logging
-from service.orchestrator.batch import BatchApplier
+from service.orchestrator.core import Orchestrator
 from service.orchestrator.outgoing import Outgoing
-from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry
 from service.store import connect
 
@@ -99,11 +98,9 @@ async def main() -> None:
         registry = PipelineRegistry(store)
         await registry.load(work / "pipelines")
         outgoing = Outgoing(settings.topic_status, settings.topic_requests, settings.event_source)
-        applier = BatchApplier(
-            store=store, registry=registry, outgoing=outgoing, hub=WorkHub(), actor="sample"
-        )
+        core = Orchestrator.build(store=store, registry=registry, outgoing=outgoing, actor="sample")
         request = RunRequested("orders_daily", date(2026, 11, 21))
-        await applier.apply([new_event(request, "urn:sample")])
+        await core.applier.apply([new_event(request, "urn:sample")])
         try:
             for _ in range(300):
                 if any("Task failed" in str(b) for b in received):

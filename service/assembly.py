@@ -40,6 +40,7 @@ from service.loops.watcher import PipelineWatcher
 from service.observability import get_logger
 from service.orchestrator.batch import BatchApplier
 from service.orchestrator.claims import Claimer
+from service.orchestrator.core import Orchestrator
 from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.timers import Timers
 from service.orchestrator.work_hub import WorkHub
@@ -65,11 +66,24 @@ class Servers:
 
 @dataclass
 class Orchestration:
-    hub: WorkHub
-    applier: BatchApplier
-    claimer: Claimer
-    timers: Timers
+    core: Orchestrator
     dead_letters: DeadLetters
+
+    @property
+    def hub(self) -> WorkHub:
+        return self.core.hub
+
+    @property
+    def applier(self) -> BatchApplier:
+        return self.core.applier
+
+    @property
+    def claimer(self) -> Claimer:
+        return self.core.claimer
+
+    @property
+    def timers(self) -> Timers:
+        return self.core.timers
 
 
 @dataclass
@@ -154,19 +168,12 @@ async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) 
 def _orchestration(
     settings: Settings, servers: Servers, alerts: AlertSender | None
 ) -> Orchestration:
-    store, registry, me = servers.store, servers.registry, settings.instance_id
-    hub = WorkHub()
-    outgoing = Outgoing(settings.topic_status, settings.topic_requests, settings.event_source)
-    applier = BatchApplier(
-        store=store,
-        registry=registry,
-        outgoing=outgoing,
-        hub=hub,
-        actor=me,
+    core = Orchestrator.build(
+        store=servers.store,
+        registry=servers.registry,
+        outgoing=Outgoing(settings.topic_status, settings.topic_requests, settings.event_source),
+        actor=settings.instance_id,
         remote_by_default=settings.remote_by_default,
-    )
-    timers = Timers(
-        store=store, registry=registry, outgoing=outgoing, applier=applier, hub=hub, actor=me
     )
     dead_letters = DeadLetters(
         servers.producer,
@@ -175,8 +182,7 @@ def _orchestration(
         if alerts
         else (lambda letter: None),
     )
-    claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
-    return Orchestration(hub, applier, claimer, timers, dead_letters)
+    return Orchestration(core, dead_letters)
 
 
 def _loops(

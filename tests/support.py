@@ -31,6 +31,7 @@ from service.events import (
 )
 from service.orchestrator.batch import BatchApplier
 from service.orchestrator.claims import Claimer
+from service.orchestrator.core import Orchestrator
 from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.timers import Timers
@@ -105,21 +106,9 @@ class Orchestration:
         registry = PipelineRegistry(store)
         loaded = await registry.load(directory)
         assert loaded.problems == [], loaded.problems
-        hub = WorkHub()
         outgoing = Outgoing("status", "requests", "urn:test")
-        applier = BatchApplier(
-            store=store, registry=registry, outgoing=outgoing, hub=hub, actor="test"
-        )
-        timers = Timers(
-            store=store,
-            registry=registry,
-            outgoing=outgoing,
-            applier=applier,
-            hub=hub,
-            actor="test",
-        )
-        claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
-        return cls(store, registry, hub, applier, claimer, timers)
+        core = Orchestrator.build(store=store, registry=registry, outgoing=outgoing, actor="test")
+        return cls(store, registry, core.hub, core.applier, core.claimer, core.timers)
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         return await self.applier.apply(events)

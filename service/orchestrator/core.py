@@ -1,0 +1,53 @@
+"""The orchestrator's parts, built together: the work hub, the batch applier, the claimer and
+the timers, sharing one store, one pipeline registry and one way of building events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.orchestrator.batch import BatchApplier
+from service.orchestrator.claims import Claimer
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.timers import Timers
+from service.orchestrator.work_hub import WorkHub
+from service.pipelines import PipelineRegistry
+from service.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Orchestrator:
+    hub: WorkHub
+    applier: BatchApplier
+    claimer: Claimer
+    timers: Timers
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        store: Store,
+        registry: PipelineRegistry,
+        outgoing: Outgoing,
+        actor: str,
+        remote_by_default: bool = False,
+    ) -> Orchestrator:
+        """``actor`` names this process in the transition log."""
+        hub = WorkHub()
+        applier = BatchApplier(
+            store=store,
+            registry=registry,
+            outgoing=outgoing,
+            hub=hub,
+            actor=actor,
+            remote_by_default=remote_by_default,
+        )
+        timers = Timers(
+            store=store,
+            registry=registry,
+            outgoing=outgoing,
+            applier=applier,
+            hub=hub,
+            actor=actor,
+        )
+        claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
+        return cls(hub, applier, claimer, timers)
