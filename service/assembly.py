@@ -174,6 +174,7 @@ def _orchestration(
         outgoing=Outgoing(settings.topic_status, settings.topic_requests, settings.event_source),
         actor=settings.instance_id,
         remote_by_default=settings.remote_by_default,
+        max_lost_attempts=settings.max_lost_attempts,
     )
     dead_letters = DeadLetters(
         servers.producer,
@@ -231,6 +232,7 @@ def _loops(
             store=servers.store,
             hub=core.hub,
             poll_interval=settings.timer_poll_interval_seconds,
+            lease_seconds=settings.lease_ttl_seconds,
         ),
         dispatcher=RemoteDispatcher(
             claimer=core.claimer,

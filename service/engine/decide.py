@@ -89,13 +89,24 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
     why = f"attempt {event.attempt} ended {event.outcome}" + (
         f": {event.reason}" if event.reason else ""
     )
-    policy = graph.retries[event.task_id]
-    if should_retry(policy, event.attempt, event.outcome, event.exit_code, event.retryable):
-        retry_at = event.at + backoff_delay(policy, event.attempt, event.jitter_sample)
+    if event.lost and task.lost < event.lost_budget:
         draft.move_task(
             event.task_id,
             TaskState.UP_FOR_RETRY,
-            f"{why}; attempt {event.attempt + 1} of {policy.max_attempts} at "
+            f"{why}; lost through no fault of the task, retried at once without using its "
+            f"retries ({task.lost + 1} of {event.lost_budget} such retries)",
+            retry_at=event.at,
+            lost=True,
+        )
+        return draft.decision()
+    policy = graph.retries[event.task_id]
+    tries = event.attempt - task.lost  # what counts against max_attempts
+    if should_retry(policy, tries, event.outcome, event.exit_code, event.retryable):
+        retry_at = event.at + backoff_delay(policy, tries, event.jitter_sample)
+        draft.move_task(
+            event.task_id,
+            TaskState.UP_FOR_RETRY,
+            f"{why}; try {tries + 1} of {policy.max_attempts} at "
             f"{retry_at.isoformat(timespec='seconds')}",
             retry_at=retry_at,
         )
@@ -187,14 +198,19 @@ class _Draft:
         return [self.task_state(task_id) for task_id in self._run.tasks]
 
     def move_task(
-        self, task_id: str, new: TaskState, reason: str, retry_at: datetime | None = None
+        self,
+        task_id: str,
+        new: TaskState,
+        reason: str,
+        retry_at: datetime | None = None,
+        lost: bool = False,
     ) -> None:
         current = self.task_state(task_id)
         if not task_may_move(current, new):
             raise IllegalTransition(f"task {task_id!r}: {current} -> {new} is not allowed")
         self._changed[task_id] = new
         attempt = self._run.tasks[task_id].attempt
-        self._transitions.append(Transition(task_id, current, new, attempt, reason, retry_at))
+        self._transitions.append(Transition(task_id, current, new, attempt, reason, retry_at, lost))
 
     def move_run(self, new: RunState, reason: str) -> None:
         if not run_may_move(self._run_state, new):

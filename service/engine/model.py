@@ -15,6 +15,7 @@ class TaskSnapshot:
     task_id: str
     state: TaskState
     attempt: int
+    lost: int = 0  # attempts lost through no fault of the task (not counted against retries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,11 @@ class AttemptFinished:
     jitter_sample: float = 0.0
     reason: str = ""
     cache_key: str | None = None  # a cached task's key, remembered if it succeeded
+    # Lost through no fault of the task (its service, worker or supervisor went away, or the
+    # service stopped): retried at once without using the task's retries, up to lost_budget
+    # such retries per task instance.
+    lost: bool = False
+    lost_budget: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ class Transition:
     attempt: int | None
     reason: str
     retry_at: datetime | None = None  # set on moves to up_for_retry: the timer to arm
+    lost: bool = False  # a retry of a lost attempt: counted apart from the task's retries
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ class TaskCompleted(_Payload):
     retryable: bool = True  # False for a fatal exit code: the retry policy is not consulted
     reason: str | None = None
     cache_key: str | None = None  # the key a success of a cached task is recorded under
+    lost: bool = False  # through no fault of the task: retried without using its retries
 
 
 @dataclass(frozen=True, slots=True)

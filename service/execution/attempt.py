@@ -39,6 +39,7 @@ class AttemptOutcome:
     retryable: bool
     reason: str
     cache_key: str | None = None  # recorded with a success of a cached task
+    lost: bool = False  # stopped through no fault of the task (the service stopped, …)
 
 
 async def run_attempt(
@@ -66,7 +67,8 @@ async def run_attempt(
         launch.argv, env, launch.cwd, log_path, launch.time_limit, launch.grace, interrupt
     )
     if result.interrupted:
-        return AttemptOutcome(result, TaskState.FAILED, True, "interrupted: the service stopped")
+        why = "interrupted: the service stopped"
+        return AttemptOutcome(result, TaskState.FAILED, True, why, lost=True)
     if result.timed_out:
         outcome, retryable = TaskState.TIMED_OUT, True
         reason = f"timed out after {launch.time_limit:g}s"
@@ -112,6 +114,7 @@ def completion(
         retryable=done.retryable,
         reason=done.reason or None,
         cache_key=done.cache_key,
+        lost=done.lost,
         exit_code=result.exit_code,
         signal=result.signal,
         error_snippet=result.error_snippet,

@@ -1,8 +1,16 @@
 """The timer loop, on every replica: fires due retries, reaps expired leases, flags missed
 deadlines (``orchestrator/timers.py``), then sleeps until the next retry is due, the poll
-interval, or a wake-up for a newly scheduled retry, whichever comes first."""
+interval, or a wake-up for a newly scheduled retry, whichever comes first.
+
+Leases are judged fairly: a lease is reaped only a whole lease period after it expired (its
+holder stops an attempt it cannot renew within that time), and never in the first lease period
+after this process has (re)gained the database: holders that lost it too get the time to
+renew, and completions that waited out the outage get the time to arrive.
+"""
 
 from __future__ import annotations
+
+import time
 
 from service.clock import utc_now
 from service.orchestrator.timers import Timers
@@ -17,11 +25,21 @@ MIN_WAIT = 0.01  # seconds: a retry due now is fired on the next round, not in a
 class TimerLoop(Loop):
     name = "timers"
 
-    def __init__(self, *, timers: Timers, store: Store, hub: WorkHub, poll_interval: float) -> None:
+    def __init__(
+        self,
+        *,
+        timers: Timers,
+        store: Store,
+        hub: WorkHub,
+        poll_interval: float,
+        lease_seconds: float,
+    ) -> None:
         super().__init__(idle_wait=poll_interval)
         self._timers = timers
         self._store = store
         self._poll_interval = poll_interval
+        self._lease_seconds = lease_seconds
+        self._reap_after: float | None = time.monotonic() + lease_seconds
         self._next_wait = poll_interval
         self.retries_fired = 0
         self.attempts_lost = 0
@@ -30,7 +48,11 @@ class TimerLoop(Loop):
 
     async def step(self) -> bool:
         fired = await self._timers.fire_due_retries(BATCH)
-        lost = await self._timers.reap_expired_leases(BATCH)
+        if self._reap_after is None:  # the database answers again
+            self._reap_after = time.monotonic() + self._lease_seconds
+        lost = 0
+        if time.monotonic() >= self._reap_after:
+            lost = await self._timers.reap_expired_leases(BATCH, self._lease_seconds)
         self.deadlines_missed += await self._timers.flag_missed_deadlines(BATCH)
         self.retries_fired += fired
         self.attempts_lost += lost
@@ -40,6 +62,9 @@ class TimerLoop(Loop):
             wait = min(max((due - utc_now()).total_seconds(), MIN_WAIT), wait)
         self._next_wait = wait
         return fired == BATCH or lost == BATCH
+
+    async def recover(self) -> None:
+        self._reap_after = None  # set again once the database answers
 
     def idle_wait(self) -> float:
         """Until the next retry is due, but no longer than the poll interval."""

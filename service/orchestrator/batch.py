@@ -36,6 +36,7 @@ from service.store import Store
 from service.store.records import ReceivedEvent
 
 APPLIED_TYPES = (DatasetReady.TYPE, RunRequested.TYPE, TaskCompleted.TYPE)
+DEFAULT_MAX_LOST_ATTEMPTS = 3
 
 
 def check_applicable(event: CloudEvent) -> None:
@@ -54,6 +55,7 @@ class BatchApplier:
         hub: WorkHub,
         actor: str,
         remote_by_default: bool = False,
+        max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -63,7 +65,7 @@ class BatchApplier:
         self.runs = RunStarter(
             registry=registry, outgoing=outgoing, remote_by_default=remote_by_default
         )
-        self._completions = CompletionApplier(runs=self.runs)
+        self._completions = CompletionApplier(runs=self.runs, max_lost_attempts=max_lost_attempts)
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         """Apply a batch in one transaction (events must have passed :func:`check_applicable`)."""

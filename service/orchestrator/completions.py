@@ -24,8 +24,11 @@ from service.store.records import AttemptResult, CacheEntry
 
 
 class CompletionApplier:
-    def __init__(self, *, runs: RunStarter, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, *, runs: RunStarter, max_lost_attempts: int, rng: random.Random | None = None
+    ) -> None:
         self._runs = runs
+        self._max_lost = max_lost_attempts  # lost attempts retried apart, per task instance
         self._rng = rng or random.Random()  # the backoff's jitter
 
     async def apply(self, ws: WorkingSet, event: CloudEvent, completed: TaskCompleted) -> None:
@@ -44,6 +47,8 @@ class CompletionApplier:
             jitter_sample=self._rng.uniform(-1.0, 1.0),
             reason=completed.reason or "",
             cache_key=completed.cache_key,
+            lost=completed.lost,
+            lost_budget=self._max_lost,
         )
         decision = decide(ws.pipelines[run_id].graph, ws.snapshot(run_id), finished)
         if decision.ignored:

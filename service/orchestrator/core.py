@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.orchestrator.batch import BatchApplier
+from service.orchestrator.batch import DEFAULT_MAX_LOST_ATTEMPTS, BatchApplier
 from service.orchestrator.claims import Claimer
 from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.timers import Timers
@@ -30,6 +30,7 @@ class Orchestrator:
         outgoing: Outgoing,
         actor: str,
         remote_by_default: bool = False,
+        max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
     ) -> Orchestrator:
         """``actor`` names this process in the transition log."""
         hub = WorkHub()
@@ -40,6 +41,7 @@ class Orchestrator:
             hub=hub,
             actor=actor,
             remote_by_default=remote_by_default,
+            max_lost_attempts=max_lost_attempts,
         )
         timers = Timers(
             store=store,

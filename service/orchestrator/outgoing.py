@@ -147,6 +147,7 @@ def lost_attempt(lease: ExpiredLease) -> CloudEvent:
             retryable=True,
             error_snippet=reason,
             reason=reason,
+            lost=True,
         ),
         LEASE_REAPER_SOURCE,
         event_id=f"lost:{lease.run_id}:{lease.task_id}:{lease.attempt}",

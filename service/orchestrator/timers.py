@@ -66,9 +66,10 @@ class Timers:
         self._hub.committed(outcome)
         return len(due)
 
-    async def reap_expired_leases(self, limit: int) -> int:
-        """Report attempts whose worker stopped renewing its lease as lost (failed, retryable)."""
-        expired = await self._store.expired_leases(limit)
+    async def reap_expired_leases(self, limit: int, grace_seconds: float) -> int:
+        """Report attempts whose lease expired more than ``grace_seconds`` ago as lost (failed,
+        retryable, not counted against the task's retries)."""
+        expired = await self._store.expired_leases(limit, grace_seconds)
         if not expired:
             return 0
         metrics.ATTEMPTS_LOST.inc(len(expired))

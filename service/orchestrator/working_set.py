@@ -101,9 +101,12 @@ class WorkingSet:
             key = (run_id, t.task_id)
             moved = self._task_moves.get(key)
             start = moved.from_state if moved else t.from_state
-            self._task_moves[key] = TaskMove(run_id, t.task_id, start, t.to_state, t.retry_at)
-            attempt = self._tasks[run_id][t.task_id].attempt
-            self._tasks[run_id][t.task_id] = TaskSnapshot(t.task_id, TaskState(t.to_state), attempt)
+            lost = t.lost or (moved is not None and moved.lost)
+            self._task_moves[key] = TaskMove(run_id, t.task_id, start, t.to_state, t.retry_at, lost)
+            task = self._tasks[run_id][t.task_id]
+            self._tasks[run_id][t.task_id] = TaskSnapshot(
+                t.task_id, TaskState(t.to_state), task.attempt, task.lost + int(t.lost)
+            )
         run = self.runs[run_id]
         pipeline = self.pipelines[run_id]
         record_transitions(self.tx, self._outgoing, run, pipeline, transitions, details)

@@ -184,8 +184,8 @@ class Store:
     async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
         await self._execute("renew_leases", worker_id, lease_seconds)
 
-    async def expired_leases(self, limit: int) -> list[ExpiredLease]:
-        rows = await self._fetch("expired_leases", limit)
+    async def expired_leases(self, limit: int, grace_seconds: float) -> list[ExpiredLease]:
+        rows = await self._fetch("expired_leases", limit, grace_seconds)
         return [ExpiredLease(**dict(row)) for row in rows]
 
     async def due_retries(self, limit: int) -> list[DueRetry]:

@@ -96,7 +96,8 @@ FOR UPDATE;
 
 -- name: task_states
 -- $1 run ids.
-SELECT run_id, task_id, state, attempt FROM task_instances WHERE run_id = ANY($1::text[]);
+SELECT run_id, task_id, state, attempt, lost_attempts
+FROM task_instances WHERE run_id = ANY($1::text[]);
 
 -- name: move_runs
 -- $1 run ids, $2 expected states, $3 new states. Returns the runs moved; a missing one was
@@ -113,18 +114,20 @@ WHERE r.run_id = m.run_id AND r.state = m.from_state
 RETURNING r.run_id;
 
 -- name: move_tasks
--- $1 run ids, $2 task ids, $3 expected states, $4 new states, $5 retry times (parallel
--- arrays). Returns the rows moved; a missing one was not in its expected state.
+-- $1 run ids, $2 task ids, $3 expected states, $4 new states, $5 retry times, $6 whether the
+-- move retries a lost attempt (parallel arrays). Returns the rows moved; a missing one was not
+-- in its expected state.
 UPDATE task_instances AS t
 SET state = m.to_state,
     retry_at = m.retry_at,
+    lost_attempts = t.lost_attempts + m.lost::int,
     updated_at = now(),
     queued_at = CASE WHEN m.to_state = 'queued' THEN now() ELSE t.queued_at END,
     ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'skipped', 'upstream_failed',
                                         'timed_out', 'cancelled')
                     THEN coalesce(t.ended_at, now()) ELSE t.ended_at END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-    AS m(run_id, task_id, from_state, to_state, retry_at)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[])
+    AS m(run_id, task_id, from_state, to_state, retry_at, lost)
 WHERE t.run_id = m.run_id AND t.task_id = m.task_id AND t.state = m.from_state
 RETURNING t.run_id, t.task_id;
 
@@ -236,10 +239,12 @@ WHERE t.run_id = h.run_id AND t.task_id = h.task_id AND t.attempt = h.attempt
   AND t.state = 'running';
 
 -- name: expired_leases
--- $1 how many: running attempts whose worker stopped renewing their lease.
+-- $1 how many, $2 grace in seconds: running attempts whose worker stopped renewing their
+-- lease more than a grace ago. In database time; the grace gives the holder, which stops an
+-- attempt it cannot renew, time to have stopped it: one attempt never runs twice at once.
 SELECT run_id, task_id, attempt, worker_id
 FROM task_instances
-WHERE state = 'running' AND lease_expires_at < now()
+WHERE state = 'running' AND lease_expires_at < now() - make_interval(secs => $2)
 ORDER BY lease_expires_at
 LIMIT $1;
 

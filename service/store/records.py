@@ -212,6 +212,7 @@ class TaskMove:
     from_state: str
     to_state: str
     retry_at: datetime | None = None
+    lost: bool = False  # retries a lost attempt: counted in lost_attempts
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,7 @@ class Transaction:
         found: dict[str, dict[str, TaskSnapshot]] = {run_id: {} for run_id in run_ids}
         for row in await self.conn.fetch(q("task_states"), list(run_ids)):
             found[row["run_id"]][row["task_id"]] = TaskSnapshot(
-                row["task_id"], TaskState(row["state"]), row["attempt"]
+                row["task_id"], TaskState(row["state"]), row["attempt"], row["lost_attempts"]
             )
         return found
 
@@ -158,6 +158,7 @@ class Transaction:
             [m.from_state for m in moves],
             [m.to_state for m in moves],
             [m.retry_at for m in moves],
+            [m.lost for m in moves],
         )
         if len(moved) != len(moves):
             missed = {(m.run_id, m.task_id) for m in moves} - {

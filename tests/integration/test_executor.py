@@ -62,7 +62,11 @@ async def rig(
         poll_interval=0.05,
     )
     timers = TimerLoop(
-        timers=orchestration.timers, store=store, hub=orchestration.hub, poll_interval=0.05
+        timers=orchestration.timers,
+        store=store,
+        hub=orchestration.hub,
+        poll_interval=0.05,
+        lease_seconds=30,
     )
     running = background(completions.run())
     background(executor.run())
@@ -128,14 +132,17 @@ async def test_shutdown_interrupts_what_runs_and_reports_it_retryable(
         "the interrupted attempt to be reported",
     )
     reason = await pg.fetchval(
-        "SELECT reason FROM transitions WHERE task_id = 'stubborn' ORDER BY id DESC LIMIT 1"
+        "SELECT reason FROM transitions WHERE task_id = 'stubborn' AND to_state = 'up_for_retry'"
     )
-    # Interrupted after the 0.1 s drain, well before its 0.5 s timeout: failed, retryable.
+    # Interrupted after the 0.1 s drain, well before its 0.5 s timeout: not the task's fault,
+    # so it is retried at once without using its retries.
     assert "interrupted: the service stopped" in reason
-    assert (
-        await pg.fetchval("SELECT state FROM task_instances WHERE task_id = 'stubborn'")
-        == "up_for_retry"
+    assert "without using its retries" in reason
+    row = await pg.fetchrow(
+        "SELECT state, lost_attempts FROM task_instances WHERE task_id = 'stubborn'"
     )
+    assert row["state"] in ("up_for_retry", "queued")  # nobody claims it: the executor stopped
+    assert row["lost_attempts"] == 1
 
 
 async def test_a_cached_task_runs_again_only_when_its_inputs_change(

@@ -10,7 +10,7 @@ import orjson
 from service.events import validate_data
 from service.orchestrator.reliable import apply_reliably
 from service.store.records import ClaimBudget
-from tests.support import Orchestrate, completed, ready
+from tests.support import LEASE, Orchestrate, completed, ready
 
 
 async def states(pg: asyncpg.Connection) -> dict[str, str]:
@@ -155,12 +155,26 @@ async def test_an_attempt_whose_lease_expires_is_lost_and_retried_once(
     rig = await orchestrate("orders")
     await rig.apply([ready("orders_raw", "2026-11-21")])
     [claim] = await rig.claim("w1", 1)
-    assert await rig.timers.reap_expired_leases(10) == 0
-    await pg.execute("UPDATE task_instances SET lease_expires_at = now() - interval '1 second'")
+    assert await rig.timers.reap_expired_leases(10, LEASE) == 0
+    await pg.execute("UPDATE task_instances SET lease_expires_at = now() - interval '20 seconds'")
+    # Expired, but not a whole lease ago: its holder may still be stopping it.
+    assert await rig.timers.reap_expired_leases(10, LEASE) == 0
+    await pg.execute("UPDATE task_instances SET lease_expires_at = now() - interval '31 seconds'")
     # Two replicas reaping at once: the lost-attempt event has one id, so it applies once.
-    await asyncio.gather(rig.timers.reap_expired_leases(10), rig.timers.reap_expired_leases(10))
-    row = await pg.fetchrow("SELECT state, attempt FROM task_instances WHERE task_id = 'ingest'")
-    assert (row["state"], row["attempt"]) == ("up_for_retry", 1)
+    await asyncio.gather(
+        rig.timers.reap_expired_leases(10, LEASE), rig.timers.reap_expired_leases(10, LEASE)
+    )
+    row = await pg.fetchrow(
+        "SELECT state, attempt, lost_attempts, retry_at <= now() AS due FROM task_instances"
+        " WHERE task_id = 'ingest'"
+    )
+    # Lost, not failed: retried at once, and its retries are untouched.
+    assert (row["state"], row["attempt"], row["lost_attempts"], row["due"]) == (
+        "up_for_retry",
+        1,
+        1,
+        True,
+    )
     assert (
         await pg.fetchval("SELECT count(*) FROM transitions WHERE to_state = 'up_for_retry'") == 1
     )
@@ -171,3 +185,26 @@ async def test_an_attempt_whose_lease_expires_is_lost_and_retried_once(
     assert late.ignored == 1
     reason = await pg.fetchval("SELECT reason FROM ignored_events")
     assert "stale completion" in reason
+
+
+async def test_lost_attempts_have_a_budget_of_their_own(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("orders")  # max_attempts 3; lost attempts: 3 (the default)
+    await rig.apply([ready("orders_raw", "2026-11-21")])
+    for attempt in range(1, 5):
+        [claim] = await rig.claim("w1", 1)
+        assert claim.attempt == attempt
+        await rig.apply([completed(claim.run_id, "ingest", attempt, "failed", lost=True)])
+        await pg.execute("UPDATE task_instances SET retry_at = now()")
+        await rig.timers.fire_due_retries(10)
+    # Three lost attempts retried for free; the fourth counted as the task's first try.
+    row = await pg.fetchrow(
+        "SELECT state, lost_attempts FROM task_instances WHERE task_id = 'ingest'"
+    )
+    assert (row["state"], row["lost_attempts"]) == ("queued", 3)
+    reasons = await pg.fetch(
+        "SELECT reason FROM transitions WHERE to_state = 'up_for_retry' ORDER BY id"
+    )
+    assert "without using its retries (3 of 3 such retries)" in reasons[2]["reason"]
+    assert "try 2 of 3" in reasons[3]["reason"]

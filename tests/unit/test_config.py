@@ -112,3 +112,18 @@ def test_the_configuration_doc_lists_every_setting() -> None:
     assert settings_reference() in doc, (
         "regenerate the table with service.config.settings_reference()"
     )
+
+
+def test_a_wrong_value_never_shows_a_password_or_a_secret() -> None:
+    environ = {
+        **REQUIRED,
+        "TRIBUTARY_DATABASE_URL": "mysql://bob:hunter2@db/x",
+        "TRIBUTARY_ALERT_SINKS": "[]",
+        "TRIBUTARY_KAFKA_SASL_PASSWORD": "",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**environ, "TRIBUTARY_HTTP_PORT": "-1"})
+    text = str(caught.value)
+    assert "hunter2" not in text
+    assert "got 'mysql://bob:***@db/x'" in text
+    assert "setting 'http_port'" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -171,6 +172,39 @@ def test_a_failure_or_a_retry_is_archived_and_announces_nothing() -> None:
         ArchiveAttempt("a", 1),
         AnnounceOutputs("a", 1),
     )
+
+
+def test_a_lost_attempt_is_retried_at_once_and_spares_the_tasks_retries() -> None:
+    run = Run(graph_of({"a": []}))  # max_attempts 1: a failure would end it
+    run.create()
+    run.start("a")
+    at = datetime(2026, 11, 21, tzinfo=UTC)
+    lost = AttemptFinished("a", 1, TaskState.FAILED, at=at, lost=True, lost_budget=1)
+    decision = run.apply(decide(run.graph, run.snapshot(), lost))
+    [move] = decision.transitions
+    assert (move.to_state, move.retry_at, move.lost) == (TaskState.UP_FOR_RETRY, at, True)
+    # The budget spent, a second lost attempt counts like any failure: none is left.
+    run.tasks["a"] = TaskSnapshot("a", TaskState.RUNNING, 2, lost=1)
+    again = AttemptFinished("a", 2, TaskState.FAILED, at=at, lost=True, lost_budget=1)
+    assert run.apply(decide(run.graph, run.snapshot(), again)).run_state is RunState.FAILED
+
+
+@given(
+    lost=st.integers(min_value=0, max_value=5),
+    budget=st.integers(min_value=0, max_value=5),
+    max_attempts=st.integers(min_value=1, max_value=5),
+)
+def test_a_task_gets_its_retries_whatever_was_lost_before(
+    lost: int, budget: int, max_attempts: int
+) -> None:
+    graph = graph_of({"a": []}, retries=max_attempts)
+    lost = min(lost, budget)  # lost attempts beyond the budget counted as tries
+    for tries in range(1, max_attempts + 1):
+        task = TaskSnapshot("a", TaskState.RUNNING, lost + tries, lost=lost)
+        run = RunSnapshot("r", RunState.RUNNING, {"a": task})
+        event = AttemptFinished("a", lost + tries, TaskState.FAILED, lost_budget=budget)
+        retried = decide(graph, run, event).run_state is RunState.RUNNING
+        assert retried == (tries < max_attempts)
 
 
 def test_a_stale_completion_is_ignored() -> None:

@@ -1,33 +1,19 @@
-"""Settings: a per-environment TOML file with ``TRIBUTARY_*`` environment variables on top.
-
-Every setting has one flat name. The TOML key is that name (``http_port = 8080``) and the
-environment variable is the name upper-cased behind the prefix (``TRIBUTARY_HTTP_PORT``), so
-an operator can move any value between the two without translating it. Secrets are accepted
-from the environment only. Settings are validated once, at start-up; any problem stops the
-process with one message that names each offending setting.
-"""
+"""Every setting of the service, with its type, default and meaning: one flat, frozen model,
+validated once at start-up (``loading.py`` reads it from files and the environment; the
+generated table in ``docs/configuration.md`` is kept equal to it by a test)."""
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import socket
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from service.errors import ConfigError
-
-ENV_PREFIX = "TRIBUTARY_"
-# Chooses the configuration file rather than setting a value in it.
-META_VARIABLES = frozenset({"TRIBUTARY_CONFIG"})
 DEFAULT_ENV = "dev"
-CONFIG_DIR = Path("config")
 
 
 def _machine_memory_mb() -> int:
@@ -239,6 +225,13 @@ class Settings(BaseModel):
         description="A running attempt whose worker stops renewing it for this long is lost "
         "and retried (heartbeats renew it three times per period).",
     )
+    max_lost_attempts: int = Field(
+        default=3,
+        ge=0,
+        description="Attempts of a task instance that may be lost through no fault of the task "
+        "(its service, worker or supervisor went away, or the service stopped) and retried "
+        "without using the task's own retries; beyond it they count as failures.",
+    )
     timer_poll_interval_seconds: float = Field(
         default=1.0,
         gt=0,
@@ -274,127 +267,3 @@ SECRET_SETTINGS = frozenset(
     for name, field in Settings.model_fields.items()
     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
 )
-
-
-def env_var(name: str) -> str:
-    """The environment variable that sets a setting."""
-    return ENV_PREFIX + name.upper()
-
-
-def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
-    """The TOML file to read: ``--config``, ``TRIBUTARY_CONFIG``, else ``config/<env>.toml``."""
-    from_env = environ.get("TRIBUTARY_CONFIG")
-    chosen = explicit or (Path(from_env) if from_env else None)
-    if chosen is not None:
-        if not chosen.is_file():
-            raise ConfigError(f"configuration file {chosen} does not exist")
-        return chosen
-    env = environ.get("TRIBUTARY_ENV", DEFAULT_ENV)
-    candidate = CONFIG_DIR / f"{env}.toml"
-    return candidate if candidate.is_file() else None
-
-
-def load_settings(
-    explicit_config: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Build the settings: defaults < TOML file < ``overrides`` < environment."""
-    environ = os.environ if environ is None else environ
-    path = config_path(explicit_config, environ)
-    values: dict[str, Any] = _read_toml(path) if path else {}
-    values.update(overrides or {})
-    values.update(_read_environment(environ))
-    try:
-        return Settings(**values)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, environ)) from None
-
-
-def _read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    known = {env_var(name): name for name in Settings.model_fields}
-    values: dict[str, Any] = {}
-    unknown = []
-    for variable, raw in environ.items():
-        upper = variable.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in META_VARIABLES:
-            continue
-        if upper not in known:
-            unknown.append(variable)
-            continue
-        # Lists and tables arrive as JSON; scalars are coerced by the model. Secrets stay
-        # text (a JSON secret is parsed where it is used), so they never leak in a repr.
-        name = known[upper]
-        try:
-            values[name] = (
-                orjson.loads(raw) if raw[:1] in ("[", "{") and name not in SECRET_SETTINGS else raw
-            )
-        except orjson.JSONDecodeError as exc:
-            raise ConfigError(f"environment variable {variable}: not valid JSON: {exc}") from None
-    if unknown:
-        raise ConfigError(
-            "\n".join(
-                f"unknown environment variable {name}"
-                f"{_did_you_mean(name.upper().removeprefix(ENV_PREFIX).lower(), env=True)}"
-                for name in sorted(unknown)
-            )
-        )
-    return values
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            values = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    problems = []
-    for key in values:
-        if key in SECRET_SETTINGS:
-            problems.append(f"{path}: {key!r} is a secret: set {env_var(key)} in the environment")
-        elif key not in Settings.model_fields:
-            problems.append(f"{path}: unknown setting {key!r}{_did_you_mean(key)}")
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return values
-
-
-def _did_you_mean(key: str, env: bool = False) -> str:
-    match = difflib.get_close_matches(key.lower(), Settings.model_fields, n=1)
-    if not match:
-        return ""
-    return f" (did you mean {env_var(match[0]) if env else repr(match[0])}?)"
-
-
-def _describe(exc: ValidationError, path: Path | None, environ: Mapping[str, str]) -> str:
-    lines = []
-    for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "?"
-        variable = env_var(name)
-        if variable in environ:
-            origin = f"from environment variable {variable}"
-        elif path is not None:
-            origin = f"from {path} (or set {variable})"
-        else:
-            origin = f"set {variable} or {name!r} in config/<env>.toml"
-        message = error["msg"]
-        if error["type"] != "missing" and "input" in error:
-            message += f", got {error['input']!r}"
-        if error["type"] == "missing":
-            message = "is required and not set"
-        lines.append(f"setting {name!r} {message} ({origin})")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
-
-
-def settings_reference() -> str:
-    """The Markdown table of every setting (docs/configuration.md is kept equal to it)."""
-    rows = ["| variable (TOML key) | default | meaning |", "| --- | --- | --- |"]
-    for name, field in Settings.model_fields.items():
-        if field.is_required():
-            default = "**required**"
-        elif field.default_factory is not None:
-            default = "computed"
-        else:
-            default = f"`{field.default}`" if field.default is not None else "unset"
-        rows.append(f"| `{env_var(name)}` (`{name}`) | {default} | {field.description} |")
-    return "\n".join(rows) + "\n"
