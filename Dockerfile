@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TRIBUTARY_ENV=prod
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin tributary \
-    && install -d -o tributary -g tributary /app /var/log/tributary /etc/tributary/pipelines
+    && install -d -o tributary -g tributary /app /var/log/tributary /var/lib/tributary /etc/tributary/pipelines
 COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl
 WORKDIR /app

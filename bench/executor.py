@@ -93,6 +93,7 @@ async def through_service(url: str, pipelines: Path, work: Path, repeat: int) ->
         "TRIBUTARY_TOPIC_REQUESTS": f"{prefix}.r",
         "TRIBUTARY_PIPELINES_DIR": str(pipelines),
         "TRIBUTARY_TASK_LOG_DIR": str(work / "logs"),
+        "TRIBUTARY_ATTEMPT_STATE_DIR": str(work / "attempts"),
         "TRIBUTARY_HTTP_PORT": "0",
         "TRIBUTARY_LOG_LEVEL": "WARNING",
         "TRIBUTARY_MAX_PARALLEL_TASKS": str(CONCURRENCY),

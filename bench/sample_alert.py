@@ -84,6 +84,7 @@ async def main() -> None:
             "TRIBUTARY_HTTP_PORT": "0",
             "TRIBUTARY_PIPELINES_DIR": str(work / "pipelines"),
             "TRIBUTARY_TASK_LOG_DIR": str(work / "logs"),
+            "TRIBUTARY_ATTEMPT_STATE_DIR": str(work / "attempts"),
             "TRIBUTARY_LOG_LEVEL": "WARNING",
             "TRIBUTARY_ALERT_SINKS": orjson.dumps(sinks).decode(),
             "TRIBUTARY_ALERT_DASHBOARD_URL_TEMPLATE": "https://tributary.example.com/runs/{run_id}",

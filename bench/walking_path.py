@@ -155,6 +155,7 @@ def main() -> None:
         "TRIBUTARY_REDIS_STATE_TTL_SECONDS": "300",
         "TRIBUTARY_PIPELINES_DIR": str(PIPELINE.parent),
         "TRIBUTARY_TASK_LOG_DIR": str(work / "logs"),
+        "TRIBUTARY_ATTEMPT_STATE_DIR": str(work / "attempts"),
         "TRIBUTARY_HTTP_PORT": "0",
         "TRIBUTARY_LOG_LEVEL": "WARNING",
     }

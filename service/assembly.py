@@ -27,6 +27,7 @@ from service.bus.kafka import (
     service_topics,
 )
 from service.config import Settings
+from service.execution.keeper_client import KeeperClient
 from service.lineage import LineageEmitter
 from service.live_state import LiveState
 from service.loops.completions import CompletionBatcher
@@ -62,6 +63,7 @@ class Servers:
     producer: AIOKafkaProducer
     consumer: AIOKafkaConsumer
     live: LiveState | None
+    keeper: KeeperClient
 
 
 @dataclass
@@ -162,7 +164,10 @@ async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) 
     await registry.load(settings.pipelines_dir)
     producer, consumer = await _open_kafka(settings, stack)
     live = await _open_live_state(settings, stack)
-    return Servers(store, registry, producer, consumer, live)
+    keeper = KeeperClient(settings.attempt_state_dir, settings.lease_ttl_seconds)
+    keeper.own()  # a second process on the same directory is refused now, not later
+    stack.push_async_callback(keeper.close)
+    return Servers(store, registry, producer, consumer, live, keeper)
 
 
 def _orchestration(
@@ -219,6 +224,7 @@ def _loops(
         heartbeat=LeaseKeeper(
             store=servers.store,
             executor=executor,
+            keeper=servers.keeper,
             worker_id=settings.instance_id,
             lease_seconds=settings.lease_ttl_seconds,
         ),
@@ -264,6 +270,7 @@ def _executor(
         claimer=core.claimer,
         registry=servers.registry,
         store=servers.store,
+        keeper=servers.keeper,
         completions=completions,
         hub=core.hub,
         worker_id=settings.instance_id,

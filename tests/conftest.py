@@ -234,23 +234,27 @@ async def run_service(
     tmp_path: Path, database_url: str, kafka_bootstrap: str, topic_prefix: str, redis_prefix: str
 ) -> AsyncIterator[RunService]:
     """``await run_service("diamond", lease_ttl_seconds=2)``: the real service over the named
-    test pipelines (none: the shipped examples), started and serving; stopped at the end."""
-    started: list[ServiceProcess] = []
+    test pipelines (none: the shipped examples), started and serving; it and every process of
+    its deployment (``another``) are stopped at the end. ``env`` adds plain variables."""
+    family: list[ServiceProcess] = []
 
-    async def run(*pipelines: str, **settings: Any) -> ServiceProcess:
+    async def run(
+        *pipelines: str, env: dict[str, str] | None = None, **settings: Any
+    ) -> ServiceProcess:
         if pipelines:
             settings["pipelines_dir"] = pipelines_dir(tmp_path / "pipelines", pipelines)
         settings.setdefault("task_log_dir", tmp_path / "task-logs")
+        settings.setdefault("attempt_state_dir", tmp_path / "attempts")
         environment = service_environment(
             database_url, kafka_bootstrap, topic_prefix, redis_prefix, **settings
         )
-        service = ServiceProcess(environment, tmp_path / "service.log")
+        service = ServiceProcess({**environment, **(env or {})}, tmp_path / "service.log")
+        service.family = family
         service.start()
-        started.append(service)
         await service.wait_started()
         return service
 
     yield run
-    for service in started:
+    for service in family:
         if service.alive:
             service.stop()

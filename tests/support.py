@@ -238,6 +238,7 @@ class ServiceProcess:
         self.log_path = log_path
         self.command = command
         self.process: subprocess.Popen[bytes] | None = None
+        self.family: list[ServiceProcess] = []  # every process of the deployment, to stop
 
     def setting(self, name: str) -> str:
         return self.environment[f"TRIBUTARY_{name.upper()}"]
@@ -249,7 +250,9 @@ class ServiceProcess:
             **{f"TRIBUTARY_{key.upper()}": str(value) for key, value in extra.items()},
         }
         log_path = self.log_path.with_name(f"{name}.log")
-        return ServiceProcess(environment, log_path, command or self.command)
+        process = ServiceProcess(environment, log_path, command or self.command)
+        process.family = self.family
+        return process
 
     def start(self) -> None:
         env = {
@@ -266,6 +269,7 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+        self.family.append(self)
 
     async def wait_started(self, timeout: float = 30.0) -> None:
         async def started_or_exited() -> bool:
@@ -306,6 +310,10 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        """What this deployment's processes logged as ``event``."""
+        return [e for p in self.family for e in p.log_events() if e.get("event") == event]
 
     def log_events(self) -> list[dict[str, Any]]:
         events = []

@@ -203,6 +203,12 @@ class Settings(BaseModel):
         default=Path("logs/tasks"),
         description="Attempt output goes to <task_log_dir>/<run_id>/<task_id>/<attempt>.log.",
     )
+    attempt_state_dir: Path = Field(
+        default=Path(".tributary/attempts"),
+        description="Where the attempt keeper (the process that runs this service's attempts "
+        "and outlives it) keeps its socket and each attempt's state; one per service process "
+        "on a host.",
+    )
     max_parallel_tasks: int = Field(
         default=4, ge=1, description="Attempts this process runs at once."
     )

@@ -11,6 +11,23 @@ from service.engine.states import RunState, TaskState
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptKey:
+    """Which attempt: of which task of which run, by number."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.task_id}/{self.attempt}"
+
+    @classmethod
+    def parse(cls, text: str) -> AttemptKey:
+        run_id, task_id, attempt = text.split("/")
+        return cls(run_id, task_id, int(attempt))
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSnapshot:
     task_id: str
     state: TaskState

@@ -8,8 +8,8 @@ skip and fatal codes. :func:`completion` is the ``task.completed`` that reports 
 
 from __future__ import annotations
 
-import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from service.events import TaskCompleted
 from service.execution.launch import Launch
 from service.execution.process import (
     ERROR_SNIPPET_CHARS,
+    Interruption,
     ProcessExit,
     run_process,
     task_environment,
@@ -43,32 +44,36 @@ class AttemptOutcome:
 
 
 async def run_attempt(
-    launch: Launch, log_path: Path, interrupt: asyncio.Event | None = None
+    launch: Launch,
+    log_path: Path,
+    interrupt: Interruption | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> AttemptOutcome:
-    """cleanup, then the command under its time limit, then rollback if it went wrong."""
+    """cleanup, then the command under its time limit, then rollback if it went wrong.
+
+    ``on_start`` is told each process group started (cleanup, command, rollback) as it starts.
+    """
     env = task_environment(os.environ, {}, launch.env, launch.inherit_env)
+
+    async def run(argv: list[str], limit: float | None, stoppable: bool) -> ProcessExit:
+        stop = interrupt if stoppable else None
+        return await run_process(
+            argv, env, launch.cwd, log_path, limit, launch.grace, stop, on_start
+        )
+
     if launch.cleanup:
         log.info("attempt.cleanup", argv=launch.cleanup)
-        cleaned = await run_process(
-            launch.cleanup,
-            env,
-            launch.cwd,
-            log_path,
-            launch.cleanup_timeout,
-            launch.grace,
-            interrupt,
-        )
-        if cleaned.exit_code != 0 or cleaned.timed_out or cleaned.interrupted:
+        cleaned = await run(launch.cleanup, launch.cleanup_timeout, True)
+        if interrupt is not None and cleaned.interrupted:
+            return AttemptOutcome(cleaned, TaskState.FAILED, True, interrupt.reason, lost=True)
+        if cleaned.exit_code != 0 or cleaned.timed_out:
             why = f"cleanup failed ({ending(cleaned)}): the command did not run"
             return AttemptOutcome(cleaned, TaskState.FAILED, True, why)
 
     log.info("attempt.started", argv=launch.argv, log_path=str(log_path))
-    result = await run_process(
-        launch.argv, env, launch.cwd, log_path, launch.time_limit, launch.grace, interrupt
-    )
-    if result.interrupted:
-        why = "interrupted: the service stopped"
-        return AttemptOutcome(result, TaskState.FAILED, True, why, lost=True)
+    result = await run(launch.argv, launch.time_limit, True)
+    if interrupt is not None and result.interrupted:
+        return AttemptOutcome(result, TaskState.FAILED, True, interrupt.reason, lost=True)
     if result.timed_out:
         outcome, retryable = TaskState.TIMED_OUT, True
         reason = f"timed out after {launch.time_limit:g}s"
@@ -77,9 +82,7 @@ async def run_attempt(
         reason = "" if outcome is not TaskState.FAILED else ending(result)
     if outcome in (TaskState.FAILED, TaskState.TIMED_OUT) and launch.rollback:
         log.info("attempt.rollback", argv=launch.rollback)
-        rolled = await run_process(
-            launch.rollback, env, launch.cwd, log_path, launch.rollback_timeout, launch.grace
-        )
+        rolled = await run(launch.rollback, launch.rollback_timeout, False)
         reason += f"; rollback {'done' if rolled.exit_code == 0 else ending(rolled)}"
     return AttemptOutcome(result, outcome, retryable, reason)
 
@@ -103,6 +106,7 @@ def completion(
     done: AttemptOutcome,
     worker_id: str,
     started: datetime,
+    ended: datetime | None = None,
 ) -> TaskCompleted:
     """The ``task.completed`` that reports ``done``."""
     result = done.result
@@ -120,7 +124,7 @@ def completion(
         error_snippet=result.error_snippet,
         stderr_tail=result.stderr_tail,
         started_at=started,
-        ended_at=utc_now(),
+        ended_at=ended or utc_now(),
         worker_id=worker_id,
     )
 

@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,6 +37,25 @@ class ProcessExit:
     stderr_tail: str | None
     timed_out: bool = False
     interrupted: bool = False
+
+
+@dataclass
+class Interruption:
+    """Stops running processes early, from outside (the service stopping, a lease no longer
+    confirmed): SIGTERM to the group, then SIGKILL after the grace period."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = "interrupted: the service stopped"
+    grace: float | None = None  # seconds; None: the process's own grace period
+
+    def stop(self, reason: str, grace: float | None = None) -> None:
+        if not self.event.is_set():
+            self.reason, self.grace = reason, grace
+            self.event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
 
 
 class _Tail:
@@ -76,10 +95,11 @@ async def run_process(
     log_path: Path,
     time_limit: float | None = None,
     grace: float = 30.0,
-    interrupt: asyncio.Event | None = None,
+    interrupt: Interruption | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> ProcessExit:
     """Run ``argv`` to its end, its ``time_limit`` (seconds) or ``interrupt``; never leave
-    its group behind."""
+    its group behind. ``on_start`` is told the group's id (the leader's pid) once it runs."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         try:
@@ -96,6 +116,8 @@ async def run_process(
             message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
             log_file.write(message.encode() + b"\n")
             return ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message)
+        if on_start is not None:
+            on_start(process.pid)
         stderr_tail = _Tail()
         stdout, stderr = process.stdout, process.stderr
         assert stdout is not None
@@ -122,8 +144,8 @@ async def run_process(
         assert returncode is not None
         if timed_out:
             log_file.write(f"\n[tributary] timed out after {time_limit:g}s\n".encode())
-        if interrupted:
-            log_file.write(b"\n[tributary] interrupted: the service is shutting down\n")
+        if interrupted and interrupt is not None:
+            log_file.write(f"\n[tributary] {interrupt.reason}\n".encode())
     return _exit(returncode, stderr_tail.text(), timed_out, interrupted)
 
 
@@ -131,12 +153,12 @@ async def _supervise(
     process: asyncio.subprocess.Process,
     time_limit: float | None,
     grace: float,
-    interrupt: asyncio.Event | None,
+    interrupt: Interruption | None,
 ) -> tuple[bool, bool]:
     """Wait for the leader; on timeout or interrupt: SIGTERM the group, grace, SIGKILL."""
     waiter = asyncio.ensure_future(_leader_exited(process))
     watched: set[asyncio.Future[object]] = {waiter}  # type: ignore[arg-type]
-    interrupted_by = asyncio.ensure_future(interrupt.wait()) if interrupt else None
+    interrupted_by = asyncio.ensure_future(interrupt.event.wait()) if interrupt else None
     if interrupted_by is not None:
         watched.add(interrupted_by)  # type: ignore[arg-type]
     try:
@@ -148,7 +170,9 @@ async def _supervise(
             interrupted_by.cancel()
     if waiter in done:
         return False, False
-    interrupted = interrupt is not None and interrupt.is_set()
+    interrupted = interrupt is not None and interrupt.stopped
+    if interrupted and interrupt is not None and interrupt.grace is not None:
+        grace = min(grace, interrupt.grace)
     _signal_group(process.pid, signal.SIGTERM)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(grace):

@@ -8,14 +8,20 @@ dead-letter topic, named as coming from the completions topic.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 from service.bus.dead_letter import DeadLetter, DeadLetters
+from service.errors import TributaryError
 from service.events import CloudEvent, TaskCompleted
+from service.observability import get_logger
 from service.orchestrator.batch import BatchApplier
 from service.orchestrator.reliable import apply_reliably
 from service.supervision import Loop
 
+log = get_logger(__name__)
+
 MAX_BATCH = 500  # completions applied in one transaction at most
+After = Callable[[], Awaitable[None]]
 
 
 class CompletionBatcher(Loop):
@@ -34,10 +40,11 @@ class CompletionBatcher(Loop):
         self._dead_letters = dead_letters
         self._topic = topic  # named as their origin in dead letters
         self._max_batch = max_batch
-        self._queue: deque[CloudEvent] = deque()
+        self._queue: deque[tuple[CloudEvent, After | None]] = deque()
 
-    def submit(self, event: CloudEvent) -> None:
-        self._queue.append(event)
+    def submit(self, event: CloudEvent, after: After | None = None) -> None:
+        """Apply ``event`` soon; then call ``after`` (the completion is durable by then)."""
+        self._queue.append((event, after))
         self.wake()
 
     @property
@@ -47,7 +54,8 @@ class CompletionBatcher(Loop):
     async def step(self) -> bool:
         if not self._queue:
             return False
-        batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+        taken = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+        batch = [event for event, _ in taken]
         refused = await apply_reliably(self._applier, batch)
         await self._dead_letters.send(
             [
@@ -61,6 +69,12 @@ class CompletionBatcher(Loop):
                 for r in refused
             ]
         )
+        for _, after in taken:
+            if after is not None:
+                try:
+                    await after()
+                except TributaryError as exc:  # best effort: a leftover is reported again
+                    log.warning("completion.after_failed", error=str(exc))
         return bool(self._queue)
 
 

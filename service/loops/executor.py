@@ -1,26 +1,33 @@
-"""The in-process executor: claims queued tasks that fit this node, runs each as an attempt,
-and submits its completion.
+"""The in-process executor: claims queued tasks that fit this node, has the attempt keeper run
+each one, and submits its completion.
 
 Claiming goes through the database (``FOR UPDATE SKIP LOCKED``), so any number of replicas
 run executors against one database. Each running attempt reserves its task's cores and memory
-on the node; the claim asks only for what is still free. Completions are applied in batches
-(``loops/completions.py``) through the same path as completions from Kafka.
+on the node; the claim asks only for what is still free. The attempts run in the attempt
+keeper (``execution/keeper.py``), which outlives this process: at start the executor takes
+over what its predecessor left there (attempts still running, outcomes not yet reported).
+Completions are applied in batches (``loops/completions.py``) through the same path as
+completions from Kafka, each with an id derived from its attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from service import metrics
 from service.clock import utc_now
+from service.engine.model import AttemptKey
 from service.engine.states import TaskState
-from service.errors import TributaryError
+from service.errors import InfrastructureError, TributaryError
 from service.events import CloudEvent, new_event
-from service.execution.attempt import AttemptOutcome, completion, run_attempt, unrunnable
+from service.execution.attempt import AttemptOutcome, completion, unrunnable
 from service.execution.cache import cache_key
+from service.execution.keeper_client import KeeperClient, lost_outcome
+from service.execution.keeping import Ended
 from service.execution.process import ProcessExit
 from service.loops.completions import CompletionBatcher
 from service.observability import bound, get_logger
@@ -35,6 +42,11 @@ log = get_logger(__name__)
 
 # What may go wrong preparing one attempt (rendering, files): the attempt fails, retryable.
 UNRUNNABLE = (TributaryError, OSError, ValueError, OverflowError)
+STOPPING = "interrupted: the service stopped"
+
+
+def key_of(claim: ClaimedAttempt) -> AttemptKey:
+    return AttemptKey(claim.run_id, claim.task_id, claim.attempt)
 
 
 class LocalExecutor(Loop):
@@ -46,6 +58,7 @@ class LocalExecutor(Loop):
         claimer: Claimer,
         registry: PipelineRegistry,
         store: Store,
+        keeper: KeeperClient,
         completions: CompletionBatcher,
         hub: WorkHub,
         worker_id: str,
@@ -59,15 +72,19 @@ class LocalExecutor(Loop):
         self._claimer = claimer
         self._registry = registry
         self._store = store
+        self._keeper = keeper
         self._completions = completions
         self._worker_id = worker_id
-        self._source = f"{event_source}/worker/{worker_id}"
+        # Stable across restarts, so a completion reported twice is the same event.
+        self._source = f"{event_source}/executor"
         self._log_dir = log_dir
         self._node = node  # what this node offers: slots, cores, memory, pool sizes
         self._lease_seconds = lease_seconds
         self._running: dict[asyncio.Task[None], ClaimedAttempt] = {}
-        self._interrupt = asyncio.Event()  # set at shutdown, after the drain timeout
+        self._taken_over = False
+        self._superseded: set[asyncio.Task[None]] = set()  # superseded attempts being stopped
         self._accepting = True
+        self.adopted = 0  # attempts taken over from a predecessor, since start
         hub.subscribe(Work.TASKS, self.wake)
 
     @property
@@ -79,6 +96,9 @@ class LocalExecutor(Loop):
         return self._node.less(list(self._running.values()))
 
     async def step(self) -> bool:
+        if not self._taken_over:
+            await self._take_over()
+            self._taken_over = True
         free = self.free()
         if not self._accepting or free.slots <= 0:
             return False
@@ -87,20 +107,57 @@ class LocalExecutor(Loop):
             if claim.queued_at is not None:
                 wait = (claim.started_at - claim.queued_at).total_seconds()
                 metrics.QUEUE_WAIT.observe(max(wait, 0.0))
-            task = asyncio.create_task(
-                self._execute(claim),
-                name=f"attempt {claim.run_id}/{claim.task_id}/{claim.attempt}",
-            )
-            self._running[task] = claim
-            task.add_done_callback(self._finished)
+            self._track(claim, self._execute(claim))
         metrics.TASKS_RUNNING.set(len(self._running))
         metrics.FREE_SLOTS.set(self._node.slots - len(self._running))
         return bool(claims) and len(claims) == free.slots
 
+    async def _take_over(self) -> None:
+        """What a predecessor left in the keeper: report what ended, adopt what still runs as
+        the same attempt, stop what was judged lost meanwhile."""
+        inventory = await self._keeper.open()
+        for ended in inventory.ended:
+            self._report(ended, ended.key)
+        running = list(inventory.running)
+        adopted = await self._store.adopt_attempts(self._worker_id, running, self._lease_seconds)
+        kept = {key_of(claim): claim for claim in adopted}
+        for key, waiting in inventory.running.items():
+            claim = kept.get(key)
+            if claim is None:
+                await self._keeper.interrupt(key, "stopped: its run no longer expects it")
+                self._track_superseded(key, waiting)
+                continue
+            log.info("attempt.adopted", **claim.log_context())
+            self._track(claim, self._adopted(claim, waiting))
+        self.adopted += len(kept)
+        if inventory.ended or inventory.running:
+            log.info(
+                "attempts.taken_over",
+                ended_meanwhile=len(inventory.ended),
+                still_running=len(kept),
+                stopped=len(inventory.running) - len(kept),
+            )
+
+    def _track(self, claim: ClaimedAttempt, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(
+            work, name=f"attempt {claim.run_id}/{claim.task_id}/{claim.attempt}"
+        )
+        self._running[task] = claim
+        task.add_done_callback(self._finished)
+
+    def _track_superseded(self, key: AttemptKey, waiting: asyncio.Future[Ended]) -> None:
+        async def forget_when_stopped() -> None:
+            await waiting
+            await self._keeper.forget(key)
+
+        task = asyncio.create_task(forget_when_stopped(), name=f"stop {key}")
+        self._superseded.add(task)
+        task.add_done_callback(self._superseded.discard)
+
     async def drain(self, drain_timeout: float) -> None:
         """Stop claiming; let running attempts finish for ``drain_timeout`` seconds, then
-        interrupt the rest (SIGTERM, grace, SIGKILL) and report them as interrupted: failed,
-        retryable, applied before the service exits."""
+        interrupt the rest (SIGTERM, grace, SIGKILL) and report them lost (not the tasks'
+        fault), applied before the service exits."""
         self._accepting = False
         if not self._running:
             return
@@ -108,7 +165,10 @@ class LocalExecutor(Loop):
         _, still_running = await asyncio.wait(set(self._running), timeout=drain_timeout)
         if still_running:
             log.warning("executor.interrupting", running=len(still_running))
-            self._interrupt.set()
+            for task in still_running:
+                claim = self._running.get(task)
+                if claim is not None:
+                    await self._keeper.interrupt(key_of(claim), STOPPING)
             await asyncio.wait(still_running)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -121,44 +181,65 @@ class LocalExecutor(Loop):
         with bound(**claim.log_context()):
             started = utc_now()
             try:
-                done = await self._run_attempt(claim)
+                ended = await self._run_attempt(claim)
+            except InfrastructureError as exc:  # the keeper would not start: not the task's
+                ended = Ended(key_of(claim), lost_outcome(f"lost: {exc}"), started, utc_now())
             except UNRUNNABLE as exc:
-                done = unrunnable(exc)
-            seconds = (utc_now() - started).total_seconds()
-            metrics.TASK_DURATION.labels(str(done.outcome)).observe(seconds)
-            log.info(
-                "attempt.ended",
-                outcome=done.outcome,
-                exit_code=done.result.exit_code,
-                signal=done.result.signal,
-                reason=done.reason,
-                seconds=seconds,
-            )
-            self._completions.submit(self._report(claim, done, started))
+                ended = Ended(key_of(claim), unrunnable(exc), started, utc_now())
+            self._report(ended, key_of(claim))
 
-    def _report(self, claim: ClaimedAttempt, done: AttemptOutcome, started: datetime) -> CloudEvent:
-        payload = completion(
-            claim.run_id, claim.task_id, claim.attempt, done, self._worker_id, started
+    async def _adopted(self, claim: ClaimedAttempt, waiting: asyncio.Future[Ended]) -> None:
+        with bound(**claim.log_context()):
+            self._report(await waiting, key_of(claim))
+
+    def _report(self, ended: Ended, key: AttemptKey) -> None:
+        done = ended.outcome
+        seconds = (ended.ended_at - ended.started_at).total_seconds()
+        metrics.TASK_DURATION.labels(str(done.outcome)).observe(max(seconds, 0.0))
+        log.info(
+            "attempt.ended",
+            outcome=done.outcome,
+            exit_code=done.result.exit_code,
+            signal=done.result.signal,
+            reason=done.reason,
+            seconds=seconds,
         )
-        subject = f"{claim.run_id}/{claim.task_id}"
-        return new_event(payload, self._source, subject, claim.trace_id)
+        self._completions.submit(self._event(ended), after=lambda: self._keeper.forget(key))
 
-    async def _run_attempt(self, claim: ClaimedAttempt) -> AttemptOutcome:
+    def _event(self, ended: Ended) -> CloudEvent:
+        key = ended.key
+        payload = completion(
+            key.run_id,
+            key.task_id,
+            key.attempt,
+            ended.outcome,
+            self._worker_id,
+            ended.started_at,
+            ended.ended_at,
+        )
+        event_id = f"completed:{key}"
+        return new_event(payload, self._source, f"{key.run_id}/{key.task_id}", event_id=event_id)
+
+    async def _run_attempt(self, claim: ClaimedAttempt) -> Ended:
         pipeline = await persistently(
             lambda: self._registry.version(claim.pipeline_id, claim.spec_hash), self.name
         )
         launch = launch_for(pipeline, claim)
         log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
         if not pipeline.tasks[claim.task_id].cache:
-            return await run_attempt(launch, log_path, self._interrupt)
+            return await self._keeper.run(key_of(claim), launch, log_path)
         versions = await persistently(lambda: self._store.input_versions(launch.inputs), self.name)
         key = cache_key(pipeline.spec_hash, claim.task_id, launch, versions)
         earlier = await persistently(lambda: self._store.cached_success(key), self.name)
         if earlier is not None:
-            why = f"cache_hit: same spec, command and inputs as run {earlier.run_id} "
-            why += f"attempt {earlier.attempt}"
-            return AttemptOutcome(
-                ProcessExit(None, None, None, None), TaskState.SKIPPED, False, why
-            )
-        done = await run_attempt(launch, log_path, self._interrupt)
-        return dataclasses.replace(done, cache_key=key)
+            return _cache_hit(claim, earlier.run_id, earlier.attempt)
+        ended = await self._keeper.run(key_of(claim), launch, log_path)
+        return dataclasses.replace(ended, outcome=dataclasses.replace(ended.outcome, cache_key=key))
+
+
+def _cache_hit(claim: ClaimedAttempt, run_id: str, attempt: int) -> Ended:
+    why = f"cache_hit: same spec, command and inputs as run {run_id} attempt {attempt}"
+    nothing_ran = ProcessExit(None, None, None, None)
+    outcome = AttemptOutcome(nothing_ran, TaskState.SKIPPED, False, why)
+    now = utc_now()
+    return Ended(key_of(claim), outcome, now, now)

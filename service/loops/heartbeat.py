@@ -1,11 +1,17 @@
-"""Heartbeats: the leases of this process's running attempts, renewed three times per lease.
+"""Heartbeats: the leases of this process's running attempts, renewed three times per lease,
+and each renewal confirmed to the attempt keeper.
 
-An attempt whose lease expires is judged lost by the timer loop of any replica; renewing keeps
-that from happening while this process is alive and runs it.
+An attempt whose lease expired a lease period ago is judged lost by the timer loop of any
+replica. The keeper stops an attempt whose lease it has not had confirmed for a lease period:
+so an attempt this process cannot vouch for (it lost the database) is stopped before anyone
+may retry it.
 """
 
 from __future__ import annotations
 
+import time
+
+from service.execution.keeper_client import KeeperClient
 from service.loops.executor import LocalExecutor
 from service.store import Store
 from service.supervision import Loop
@@ -17,15 +23,25 @@ class LeaseKeeper(Loop):
     name = "heartbeat"
 
     def __init__(
-        self, *, store: Store, executor: LocalExecutor, worker_id: str, lease_seconds: float
+        self,
+        *,
+        store: Store,
+        executor: LocalExecutor,
+        keeper: KeeperClient,
+        worker_id: str,
+        lease_seconds: float,
     ) -> None:
         super().__init__(idle_wait=lease_seconds / RENEWALS_PER_LEASE)
         self._store = store
         self._executor = executor
+        self._keeper = keeper
         self._worker_id = worker_id
         self._lease_seconds = lease_seconds
 
     async def step(self) -> bool:
         if self._executor.running:
-            await self._store.renew_leases(self._worker_id, self._lease_seconds)
+            asked = time.monotonic()  # the lease counts from before the statement
+            renewed = await self._store.renew_leases(self._worker_id, self._lease_seconds)
+            left = self._lease_seconds - (time.monotonic() - asked)
+            await self._keeper.confirm(renewed, left)
         return False

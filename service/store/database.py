@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from service.engine.model import AttemptKey
 from service.errors import InfrastructureError
 from service.store.errors import REFUSED, UNAVAILABLE, redact, translated
 from service.store.migrations import Migration, apply_migrations
@@ -23,6 +24,7 @@ from service.store.outbox import OutboxReader
 from service.store.queries import q
 from service.store.records import (
     CacheHit,
+    ClaimedAttempt,
     DueRetry,
     ExpiredLease,
     Heartbeat,
@@ -181,8 +183,27 @@ class Store:
                 lease_seconds,
             )
 
-    async def renew_leases(self, worker_id: str, lease_seconds: float) -> None:
-        await self._execute("renew_leases", worker_id, lease_seconds)
+    async def renew_leases(self, worker_id: str, lease_seconds: float) -> list[AttemptKey]:
+        """Renew the leases of every attempt ``worker_id`` runs; return those renewed."""
+        rows = await self._fetch("renew_leases", worker_id, lease_seconds)
+        return [AttemptKey(**dict(row)) for row in rows]
+
+    async def adopt_attempts(
+        self, worker_id: str, attempts: Sequence[AttemptKey], lease_seconds: float
+    ) -> list[ClaimedAttempt]:
+        """Take over running attempts a predecessor left to the keeper; return those that are
+        still running as that attempt."""
+        if not attempts:
+            return []
+        rows = await self._fetch(
+            "adopt_attempts",
+            worker_id,
+            [a.run_id for a in attempts],
+            [a.task_id for a in attempts],
+            [a.attempt for a in attempts],
+            lease_seconds,
+        )
+        return [ClaimedAttempt.from_row(dict(row)) for row in rows]
 
     async def expired_leases(self, limit: int, grace_seconds: float) -> list[ExpiredLease]:
         rows = await self._fetch("expired_leases", limit, grace_seconds)

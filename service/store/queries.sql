@@ -224,9 +224,28 @@ RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores
 
 -- name: renew_leases
 -- $1 worker id, $2 lease in seconds: the heartbeat of every attempt this worker runs.
+-- Returns the attempts renewed (their keeper lets them run on).
 UPDATE task_instances
 SET lease_expires_at = now() + make_interval(secs => $2)
-WHERE worker_id = $1 AND state = 'running';
+WHERE worker_id = $1 AND state = 'running'
+RETURNING run_id, task_id, attempt;
+
+-- name: adopt_attempts
+-- $1 worker id, $2 run ids, $3 task ids, $4 attempts, $5 lease in seconds: attempts a
+-- predecessor's keeper still runs, taken over by this process (those still running as that
+-- attempt; the others were judged lost meanwhile, and are stopped).
+WITH adopted AS (
+    UPDATE task_instances AS t
+    SET worker_id = $1, lease_expires_at = now() + make_interval(secs => $5)
+    FROM unnest($2::text[], $3::text[], $4::int[]) AS a(run_id, task_id, attempt)
+    WHERE t.run_id = a.run_id AND t.task_id = a.task_id AND t.attempt = a.attempt
+      AND t.state = 'running' AND NOT t.remote
+    RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores,
+              t.memory_mb
+)
+SELECT a.run_id, a.task_id, a.attempt, a.started_at, a.queued_at, a.cpu_cores, a.memory_mb,
+       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params
+FROM adopted AS a JOIN runs AS r ON r.run_id = a.run_id;
 
 -- name: renew_attempt_leases
 -- $1 run ids, $2 task ids, $3 attempts, $4 worker ids, $5 lease in seconds: heartbeats of

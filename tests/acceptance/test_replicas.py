@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 
 from tests.acceptance.diamond import check_database, check_status_topic, triggers, unfinished
@@ -11,12 +13,17 @@ RUNS = 200
 
 
 async def test_two_replicas_share_the_work_and_do_it_once(
-    run_service: RunService, database_url: str, kafka_bootstrap: str
+    run_service: RunService, database_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    locks = tmp_path / "locks"
+    locks.mkdir()
     first = await run_service(
-        "diamond", max_parallel_tasks="4", executor_poll_interval_seconds="0.1"
+        "diamond",
+        env={"DIAMOND_LOCKS": str(locks)},
+        max_parallel_tasks="4",
+        executor_poll_interval_seconds="0.1",
     )
-    second = first.another("replica-2")
+    second = first.another("replica-2", attempt_state_dir=tmp_path / "attempts-2")
     second.start()
     conn = await asyncpg.connect(database_url)
     try:
@@ -34,6 +41,7 @@ async def test_two_replicas_share_the_work_and_do_it_once(
             "the outbox to drain",
         )
         await check_database(conn, RUNS, "two replicas")
+        assert not (locks / "overlaps").exists()
         await check_status_topic(conn, kafka_bootstrap, first.setting("topic_status"))
         workers = await conn.fetch(
             "SELECT worker_id, count(*) AS n FROM task_attempts GROUP BY worker_id"

@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from service.bus.dead_letter import DeadLetters
+from service.execution.keeper_client import KeeperClient
 from service.loops.completions import CompletionBatcher
 from service.loops.executor import LocalExecutor
 from service.loops.timers import TimerLoop
@@ -48,10 +49,12 @@ async def rig(
     completions = CompletionBatcher(
         applier=orchestration.applier, dead_letters=DeadLetters(producer, "dead"), topic="c"
     )
+    keeper = KeeperClient(tmp_path / "attempts", lease_seconds=30)
     executor = LocalExecutor(
         claimer=orchestration.claimer,
         registry=orchestration.registry,
         store=store,
+        keeper=keeper,
         completions=completions,
         hub=orchestration.hub,
         worker_id="w1",
@@ -75,6 +78,7 @@ async def rig(
     await executor.drain(drain_timeout=5)
     completions.stop()
     await asyncio.wait_for(running, 10)
+    await keeper.close()
     await producer.stop()
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.execution.process import ProcessExit, run_process, task_environment
+from service.execution.process import Interruption, ProcessExit, run_process, task_environment
 
 PY = sys.executable
 
@@ -116,21 +116,24 @@ async def test_a_polite_task_ends_on_sigterm_within_the_grace(tmp_path: Path) ->
     assert (result.timed_out, result.signal) == (True, "SIGTERM")
 
 
-async def test_an_interrupt_stops_the_attempt(tmp_path: Path) -> None:
-    interrupt = asyncio.Event()
+async def test_an_interrupt_stops_the_attempt_and_says_why(tmp_path: Path) -> None:
+    interruption = Interruption()
+    started = asyncio.Event()
     running = asyncio.create_task(
         run_process(
             ["sleep", "30"],
             {"PATH": "/usr/bin:/bin"},
             None,
             tmp_path / "t.log",
-            interrupt=interrupt,
+            interrupt=interruption,
+            on_start=lambda pid: started.set(),
         )
     )
-    await asyncio.sleep(0.2)
-    interrupt.set()
+    await asyncio.wait_for(started.wait(), 10)
+    interruption.stop("stopped: a test wanted it")
     result = await asyncio.wait_for(running, 10)
     assert (result.interrupted, result.timed_out, result.signal) == (True, False, "SIGTERM")
+    assert "[tributary] stopped: a test wanted it" in (tmp_path / "t.log").read_text()
 
 
 async def test_background_leftovers_end_with_their_task(tmp_path: Path) -> None:
