@@ -18,12 +18,13 @@ from aiohttp import web
 
 from service.alerts.routes import routes_from
 from service.api.http import make_app
-from service.assembly import Components, Servers, assemble
-from service.bus.kafka import broker_errors
+from service.assembly import Components, assemble
+from service.bus.kafka import broker_answers
 from service.config import Settings
 from service.errors import TributaryError
 from service.loops.watcher import PipelineWatcher
 from service.observability import get_logger
+from service.servers import Servers
 
 log = get_logger(__name__)
 
@@ -70,7 +71,9 @@ async def _serve_http(
     servers = parts.servers
 
     async def readiness() -> dict[str, Any]:
-        return await _readiness(servers, settings)
+        checks = await _readiness(servers, settings)
+        checks["loops"] = dict(parts.watchdog.found) or "ok"
+        return checks
 
     runner = web.AppRunner(make_app(servers.store, readiness, servers.live), access_log=None)
     await runner.setup()
@@ -99,9 +102,8 @@ async def _readiness(servers: Servers, settings: Settings) -> dict[str, Any]:
     except (TributaryError, TimeoutError) as exc:
         checks["postgres"] = f"unavailable: {exc}"
     try:
-        with broker_errors("Kafka"):
-            async with asyncio.timeout(READINESS_TIMEOUT):
-                await servers.producer.partitions_for(settings.topic_status)
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            await broker_answers(servers.producer)
         checks["kafka"] = "ok"
     except (TributaryError, TimeoutError) as exc:
         checks["kafka"] = f"unavailable: {exc!r}"

@@ -1,7 +1,7 @@
 """One process's components, built from the settings by keyword, connected in order.
 
-:func:`assemble` opens the servers (PostgreSQL and its migrations, the pipelines, Kafka,
-Redis), then builds the orchestrator on top of them and the loops on top of that. Every
+:func:`assemble` connects the servers (``servers.py``), then builds the orchestrator on top of
+them and the loops on top of that. Every
 component is handed what it needs when it is made; loops subscribe to the work hub
 themselves, so nothing is wired after construction. :class:`Components` starts the loops and
 stops them in order.
@@ -14,22 +14,12 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from service.alerts.routes import Routes
 from service.alerts.sender import AlertSender, ErrorAlerts, dead_letter_alert
 from service.bus.dead_letter import DeadLetters
-from service.bus.kafka import (
-    broker_errors,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-    service_topics,
-)
 from service.config import Settings
-from service.execution.keeper_client import KeeperClient
+from service.engine.triggers import BatchDates
 from service.lineage import LineageEmitter
-from service.live_state import LiveState
 from service.loops.completions import CompletionBatcher
 from service.loops.consumer import EventConsumer
 from service.loops.dispatcher import RemoteDispatcher
@@ -37,6 +27,7 @@ from service.loops.executor import LocalExecutor
 from service.loops.heartbeat import LeaseKeeper
 from service.loops.relay import Listener, OutboxRelay
 from service.loops.timers import TimerLoop
+from service.loops.watchdog import Watchdog
 from service.loops.watcher import PipelineWatcher
 from service.observability import get_logger
 from service.orchestrator.batch import BatchApplier
@@ -46,24 +37,11 @@ from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.timers import Timers
 from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry, RunContexts
-from service.spec.validate import NodeCapacity
-from service.store import Store, connect
+from service.servers import Servers, archived, connect_servers
 from service.store.records import ClaimBudget
 from service.supervision import Loop
 
 log = get_logger(__name__)
-
-
-@dataclass
-class Servers:
-    """What the process is connected to."""
-
-    store: Store
-    registry: PipelineRegistry
-    producer: AIOKafkaProducer
-    consumer: AIOKafkaConsumer
-    live: LiveState | None
-    keeper: KeeperClient
 
 
 @dataclass
@@ -103,6 +81,7 @@ class Components:
     watcher: PipelineWatcher
     timers: TimerLoop
     dispatcher: RemoteDispatcher
+    watchdog: Watchdog
 
     def start(self) -> dict[str, asyncio.Task[None]]:
         loops: list[Loop] = [
@@ -114,6 +93,7 @@ class Components:
             self.timers,
             self.dispatcher,
             self.heartbeat,
+            self.watchdog,
         ]
         running = {loop.name: asyncio.create_task(loop.run(), name=loop.name) for loop in loops}
         listeners = {
@@ -154,22 +134,6 @@ async def assemble(
     return _loops(settings, servers, core, listeners, alerts, lineage)
 
 
-async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) -> Servers:
-    store = await connect(settings.database_url, settings.database_pool_size)
-    stack.push_async_callback(store.close)
-    await store.migrate()
-    registry = PipelineRegistry(
-        store, NodeCapacity(settings.node_cpu_cores, settings.node_memory_mb)
-    )
-    await registry.load(settings.pipelines_dir)
-    producer, consumer = await _open_kafka(settings, stack)
-    live = await _open_live_state(settings, stack)
-    keeper = KeeperClient(settings.attempt_state_dir, settings.lease_ttl_seconds)
-    keeper.own()  # a second process on the same directory is refused now, not later
-    stack.push_async_callback(keeper.close)
-    return Servers(store, registry, producer, consumer, live, keeper)
-
-
 def _orchestration(
     settings: Settings, servers: Servers, alerts: AlertSender | None
 ) -> Orchestration:
@@ -180,6 +144,7 @@ def _orchestration(
         actor=settings.instance_id,
         remote_by_default=settings.remote_by_default,
         max_lost_attempts=settings.max_lost_attempts,
+        dates=BatchDates(settings.earliest_batch_date, settings.latest_batch_date),
     )
     dead_letters = DeadLetters(
         servers.producer,
@@ -187,6 +152,10 @@ def _orchestration(
         on_sent=(lambda letter: alerts.raise_alert(dead_letter_alert(letter)))
         if alerts
         else (lambda letter: None),
+        archive=lambda letters: servers.store.archive_dead_letters(
+            [archived(letter) for letter in letters]
+        ),
+        max_bytes=settings.kafka_max_message_bytes,
     )
     return Orchestration(core, dead_letters)
 
@@ -206,48 +175,65 @@ def _loops(
         max_batch=settings.consumer_batch_size,
     )
     executor = _executor(settings, servers, core, completions)
+    consumer = EventConsumer(
+        consumer=servers.consumer,
+        applier=core.applier,
+        store=servers.store,
+        dead_letters=core.dead_letters,
+        batch_size=settings.consumer_batch_size,
+        lease_seconds=settings.lease_ttl_seconds,
+    )
+    relay = _relay(settings, servers, core, listeners)
+    heartbeat, watcher, timers, dispatcher = _side_loops(settings, servers, core, executor)
+    watched = [consumer, completions, executor, relay, heartbeat, watcher, timers, dispatcher]
+    watchdog = Watchdog(loops=watched, consumer=consumer, stall_seconds=settings.stall_seconds)
     return Components(
         servers=servers,
         alerts=alerts,
         lineage=lineage,
-        consumer=EventConsumer(
-            consumer=servers.consumer,
-            applier=core.applier,
-            store=servers.store,
-            dead_letters=core.dead_letters,
-            batch_size=settings.consumer_batch_size,
-            lease_seconds=settings.lease_ttl_seconds,
-        ),
-        relay=_relay(settings, servers, core, listeners),
+        consumer=consumer,
+        relay=relay,
         completions=completions,
         executor=executor,
-        heartbeat=LeaseKeeper(
-            store=servers.store,
-            executor=executor,
-            keeper=servers.keeper,
-            worker_id=settings.instance_id,
-            lease_seconds=settings.lease_ttl_seconds,
-        ),
-        watcher=PipelineWatcher(
-            registry=servers.registry,
-            directory=settings.pipelines_dir,
-            interval=settings.pipelines_reload_interval_seconds,
-        ),
-        timers=TimerLoop(
-            timers=core.timers,
-            store=servers.store,
-            hub=core.hub,
-            poll_interval=settings.timer_poll_interval_seconds,
-            lease_seconds=settings.lease_ttl_seconds,
-        ),
-        dispatcher=RemoteDispatcher(
-            claimer=core.claimer,
-            hub=core.hub,
-            dispatcher_id=settings.instance_id,
-            lease_seconds=settings.lease_ttl_seconds,
-            poll_interval=settings.executor_poll_interval_seconds,
-        ),
+        heartbeat=heartbeat,
+        watcher=watcher,
+        timers=timers,
+        dispatcher=dispatcher,
+        watchdog=watchdog,
     )
+
+
+def _side_loops(
+    settings: Settings, servers: Servers, core: Orchestration, executor: LocalExecutor
+) -> tuple[LeaseKeeper, PipelineWatcher, TimerLoop, RemoteDispatcher]:
+    heartbeat = LeaseKeeper(
+        store=servers.store,
+        executor=executor,
+        keeper=servers.keeper,
+        worker_id=settings.instance_id,
+        lease_seconds=settings.lease_ttl_seconds,
+    )
+    watcher = PipelineWatcher(
+        registry=servers.registry,
+        directory=settings.pipelines_dir,
+        interval=settings.pipelines_reload_interval_seconds,
+    )
+    timers = TimerLoop(
+        timers=core.timers,
+        store=servers.store,
+        hub=core.hub,
+        poll_interval=settings.timer_poll_interval_seconds,
+        lease_seconds=settings.lease_ttl_seconds,
+    )
+    dispatcher = RemoteDispatcher(
+        claimer=core.claimer,
+        applier=core.applier,
+        hub=core.hub,
+        dispatcher_id=settings.instance_id,
+        lease_seconds=settings.lease_ttl_seconds,
+        poll_interval=settings.executor_poll_interval_seconds,
+    )
+    return heartbeat, watcher, timers, dispatcher
 
 
 def _relay(
@@ -324,37 +310,6 @@ def _lineage(settings: Settings, servers: Servers) -> LineageEmitter | None:
         servers.producer,
         settings.openlineage_topic,
     )
-
-
-async def _open_kafka(
-    settings: Settings, stack: contextlib.AsyncExitStack
-) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
-    if settings.kafka_create_topics:
-        created = await ensure_topics(settings, service_topics(settings))
-        if created:
-            log.info("kafka.topics_created", topics=created)
-    producer = make_producer(settings)
-    consumer = make_consumer(settings, [settings.topic_triggers, settings.topic_completions])
-    for client in (producer, consumer):
-        with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
-            await client.start()
-        stack.push_async_callback(client.stop)
-    return producer, consumer
-
-
-async def _open_live_state(
-    settings: Settings, stack: contextlib.AsyncExitStack
-) -> LiveState | None:
-    if not settings.redis_url:
-        log.warning("live_state.disabled", reason="no redis_url configured")
-        return None
-    live = LiveState(
-        settings.redis_url, settings.redis_key_prefix, settings.redis_state_ttl_seconds
-    )
-    stack.push_async_callback(live.close)
-    if not await live.ping():
-        log.warning("live_state.unavailable", redis_url=settings.redis_url)
-    return live
 
 
 async def cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -109,6 +109,13 @@ LOOP_FAILURES = Counter(
     ["loop"],
     registry=REGISTRY,
 )
+LOOP_STALLED = Gauge(
+    "tributary_loop_stalled",
+    "1 while a loop makes no progress (a round too long, failing too long, or messages "
+    "waiting with nothing committed), else 0.",
+    ["loop"],
+    registry=REGISTRY,
+)
 LIVE_STATE_AVAILABLE = Gauge(
     "tributary_live_state_available",
     "1 while Redis takes live-state writes, 0 when not.",

@@ -56,10 +56,12 @@ class Outage:
         self._backoff = backoff
         self.failures = 0
         self._since = 0.0
+        self.last_error = ""
 
     def failed(self, error: TributaryError) -> float:
         """Record a failure; return how long to wait before trying again."""
         self.failures += 1
+        self.last_error = str(error)
         metrics.LOOP_FAILURES.labels(self.name).inc()
         if self.failures == 1:
             self._since = time.monotonic()
@@ -75,6 +77,10 @@ class Outage:
                 seconds=round(time.monotonic() - self._since, 3),
             )
             self.failures = 0
+
+    def failing_for(self, now: float) -> float:
+        """Seconds since this outage began (0 when there is none)."""
+        return now - self._since if self.failures else 0.0
 
 
 def _retriable(error: TributaryError) -> TributaryError:
@@ -108,6 +114,7 @@ class Loop(ABC):
         self._wakeup = asyncio.Event()
         self._outage = Outage(self.name, backoff)
         self._stopping = False
+        self._round_started: float | None = None  # monotonic, while a round runs
 
     def wake(self) -> None:
         """There is work: start the next round now (or right after the current one)."""
@@ -141,11 +148,28 @@ class Loop(ABC):
         finally:
             await self.close()
 
+    def stalled(self, now: float, after: float) -> str | None:
+        """Why the loop makes no progress (one round running, or failing, for more than
+        ``after`` seconds), or None."""
+        if self._round_started is not None and now - self._round_started > after:
+            return f"one round has run for {now - self._round_started:.0f}s"
+        failing = self._outage.failing_for(now)
+        if failing > after:
+            return f"failing for {failing:.0f}s: {self._outage.last_error}"
+        return None
+
+    async def _round(self) -> bool:
+        self._round_started = time.monotonic()
+        try:
+            return await self.step()
+        finally:
+            self._round_started = None
+
     async def _supervised(self) -> None:
         while True:
             self._wakeup.clear()
             try:
-                more = await self.step()
+                more = await self._round()
             except TributaryError as exc:
                 _retriable(exc)
                 try:

@@ -5,6 +5,7 @@ Reads come from PostgreSQL, live views from Redis first. The API never talks to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +20,9 @@ from service.store import Store
 from service.store.records import RunRecord, TaskRecord
 
 MAX_LIST = 500
+# What an id in a path or a query may be: plain text, bounded. Anything else is a 400 that
+# says so, never a query the database would refuse (a NUL) or an unbounded one.
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -33,6 +37,29 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 def error(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status=status)
+
+
+class BadRequest(Exception):
+    """A request that cannot be answered as asked: 400 with the message."""
+
+
+def checked_id(value: str, what: str) -> str:
+    if not ID.match(value):
+        shown = repr(value[:60]) + ("…" if len(value) > 60 else "")
+        raise BadRequest(
+            f"{what} must be 1 to 200 letters, digits, '_', '.', ':' or '-', got {shown}"
+        )
+    return value
+
+
+@web.middleware
+async def bad_requests(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return error(400, str(exc))
 
 
 class Views:
@@ -76,14 +103,17 @@ class Views:
             return error(400, "query parameter 'limit' must be an integer")
         if not 1 <= limit <= MAX_LIST:
             return error(400, f"query parameter 'limit' must be between 1 and {MAX_LIST}")
+        pipeline = request.query.get("pipeline")
+        if pipeline is not None:
+            checked_id(pipeline, "query parameter 'pipeline'")
         try:
-            runs = await self._store.list_runs(limit, request.query.get("pipeline"))
+            runs = await self._store.list_runs(limit, pipeline)
         except TributaryError as exc:
             return error(503, str(exc))
         return json_response({"runs": [asdict(run) for run in runs]})
 
     async def get_run(self, request: web.Request) -> web.Response:
-        found = await self._run_with_tasks(request.match_info["run_id"])
+        found = await self._run_with_tasks(checked_id(request.match_info["run_id"], "a run id"))
         if isinstance(found, web.Response):
             return found
         run, tasks = found
@@ -91,7 +121,7 @@ class Views:
 
     async def run_state(self, request: web.Request) -> web.Response:
         """Current states for live views: Redis first, PostgreSQL when Redis has nothing."""
-        run_id = request.match_info["run_id"]
+        run_id = checked_id(request.match_info["run_id"], "a run id")
         state = await self._live.read(run_id) if self._live is not None else None
         if state is not None:
             return json_response({**state, "source": "redis"})
@@ -125,6 +155,6 @@ class Views:
 def make_app(
     store: Store, readiness: ReadinessCheck, live: LiveState | None = None
 ) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[bad_requests])
     app.add_routes(Views(store, readiness, live).routes())
     return app

@@ -32,6 +32,13 @@ def broker_errors(what: str = "Kafka") -> Iterator[None]:
         raise InfrastructureError(f"{what}: {exc!r}") from exc
 
 
+async def broker_answers(producer: AIOKafkaProducer) -> None:
+    """A real round trip (a metadata request), not what the client remembers of the cluster:
+    InfrastructureError when no broker answers."""
+    with broker_errors("Kafka"):
+        await producer.client.fetch_all_metadata()
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
@@ -57,6 +64,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
         linger_ms=2,
+        max_request_size=settings.kafka_max_message_bytes,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +78,13 @@ class Settings(BaseModel):
     kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(
         default=None, json_schema_extra={"secret": True}, description="SASL password (secret)."
+    )
+    kafka_max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=10_000,
+        description="Largest record Tributary produces (bytes; the producer's "
+        "max_request_size). Refused input larger than this is dead-lettered as a bounded "
+        "envelope (reason, origin, size, sha256, the first KiB).",
     )
     kafka_create_topics: bool = Field(
         default=True, description="Create missing topics at start-up."
@@ -231,12 +239,29 @@ class Settings(BaseModel):
         description="A running attempt whose worker stops renewing it for this long is lost "
         "and retried (heartbeats renew it three times per period).",
     )
+    earliest_batch_date: date = Field(
+        default=date(1900, 1, 1),
+        description="Runs for an earlier batch date are refused (with the reason) when "
+        "announced or requested.",
+    )
+    latest_batch_date: date = Field(
+        default=date(2999, 12, 31),
+        description="Runs for a later batch date are refused (with the reason) when "
+        "announced or requested.",
+    )
     max_lost_attempts: int = Field(
         default=3,
         ge=0,
         description="Attempts of a task instance that may be lost through no fault of the task "
         "(its service, worker or supervisor went away, or the service stopped) and retried "
         "without using the task's own retries; beyond it they count as failures.",
+    )
+    stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A loop whose round runs, or that keeps failing, this long (or intake "
+        "with messages waiting and nothing committed this long) is reported stalled: an "
+        "ERROR line, tributary_loop_stalled, and /readyz not ready.",
     )
     timer_poll_interval_seconds: float = Field(
         default=1.0,

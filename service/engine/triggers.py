@@ -41,6 +41,28 @@ class Refusal:
 
     reason: str
     pipeline_id: str | None = None
+    kind: str = "refused"  # partition_mismatch, date_out_of_range, …
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDates:
+    """The batch dates a run may have (settings earliest_batch_date, latest_batch_date): a
+    year 1 or 9999 is a mistake, and templates doing arithmetic on it would overflow."""
+
+    earliest: date = date(1900, 1, 1)
+    latest: date = date(2999, 12, 31)
+
+    def refusal(self, batch_date: date, pipeline_id: str | None = None) -> Refusal | None:
+        if self.earliest <= batch_date <= self.latest:
+            return None
+        why = (
+            f"batch date {batch_date.isoformat()} is outside {self.earliest.isoformat()}.."
+            f"{self.latest.isoformat()} (settings earliest_batch_date, latest_batch_date)"
+        )
+        return Refusal(why, pipeline_id, "date_out_of_range")
+
+
+ANY_SENSIBLE_DATE = BatchDates()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +87,15 @@ class TaskWait:
 
 
 def runs_for_partition(
-    pipelines: Iterable[Pipeline], dataset: str, partition: str, version: str
+    pipelines: Iterable[Pipeline],
+    dataset: str,
+    partition: str,
+    version: str,
+    dates: BatchDates = ANY_SENSIBLE_DATE,
 ) -> tuple[list[RunToStart], list[Refusal]]:
     """The runs ``dataset``'s ``partition`` (at ``version``) may start, one per pipeline that
-    triggers on the dataset, and the pipelines whose partition format it does not match."""
+    triggers on the dataset, and the pipelines whose partition format it does not match or
+    whose batch date it puts out of range."""
     starts: list[RunToStart] = []
     refusals: list[Refusal] = []
     for pipeline in pipelines:
@@ -76,8 +103,12 @@ def runs_for_partition(
         trigger = next(t for t in triggers.datasets if t.dataset == dataset)
         try:
             batch_date = trigger.batch_date_for(partition)
-        except ValueError as exc:
-            refusals.append(Refusal(str(exc), pipeline.id))
+        except (ValueError, OverflowError) as exc:
+            refusals.append(Refusal(str(exc), pipeline.id, "partition_mismatch"))
+            continue
+        out_of_range = dates.refusal(batch_date, pipeline.id)
+        if out_of_range is not None:
+            refusals.append(out_of_range)
             continue
         key = f"batch_date:{batch_date.isoformat()}"
         if triggers.on_new_version == "rerun":
@@ -110,10 +141,14 @@ def run_for_request(
     requested_by: str,
     reason: str | None,
     trigger_key: str,
+    dates: BatchDates = ANY_SENSIBLE_DATE,
 ) -> RunToStart | Refusal:
     """The run a manual request asks for, or why it cannot have it."""
     if pipeline is None:
         return Refusal(f"no pipeline {pipeline_id!r}" + suggest(pipeline_id, deployed))
+    out_of_range = dates.refusal(batch_date, pipeline.id)
+    if out_of_range is not None:
+        return out_of_range
     if not pipeline.spec.triggers.manual:
         return Refusal(f"{pipeline.id} does not allow manual runs", pipeline.id)
     try:

@@ -87,14 +87,15 @@ async def run_attempt(
     return AttemptOutcome(result, outcome, retryable, reason)
 
 
-def unrunnable(error: BaseException) -> AttemptOutcome:
-    """An attempt that could not even be prepared: failed, retryable, never left running."""
+def unrunnable(error: BaseException, retryable: bool = True) -> AttemptOutcome:
+    """An attempt that could not even be prepared: failed (retried only if ``retryable``),
+    never left running."""
     message = f"cannot run the attempt: {error!r}"
     log.error("attempt.unrunnable", error=message)
     return AttemptOutcome(
         ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message),
         TaskState.FAILED,
-        True,
+        retryable,
         message,
     )
 

@@ -9,6 +9,8 @@ between redelivers the batch, which the processed-events table makes harmless. A
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
@@ -30,6 +32,7 @@ from service.supervision import Loop
 log = get_logger(__name__)
 
 POLL_TIMEOUT_MS = 1_000
+LAG_INTERVAL = 1.0  # seconds between looks at how far behind the intake is
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
@@ -54,6 +57,9 @@ class EventConsumer(Loop):
         self._batch_size = batch_size
         self._lease_seconds = lease_seconds  # what a remote worker's heartbeat renews
         self._inflight: dict[TopicPartition, int] = {}  # first offset of the batch in hand
+        self._lag_seen_at = 0.0
+        self.lag = 0  # messages behind, when last seen
+        self.committed_at = time.monotonic()  # when offsets were last committed
         self.rejected = 0  # records sent to the dead-letter topic, since start
 
     async def step(self) -> bool:
@@ -61,15 +67,14 @@ class EventConsumer(Loop):
             batches: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
                 timeout_ms=POLL_TIMEOUT_MS, max_records=self._batch_size
             )
-        if not batches:
-            return False
-        self._inflight = {tp: records[0].offset for tp, records in batches.items()}
-        await self.process([record for records in batches.values() for record in records])
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-        await self._commit(offsets)
-        self._inflight = {}
-        self._observe_lag(offsets)
-        return True
+        if batches:
+            self._inflight = {tp: records[0].offset for tp, records in batches.items()}
+            await self.process([record for records in batches.values() for record in records])
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            await self._commit(offsets)
+            self._inflight = {}
+        await self._observe_lag()
+        return bool(batches)
 
     async def recover(self) -> None:
         """The batch in hand did not go through: read it again on the next round."""
@@ -108,14 +113,26 @@ class EventConsumer(Loop):
         await self._dead_letters.send(letters)
         self.rejected += len(letters)
 
-    def _observe_lag(self, offsets: dict[TopicPartition, int]) -> None:
-        lag: dict[str, int] = {}
-        for tp, next_offset in offsets.items():
+    async def _observe_lag(self) -> None:
+        """Messages behind the end of each consumed topic, every round (at most once a
+        second), whether records came or not."""
+        now = time.monotonic()
+        if now - self._lag_seen_at < LAG_INTERVAL:
+            return
+        self._lag_seen_at = now
+        behind: dict[str, int] = {}
+        for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
+            try:
+                async with asyncio.timeout(LAG_INTERVAL):  # a broker away: next time
+                    position = await self._consumer.position(tp)
+            except (KafkaError, TimeoutError):  # moved away meanwhile, or no answer
+                continue
             if highwater is not None:
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(highwater - next_offset, 0)
-        for topic, behind in lag.items():
-            metrics.CONSUMER_LAG.labels(topic).set(behind)
+                behind[tp.topic] = behind.get(tp.topic, 0) + max(highwater - position, 0)
+        for topic, count in behind.items():
+            metrics.CONSUMER_LAG.labels(topic).set(count)
+        self.lag = sum(behind.values())
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
@@ -123,6 +140,16 @@ class EventConsumer(Loop):
         except (CommitFailedError, KafkaError) as exc:
             # The partitions moved to another member; it will redeliver, and we dedupe.
             log.warning("consumer.commit_failed", error=repr(exc))
+            return
+        self.committed_at = time.monotonic()
+
+    def stuck(self, after: float) -> str | None:
+        """Why the intake is stuck (messages wait, nothing committed for ``after`` seconds),
+        or None."""
+        quiet = time.monotonic() - self.committed_at
+        if self.lag > 0 and quiet > after:
+            return f"{self.lag} messages wait and nothing was committed for {quiet:.0f}s"
+        return None
 
 
 def _letter(record: Record, reason: str, traceback: str | None = None) -> DeadLetter:

@@ -3,11 +3,15 @@ through the outbox (``task.requested``), in the claim's transaction."""
 
 from __future__ import annotations
 
+from service.engine.states import TaskState
+from service.events import TaskCompleted, new_event
+from service.orchestrator.batch import BatchApplier
 from service.orchestrator.claims import Claimer
 from service.orchestrator.work_hub import Work, WorkHub
 from service.supervision import Loop
 
 BATCH = 100  # remote tasks requested per transaction
+SOURCE = "urn:tributary:dispatcher"
 
 
 class RemoteDispatcher(Loop):
@@ -17,6 +21,7 @@ class RemoteDispatcher(Loop):
         self,
         *,
         claimer: Claimer,
+        applier: BatchApplier,
         hub: WorkHub,
         dispatcher_id: str,
         lease_seconds: float,
@@ -24,12 +29,31 @@ class RemoteDispatcher(Loop):
     ) -> None:
         super().__init__(idle_wait=poll_interval)
         self._claimer = claimer
+        self._applier = applier
         self._id = f"dispatch:{dispatcher_id}"
         self._lease_seconds = lease_seconds
         self.dispatched = 0
         hub.subscribe(Work.TASKS, self.wake)
 
     async def step(self) -> bool:
-        sent = await self._claimer.dispatch_remote(self._id, BATCH, self._lease_seconds)
-        self.dispatched += sent
-        return sent == BATCH
+        done = await self._claimer.dispatch_remote(self._id, BATCH, self._lease_seconds)
+        self.dispatched += done.sent
+        if done.unrenderable:  # it would not render next time either: failed, not retried
+            failed = [
+                new_event(
+                    TaskCompleted(
+                        claim.run_id,
+                        claim.task_id,
+                        claim.attempt,
+                        TaskState.FAILED,
+                        retryable=False,
+                        error_snippet=why[-200:],
+                        reason=why,
+                    ),
+                    SOURCE,
+                    event_id=f"unrenderable:{claim.run_id}/{claim.task_id}/{claim.attempt}",
+                )
+                for claim, why in done.unrenderable
+            ]
+            await self._applier.apply(failed)
+        return done.sent + len(done.unrenderable) == BATCH

@@ -31,7 +31,7 @@ from service.execution.keeping import Ended
 from service.execution.process import ProcessExit
 from service.loops.completions import CompletionBatcher
 from service.observability import bound, get_logger
-from service.orchestrator.claims import Claimer, launch_for
+from service.orchestrator.claims import UNRENDERABLE, Claimer, launch_for
 from service.orchestrator.work_hub import Work, WorkHub
 from service.pipelines import PipelineRegistry
 from service.store import Store
@@ -40,7 +40,7 @@ from service.supervision import Loop, persistently
 
 log = get_logger(__name__)
 
-# What may go wrong preparing one attempt (rendering, files): the attempt fails, retryable.
+# What may go wrong preparing one attempt (files, the keeper): the attempt fails, retryable.
 UNRUNNABLE = (TributaryError, OSError, ValueError, OverflowError)
 STOPPING = "interrupted: the service stopped"
 
@@ -224,7 +224,11 @@ class LocalExecutor(Loop):
         pipeline = await persistently(
             lambda: self._registry.version(claim.pipeline_id, claim.spec_hash), self.name
         )
-        launch = launch_for(pipeline, claim)
+        try:
+            launch = launch_for(pipeline, claim)
+        except UNRENDERABLE as exc:  # will not render next time either: not retried
+            now = utc_now()
+            return Ended(key_of(claim), unrunnable(exc, retryable=False), now, now)
         log_path = self._log_dir / claim.run_id / claim.task_id / f"{claim.attempt}.log"
         if not pipeline.tasks[claim.task_id].cache:
             return await self._keeper.run(key_of(claim), launch, log_path)

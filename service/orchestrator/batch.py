@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import assert_never
 
+from service.engine.triggers import ANY_SENSIBLE_DATE, BatchDates
 from service.errors import EventError
 from service.events import (
     CloudEvent,
@@ -56,6 +57,7 @@ class BatchApplier:
         actor: str,
         remote_by_default: bool = False,
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
+        dates: BatchDates = ANY_SENSIBLE_DATE,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -63,7 +65,10 @@ class BatchApplier:
         self._hub = hub
         self._actor = actor
         self.runs = RunStarter(
-            registry=registry, outgoing=outgoing, remote_by_default=remote_by_default
+            registry=registry,
+            outgoing=outgoing,
+            remote_by_default=remote_by_default,
+            dates=dates,
         )
         self._completions = CompletionApplier(runs=self.runs, max_lost_attempts=max_lost_attempts)
 

@@ -9,6 +9,8 @@ transition, logged and announced like every other.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from service.engine.decide import start_attempt
 from service.engine.model import TaskSnapshot
 from service.engine.states import TaskState
@@ -22,6 +24,17 @@ from service.spec.params import resolve_params
 from service.spec.pipeline import Pipeline
 from service.store import Store, Transaction
 from service.store.records import ClaimBudget, ClaimedAttempt
+
+# What rendering a launch raises when a value does not fit a template (a date overflowing).
+UNRENDERABLE = (ValueError, OverflowError)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatched:
+    """Remote attempts requested, and those whose launch would not render (to fail)."""
+
+    sent: int
+    unrenderable: list[tuple[ClaimedAttempt, str]]
 
 
 def launch_for(pipeline: Pipeline, claim: ClaimedAttempt) -> Launch:
@@ -57,21 +70,26 @@ class Claimer:
             self._hub.committed(BatchOutcome(outbox_written=written))
         return claims
 
-    async def dispatch_remote(self, dispatcher_id: str, limit: int, lease_seconds: float) -> int:
+    async def dispatch_remote(
+        self, dispatcher_id: str, limit: int, lease_seconds: float
+    ) -> Dispatched:
         """Claim up to ``limit`` queued remote tasks and request each from the workers."""
         budget = ClaimBudget(limit, remote=True)
+        unrenderable: list[tuple[ClaimedAttempt, str]] = []
         async with self._store.transaction(dispatcher_id) as tx:
             claims = await self._claim_in(tx, dispatcher_id, budget, lease_seconds)
             for claim in claims:
                 pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
-                request = self._outgoing.task_requested(
-                    claim, launch_for(pipeline, claim), lease_seconds
-                )
-                tx.add_outbox([request])
+                try:
+                    launch = launch_for(pipeline, claim)
+                except UNRENDERABLE as exc:
+                    unrenderable.append((claim, f"cannot render the attempt: {exc!r}"))
+                    continue
+                tx.add_outbox([self._outgoing.task_requested(claim, launch, lease_seconds)])
             written = tx.outbox_written
         if claims:
             self._hub.committed(BatchOutcome(outbox_written=written))
-        return len(claims)
+        return Dispatched(len(claims) - len(unrenderable), unrenderable)
 
     async def _claim_in(
         self, tx: Transaction, worker_id: str, budget: ClaimBudget, lease_seconds: float

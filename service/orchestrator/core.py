@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.engine.triggers import ANY_SENSIBLE_DATE, BatchDates
 from service.orchestrator.batch import DEFAULT_MAX_LOST_ATTEMPTS, BatchApplier
 from service.orchestrator.claims import Claimer
 from service.orchestrator.outgoing import Outgoing
@@ -31,6 +32,7 @@ class Orchestrator:
         actor: str,
         remote_by_default: bool = False,
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
+        dates: BatchDates = ANY_SENSIBLE_DATE,
     ) -> Orchestrator:
         """``actor`` names this process in the transition log."""
         hub = WorkHub()
@@ -42,6 +44,7 @@ class Orchestrator:
             actor=actor,
             remote_by_default=remote_by_default,
             max_lost_attempts=max_lost_attempts,
+            dates=dates,
         )
         timers = Timers(
             store=store,

@@ -11,6 +11,7 @@ from service.engine.decide import decide
 from service.engine.model import RunCreated
 from service.engine.states import RunState
 from service.engine.triggers import (
+    BatchDates,
     Refusal,
     RunToStart,
     deadline_for,
@@ -43,11 +44,17 @@ def new_trace_id() -> str:
 
 class RunStarter:
     def __init__(
-        self, *, registry: PipelineRegistry, outgoing: Outgoing, remote_by_default: bool
+        self,
+        *,
+        registry: PipelineRegistry,
+        outgoing: Outgoing,
+        remote_by_default: bool,
+        dates: BatchDates,
     ) -> None:
         self._registry = registry
         self._outgoing = outgoing
         self._remote_by_default = remote_by_default
+        self._dates = dates
 
     async def dataset_ready(self, ws: WorkingSet, event: CloudEvent, ready: DatasetReady) -> None:
         """Record the announced partition; start the runs it completes."""
@@ -72,6 +79,7 @@ class RunStarter:
             requested_by=request.requested_by or event.source,
             reason=request.reason,
             trigger_key=f"manual:{event.source}:{event.id}",
+            dates=self._dates,
         )
         if isinstance(start, Refusal):
             ws.ignore(event, start.reason)
@@ -90,10 +98,10 @@ class RunStarter:
     ) -> None:
         """Start a run of each pipeline whose dataset triggers are now all ready."""
         triggered = self._registry.triggered_by(dataset)
-        starts, refusals = runs_for_partition(triggered, dataset, partition, version)
+        starts, refusals = runs_for_partition(triggered, dataset, partition, version, self._dates)
         for refusal in refusals:
             log.error(
-                "trigger.partition_mismatch",
+                f"trigger.{refusal.kind}",
                 pipeline_id=refusal.pipeline_id,
                 event_id=cause,
                 reason=refusal.reason,

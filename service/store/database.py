@@ -23,6 +23,7 @@ from service.store.migrations import Migration, apply_migrations
 from service.store.outbox import OutboxReader
 from service.store.queries import q
 from service.store.records import (
+    ArchivedLetter,
     CacheHit,
     ClaimedAttempt,
     DueRetry,
@@ -216,6 +217,21 @@ class Store:
     async def next_retry_at(self) -> datetime | None:
         due: datetime | None = await self._fetchval("next_retry_at")
         return due
+
+    async def archive_dead_letters(self, letters: Sequence[ArchivedLetter]) -> None:
+        if letters:
+            await self._execute(
+                "archive_dead_letters",
+                [x.topic for x in letters],
+                [x.partition for x in letters],
+                [x.offset for x in letters],
+                [x.key for x in letters],
+                [x.reason for x in letters],
+                [x.size for x in letters],
+                [x.sha256 for x in letters],
+                [x.head for x in letters],
+                [x.traceback for x in letters],
+            )
 
     async def ping(self) -> None:
         await self._fetchval("ping")

@@ -365,6 +365,14 @@ INSERT INTO task_cache (cache_key, pipeline_id, task_id, run_id, attempt)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
 ON CONFLICT (cache_key) DO NOTHING;
 
+-- name: archive_dead_letters
+-- $1 topics, $2 partitions, $3 offsets, $4 keys, $5 reasons, $6 sizes, $7 hashes, $8 heads,
+-- $9 tracebacks (parallel arrays): refused input, kept once per record.
+INSERT INTO dead_letters (topic, partition, "offset", key, reason, size, sha256, head, traceback)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[],
+                     $7::text[], $8::text[], $9::text[])
+ON CONFLICT (topic, partition, "offset") DO NOTHING;
+
 -- name: ping
 SELECT 1;
 

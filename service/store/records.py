@@ -266,6 +266,21 @@ class DatasetPartition:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchivedLetter:
+    """A dead letter as PostgreSQL keeps it: bounded, text without NUL."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: str
+    reason: str
+    size: int
+    sha256: str
+    head: str
+    traceback: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class IgnoredEvent:
     source: str
     event_id: str

@@ -253,7 +253,7 @@ async def check_http(port: int, run_id: str) -> None:
         async with http.get(f"{base}/readyz") as response:
             body = await response.json()
             assert response.status == 200, body
-            assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok"}
+            assert body["checks"] == {"postgres": "ok", "kafka": "ok", "redis": "ok", "loops": "ok"}
         async with http.get(f"{base}/api/runs?pipeline=orders_daily") as response:
             runs = (await response.json())["runs"]
             assert [(r["run_id"], r["state"]) for r in runs] == [(run_id, "success")]
@@ -288,6 +288,10 @@ async def check_http(port: int, run_id: str) -> None:
         async with http.get(f"{base}/api/runs?limit=lots") as response:
             assert response.status == 400
             assert "'limit' must be an integer" in (await response.json())["error"]
+        for bad in ("/api/runs/a%00b", "/api/runs/a%00b/state", "/api/runs?pipeline=x%00"):
+            async with http.get(base + bad) as response:
+                assert response.status == 400, bad
+                assert "must be 1 to 200 letters" in (await response.json())["error"]
 
 
 async def check_state_without_redis(port: int, prefix: str, run_id: str) -> None:

@@ -124,3 +124,17 @@ async def test_a_run_past_its_sla_is_announced_once(
     [alert] = AlertRules().alerts_for(decode_event(payload).payload)
     assert alert.kind == "sla_missed"
     assert "not done by its deadline 2020-01-02T06:00:00.000Z" in alert.reason
+
+
+@pytest.mark.parametrize("batch_date", ["0001-01-01", "9999-12-31", "1899-12-31"])
+async def test_a_batch_date_out_of_range_is_refused_with_the_reason(
+    orchestrate: Orchestrate, pg: asyncpg.Connection, batch_date: str
+) -> None:
+    rig = await orchestrate(*PIPELINES)
+    outcome = await rig.apply([requested("daily", batch_date)])
+    assert (outcome.runs_created, outcome.ignored) == (0, 1)
+    reason = await pg.fetchval("SELECT reason FROM ignored_events")
+    assert f"batch date {batch_date} is outside 1900-01-01..2999-12-31" in reason
+    # Announced data that maps there starts nothing either (and is still recorded).
+    announced = await rig.apply([ready("raw", "9999-12-31")])
+    assert (announced.applied, announced.runs_created) == (1, 0)

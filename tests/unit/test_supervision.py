@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from service import metrics
 from service.errors import EventError, InfrastructureError
 from service.supervision import Backoff, Loop, persistently
+from tests.support import Background
 
 QUICK = Backoff(first=0.001, maximum=0.002)
 
@@ -149,3 +151,33 @@ def test_backoff_grows_to_its_cap_with_bounded_jitter(failures: int, sample: flo
     base = min(0.1 * 2 ** (failures - 1), 5.0)
     assert base * 0.8 - 1e-9 <= delay <= base * 1.2 + 1e-9
     assert delay <= 6.0
+
+
+class Hung(Loop):
+    """A loop whose round never returns (an await that hangs)."""
+
+    name = "hung"
+
+    def __init__(self) -> None:
+        super().__init__(idle_wait=None)
+        self.entered = asyncio.Event()
+
+    async def step(self) -> bool:
+        self.entered.set()
+        await asyncio.Event().wait()
+        return False
+
+
+async def test_a_loop_says_when_it_makes_no_progress(background: Background) -> None:
+    hung = Hung()
+    background(hung.run())
+    async with asyncio.timeout(5):
+        await hung.entered.wait()
+    now = time.monotonic()
+    assert hung.stalled(now, after=60) is None
+    assert hung.stalled(now + 61, after=60) == "one round has run for 61s"
+    failing = Script(InfrastructureError("PostgreSQL is unavailable"), idle_wait=None)
+    failing._outage.failed(InfrastructureError("PostgreSQL is unavailable"))
+    assert failing.stalled(time.monotonic() + 61, after=60) == (
+        "failing for 61s: PostgreSQL is unavailable"
+    )
