@@ -231,6 +231,7 @@ def _side_loops(
         hub=core.hub,
         dispatcher_id=settings.instance_id,
         lease_seconds=settings.lease_ttl_seconds,
+        pickup_seconds=settings.dispatch_timeout_seconds,
         poll_interval=settings.executor_poll_interval_seconds,
     )
     return heartbeat, watcher, timers, dispatcher

@@ -10,13 +10,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from service.bus.dead_letter import DeadLetter
-from service.bus.kafka import (
-    broker_errors,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-    service_topics,
-)
+from service.bus.kafka import ensure_topics, service_topics, start_clients
 from service.config import Settings
 from service.execution.keeper_client import KeeperClient
 from service.live_state import LiveState
@@ -64,13 +58,9 @@ async def _open_kafka(
         created = await ensure_topics(settings, service_topics(settings))
         if created:
             log.info("kafka.topics_created", topics=created)
-    producer = make_producer(settings)
-    consumer = make_consumer(settings, [settings.topic_triggers, settings.topic_completions])
-    for client in (producer, consumer):
-        with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
-            await client.start()
-        stack.push_async_callback(client.stop)
-    return producer, consumer
+    return await start_clients(
+        settings, stack, [settings.topic_triggers, settings.topic_completions]
+    )
 
 
 async def _open_live_state(

@@ -1,17 +1,22 @@
 """A remote worker (``tributary worker``, any number, one consumer group): runs the attempts
 the service requests over Kafka.
 
-Each ``task.requested`` carries the attempt fully rendered (a :class:`Launch`); the worker runs
-it with the same code as the service's own executor, sends ``task.heartbeat`` while it runs and
-``task.completed`` when it ends, on the completions topic, then acknowledges the request. A
-worker that dies stops heartbeating: the attempt's lease expires and the retry policy sends it
-to another. The worker knows nothing of the database: only the broker.
+Each ``task.requested`` carries the attempt fully rendered (a :class:`Launch`). The worker
+keeps polling while attempts run, up to ``max_parallel_tasks`` at once (its partitions paused
+while every slot is taken). A request taken after its pickup time is discarded: it has been
+requested again. A request is handed to the worker's attempt keeper (the same one the service
+uses, outliving the worker) and its offset committed at once: a rebalance never gives a
+running request to another worker. The worker sends ``task.heartbeat`` for its attempts three
+times per lease (the first one starts the lease) and confirms each heartbeat sent to the keeper,
+which stops an attempt whose heartbeats stop; it sends ``task.completed`` when one ends. A
+restarted worker takes over what its keeper ran meanwhile. The worker knows the broker only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 from typing import TypeAlias
 
@@ -21,64 +26,112 @@ from aiokafka.errors import KafkaError
 from service.bus.dead_letter import DeadLetter, DeadLetters
 from service.bus.kafka import broker_errors
 from service.clock import utc_now
+from service.engine.model import AttemptKey
 from service.errors import EventError, TributaryError
 from service.events import (
     CONTENT_TYPE,
-    CloudEvent,
     Payload,
     TaskHeartbeat,
     TaskRequested,
     new_event,
     parse_event,
 )
-from service.execution.attempt import completion, run_attempt, unrunnable
+from service.execution.attempt import completion
+from service.execution.keeper_client import KeeperClient
+from service.execution.keeping import Ended
 from service.execution.launch import Launch
 from service.observability import bound, get_logger
-from service.supervision import persistently
+from service.supervision import Loop, persistently
 
 log = get_logger(__name__)
 
-POLL_TIMEOUT_MS = 1_000
+POLL_TIMEOUT_MS = 500
 HEARTBEATS_PER_LEASE = 3
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
-class Worker:
+class Worker(Loop):
+    """Takes requests: each round polls once and starts what came (within its free slots)."""
+
+    name = "worker"
+
     def __init__(
         self,
         *,
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
+        keeper: KeeperClient,
         dead_letters: DeadLetters,
         completions_topic: str,
         worker_id: str,
         log_dir: Path,
         max_parallel: int,
+        lease_seconds: float,
     ) -> None:
+        super().__init__(idle_wait=0)  # getmany waits for records itself
         self._consumer = consumer
         self._producer = producer
+        self._keeper = keeper
         self._dead_letters = dead_letters
         self._completions_topic = completions_topic
         self._worker_id = worker_id
         self._source = f"urn:tributary:worker:{worker_id}"
         self._log_dir = log_dir
         self._max_parallel = max_parallel
+        self.lease_seconds = lease_seconds
+        self._running: dict[AttemptKey, asyncio.Task[None]] = {}
+        self._taken_over = False
+        self._in_hand: tuple[TopicPartition, int] | None = None  # a request being taken
         self.finished = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batches: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self._max_parallel
-            )
-            if not batches:
-                continue
-            records = [r for rs in batches.values() for r in rs]
-            await asyncio.gather(*(self._handle(record) for record in records))
-            offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
-            with contextlib.suppress(KafkaError):  # moved away: redelivered, fenced by attempt
-                await self._consumer.commit(offsets)
+    @property
+    def free(self) -> int:
+        return self._max_parallel - len(self._running)
 
-    async def _handle(self, record: Record) -> None:
+    async def step(self) -> bool:
+        if not self._taken_over:
+            await self._take_over()
+            self._taken_over = True
+        if self._stopping:
+            return False
+        assigned = self._consumer.assignment()
+        if self.free <= 0:
+            self._consumer.pause(*assigned)
+        else:
+            self._consumer.resume(*assigned)
+        with broker_errors("the requests topic"):
+            batches: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=max(self.free, 1)
+            )
+        for tp, records in batches.items():
+            for record in records:
+                self._in_hand = (tp, record.offset)
+                await self._take(record)
+                await self._commit(tp, record.offset + 1)
+        self._in_hand = None
+        return bool(batches)
+
+    async def recover(self) -> None:
+        """A request not taken in full: read it again next round."""
+        if self._in_hand is not None and self._in_hand[0] in self._consumer.assignment():
+            self._consumer.seek(*self._in_hand)
+        self._in_hand = None
+
+    async def drain(self, drain_seconds: float) -> None:
+        """Let running attempts finish for ``drain_seconds``; interrupt the rest (lost: not
+        the tasks' fault) and report them."""
+        running = set(self._running.values())
+        if not running:
+            return
+        _, still = await asyncio.wait(running, timeout=drain_seconds)
+        for key, task in list(self._running.items()):
+            if task in still:
+                await self._keeper.interrupt(key, "interrupted: the worker stopped")
+        if still:
+            await asyncio.wait(still)
+
+    async def _take(self, record: Record) -> None:
+        """Start the requested attempt in the keeper, or dead-letter or discard the request."""
         try:
             event = parse_event(record.value)
             if not isinstance(event.payload, TaskRequested):
@@ -87,68 +140,94 @@ class Worker:
             launch = Launch.from_json(request.launch)
         except (EventError, TypeError, KeyError, ValueError) as exc:
             log.error("request.rejected", reason=str(exc), offset=record.offset)
-            await self._dead_letters.send(
-                [
-                    DeadLetter(
-                        record.key,
-                        record.value,
-                        str(exc),
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                    )
-                ]
+            letter = DeadLetter(
+                record.key, record.value, str(exc), record.topic, record.partition, record.offset
             )
+            await self._dead_letters.send([letter])
             return
-        with bound(
-            run_id=request.run_id,
-            task_id=request.task_id,
-            attempt=request.attempt,
-            trace_id=request.trace_id,
-        ):
-            await self._run(request, launch)
+        key = AttemptKey(request.run_id, request.task_id, request.attempt)
+        if request.pickup_by is not None and utc_now() > request.pickup_by:
+            log.warning("request.expired", attempt=str(key), pickup_by=str(request.pickup_by))
+            return  # requested again meanwhile: that request runs it
+        if key in self._running:
+            return  # a request delivered twice
+        await self._send(TaskHeartbeat(*_ids(key), self._worker_id), key)  # the lease starts
+        log_path = self._log_dir / key.run_id / key.task_id / f"{key.attempt}.log"
+        ending = await self._keeper.start(key, launch, log_path)
+        log.info("request.taken", run_id=key.run_id, task_id=key.task_id, attempt=key.attempt)
+        self._running[key] = asyncio.create_task(self._report_when_ended(key, ending))
 
-    async def _run(self, request: TaskRequested, launch: Launch) -> None:
-        heartbeats = asyncio.create_task(self._heartbeat(request))
-        started = utc_now()
-        log_path = self._log_dir / request.run_id / request.task_id / f"{request.attempt}.log"
+    async def _take_over(self) -> None:
+        inventory = await self._keeper.open()
+        for ended in inventory.ended:
+            await self._report(ended)
+        for key, ending in inventory.running.items():
+            log.info("attempt.adopted", attempt=str(key))
+            self._running[key] = asyncio.create_task(self._report_when_ended(key, ending))
+        if inventory.running:  # now: the keeper's deadline was set by the predecessor's beats
+            await self.beat_all()
+
+    async def _report_when_ended(self, key: AttemptKey, ending: asyncio.Future[Ended]) -> None:
         try:
-            try:
-                done = await run_attempt(launch, log_path)
-            except OSError as exc:
-                done = unrunnable(exc)
+            ended = await ending
+            with bound(run_id=key.run_id, task_id=key.task_id, attempt=key.attempt):
+                log.info(
+                    "attempt.ended",
+                    outcome=ended.outcome.outcome,
+                    exit_code=ended.outcome.result.exit_code,
+                    reason=ended.outcome.reason,
+                )
+                await self._report(ended)
         finally:
-            heartbeats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeats
-        log.info(
-            "attempt.ended",
-            outcome=done.outcome,
-            exit_code=done.result.exit_code,
-            reason=done.reason,
+            self._running.pop(key, None)
+            self.wake()
+
+    async def _report(self, ended: Ended) -> None:
+        key = ended.key
+        payload = completion(
+            *_ids(key), ended.outcome, self._worker_id, ended.started_at, ended.ended_at
         )
-        report = completion(
-            request.run_id, request.task_id, request.attempt, done, self._worker_id, started
-        )
-        subject = f"{request.run_id}/{request.task_id}"
-        await persistently(lambda: self._send(report, request, subject), "worker")
+        await persistently(lambda: self._send(payload, key, f"completed:{key}"), "worker")
+        await self._keeper.forget(key)
         self.finished += 1
 
-    async def _heartbeat(self, request: TaskRequested) -> None:
-        beat = TaskHeartbeat(request.run_id, request.task_id, request.attempt, self._worker_id)
-        while True:
+    async def beat_all(self) -> None:
+        """A heartbeat for every attempt this worker runs; those the broker took are
+        confirmed to the keeper (the others will be stopped there if it lasts)."""
+        asked = time.monotonic()
+        sent = []
+        for key in list(self._running):
             with contextlib.suppress(TributaryError):  # the lease covers a missed beat or two
-                await self._send(beat, request)
-            await asyncio.sleep(request.lease_seconds / HEARTBEATS_PER_LEASE)
+                await self._send(TaskHeartbeat(*_ids(key), self._worker_id), key)
+                sent.append(key)
+        await self._keeper.confirm(sent, self.lease_seconds - (time.monotonic() - asked))
 
-    async def _send(
-        self, payload: Payload, request: TaskRequested, subject: str | None = None
-    ) -> None:
-        event: CloudEvent = new_event(payload, self._source, subject, request.trace_id)
+    async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        with contextlib.suppress(KafkaError):  # moved away: redelivered, and fenced
+            await self._consumer.commit({tp: offset})
+
+    async def _send(self, payload: Payload, key: AttemptKey, event_id: str | None = None) -> None:
+        event = new_event(payload, self._source, f"{key.run_id}/{key.task_id}", event_id=event_id)
         with broker_errors("the completions topic"):
             await self._producer.send_and_wait(
                 self._completions_topic,
                 event.to_bytes(),
-                key=request.run_id.encode(),
+                key=key.run_id.encode(),
                 headers=[("content-type", CONTENT_TYPE.encode())],
             )
+
+
+class WorkerHeartbeats(Loop):
+    name = "worker-heartbeats"
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(idle_wait=worker.lease_seconds / HEARTBEATS_PER_LEASE)
+        self._worker = worker
+
+    async def step(self) -> bool:
+        await self._worker.beat_all()
+        return False
+
+
+def _ids(key: AttemptKey) -> tuple[str, str, int]:
+    return key.run_id, key.task_id, key.attempt

@@ -144,15 +144,19 @@ async def settled(value: T) -> T:
 
 
 async def produce(
-    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]
+    bootstrap: str,
+    topic: str,
+    messages: Sequence[tuple[bytes | None, bytes]],
+    max_request_size: int = 1_048_576,
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=max_request_size
+    )
     await producer.start()
     try:
-        for key, value in messages:
-            await producer.send_and_wait(
-                topic, value, key=key, headers=[("content-type", CONTENT_TYPE.encode())]
-            )
+        headers = [("content-type", CONTENT_TYPE.encode())]
+        sent = [await producer.send(topic, v, key=k, headers=headers) for k, v in messages]
+        await asyncio.gather(*sent)  # in order per partition: one producer, one connection
     finally:
         await producer.stop()
 

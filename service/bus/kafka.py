@@ -6,6 +6,7 @@ MSK or the embedded Tansu broker are chosen by configuration alone.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -68,11 +69,29 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(
-    settings: Settings, topics: Sequence[str], group: str | None = None
-) -> AIOKafkaConsumer:
+async def start_clients(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    topics: Sequence[str],
+    group: str | None = None,
+) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+    """A started producer, and a consumer of ``topics`` in ``group``; both stopped by ``stack``.
+
+    The consumer subscribes after it starts, so it joins its group in the background: a
+    member killed a moment ago holds its partitions until its session expires, and a restart
+    must not wait that out before it takes over the attempts that member left running."""
+    producer = make_producer(settings)
+    consumer = make_consumer(settings, group)
+    for client in (producer, consumer):
+        stack.push_async_callback(client.stop)  # also after a failed start: it let nothing go
+        with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
+            await client.start()
+    consumer.subscribe(list(topics))
+    return producer, consumer
+
+
+def make_consumer(settings: Settings, group: str | None = None) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        *topics,
         **client_options(settings),
         group_id=group or settings.kafka_consumer_group,
         enable_auto_commit=False,

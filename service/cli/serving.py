@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
 from service.app import Service
 from service.bus.dead_letter import DeadLetters
-from service.bus.kafka import broker_errors, ensure_topics, make_consumer, make_producer
+from service.bus.kafka import ensure_topics, start_clients
 from service.cli.common import settings_for, with_store
 from service.config import Settings
+from service.execution.keeper_client import KeeperClient
 from service.observability import configure_logging, get_logger
-from service.worker import Worker
+from service.worker import Worker, WorkerHeartbeats
 
 log = get_logger(__name__)
 
@@ -76,34 +78,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _worker(settings: Settings) -> Callable[[asyncio.Event], Awaitable[None]]:
     async def work(stop: asyncio.Event) -> None:
         """A remote worker: requests from Kafka in, heartbeats and completions out."""
-        if settings.kafka_create_topics:
-            await ensure_topics(
-                settings,
-                [settings.topic_requests, settings.topic_completions, settings.topic_dead_letter],
-            )
-        producer = make_producer(settings)
-        consumer = make_consumer(settings, [settings.topic_requests], settings.kafka_worker_group)
-        with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
-            await producer.start()
-            await consumer.start()
-        worker = Worker(
-            consumer=consumer,
-            producer=producer,
-            dead_letters=DeadLetters(producer, settings.topic_dead_letter),
-            completions_topic=settings.topic_completions,
-            worker_id=settings.instance_id,
-            log_dir=settings.task_log_dir,
-            max_parallel=settings.max_parallel_tasks,
-        )
-        log.info("worker.started", worker_id=settings.instance_id)
-        try:
-            await worker.run(stop)
-        finally:
-            await consumer.stop()
-            await producer.stop()
+        async with contextlib.AsyncExitStack() as stack:
+            worker = await _open_worker(settings, stack)
+            log.info("worker.started", worker_id=settings.instance_id)
+            loops = [
+                asyncio.create_task(worker.run(), name="worker"),
+                asyncio.create_task(WorkerHeartbeats(worker).run(), name="worker-heartbeats"),
+            ]
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({stopper, loops[0]}, return_when=asyncio.FIRST_COMPLETED)
+            worker.stop()
+            await loops[0]  # raises what stopped it, if not the signal
+            await worker.drain(settings.shutdown_drain_seconds)
+            loops[1].cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loops[1]
             log.info("worker.stopped", worker_id=settings.instance_id, finished=worker.finished)
 
     return work
+
+
+async def _open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> Worker:
+    if settings.kafka_create_topics:
+        await ensure_topics(
+            settings,
+            [settings.topic_requests, settings.topic_completions, settings.topic_dead_letter],
+        )
+    producer, consumer = await start_clients(
+        settings, stack, [settings.topic_requests], settings.kafka_worker_group
+    )
+    keeper = KeeperClient(settings.attempt_state_dir, settings.lease_ttl_seconds)
+    keeper.own()
+    stack.push_async_callback(keeper.close)
+    return Worker(
+        consumer=consumer,
+        producer=producer,
+        keeper=keeper,
+        dead_letters=DeadLetters(
+            producer, settings.topic_dead_letter, max_bytes=settings.kafka_max_message_bytes
+        ),
+        completions_topic=settings.topic_completions,
+        worker_id=settings.instance_id,
+        log_dir=settings.task_log_dir,
+        max_parallel=settings.max_parallel_tasks,
+        lease_seconds=settings.lease_ttl_seconds,
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

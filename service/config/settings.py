@@ -117,6 +117,13 @@ class Settings(BaseModel):
         default=False,
         description="Run every task on remote workers, not only those with executor: remote.",
     )
+    dispatch_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a remote request waits for a worker to pick it up (its lease "
+        "starts then) before it is requested again, for the same attempt; a worker discards "
+        "a request it takes later.",
+    )
     topic_dead_letter: str = Field(
         default="tributary.dead-letter",
         description="Topic of refused input: original bytes, the reason in headers.",

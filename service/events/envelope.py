@@ -106,6 +106,12 @@ def parse_event(raw: bytes | None) -> CloudEvent:
     except fastjsonschema.JsonSchemaValueException as exc:
         raise EventError(f"not a CloudEvent: {exc.message.replace('data', 'event', 1)}") from None
     event_type = body["type"]
+    nul = _nul_at(body, "event")
+    if nul is not None:  # PostgreSQL text cannot hold it: refused here, not by the database
+        raise EventError(
+            f"{event_type} event {body['id']!r}: {nul} contains a NUL character (\\u0000), "
+            "which text cannot hold"
+        )
     validators = _data_validators()
     if event_type not in validators:
         raise EventError(f"unknown event type {event_type!r} (known: {', '.join(EVENT_TYPES)})")
@@ -117,6 +123,25 @@ def parse_event(raw: bytes | None) -> CloudEvent:
         return _event(body)
     except ValueError as exc:  # a date the schema's format does not catch (2026-02-30)
         raise EventError(f"{event_type} event {body['id']!r}: {exc}") from None
+
+
+def _nul_at(value: object, path: str) -> str | None:
+    """Where the first string (or key) holding a NUL character is, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"a key of {path}"
+            found = _nul_at(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def decode_event(raw: bytes) -> CloudEvent:

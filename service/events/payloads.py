@@ -119,6 +119,8 @@ class TaskRequested(_Payload):
     trace_id: str
     lease_seconds: float
     launch: Mapping[str, Any]  # the attempt fully rendered: see service.execution.launch
+    # A worker that takes the request later discards it: it has been requested again.
+    pickup_by: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

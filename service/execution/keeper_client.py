@@ -155,6 +155,10 @@ class KeeperClient:
 
     async def run(self, key: AttemptKey, launch: Launch, log_path: Path) -> Ended:
         """Have the keeper run the attempt; return once it ended."""
+        return await (await self.start(key, launch, log_path))
+
+    async def start(self, key: AttemptKey, launch: Launch, log_path: Path) -> asyncio.Future[Ended]:
+        """Hand the attempt to the keeper; return once it has it, with the future of its end."""
         waiting = self._await(key)
         message = {"op": "run", "key": str(key), "launch": launch.to_json()}
         try:
@@ -162,7 +166,7 @@ class KeeperClient:
         except BaseException:
             self._waiting.pop(key, None)
             raise
-        return await waiting
+        return waiting
 
     def _await(self, key: AttemptKey) -> asyncio.Future[Ended]:
         waiting = self._waiting.get(key)

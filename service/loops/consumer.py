@@ -87,7 +87,7 @@ class EventConsumer(Loop):
     async def process(self, records: Sequence[Record]) -> None:
         """Apply what is valid, dead-letter the rest; return once all of it is durable."""
         letters: list[DeadLetter] = []
-        origin: dict[str, Record] = {}
+        origin: dict[int, Record] = {}  # by identity: two records may carry one event id
         events: list[CloudEvent] = []
         beats: list[Heartbeat] = []  # heartbeats renew leases, nothing else
         for record in records:
@@ -104,12 +104,14 @@ class EventConsumer(Loop):
                 beat = event.payload
                 beats.append(Heartbeat(beat.run_id, beat.task_id, beat.attempt, beat.worker_id))
                 continue
-            origin[event.id] = record
+            origin[id(event)] = record
             events.append(event)
         await self._store.renew_attempt_leases(beats, self._lease_seconds)
         if events:
             for refused in await apply_reliably(self._applier, events):
-                letters.append(_letter(origin[refused.event.id], refused.reason, refused.traceback))
+                letters.append(
+                    _letter(origin[id(refused.event)], refused.reason, refused.traceback)
+                )
         await self._dead_letters.send(letters)
         self.rejected += len(letters)
 

@@ -1,5 +1,6 @@
 """The remote dispatcher: claims queued tasks that run on remote workers and requests each one
-through the outbox (``task.requested``), in the claim's transaction."""
+through the outbox (``task.requested``), in the claim's transaction; and requests again, for
+the same attempt, what no worker picked up in time."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class RemoteDispatcher(Loop):
         hub: WorkHub,
         dispatcher_id: str,
         lease_seconds: float,
+        pickup_seconds: float,
         poll_interval: float,
     ) -> None:
         super().__init__(idle_wait=poll_interval)
@@ -32,12 +34,19 @@ class RemoteDispatcher(Loop):
         self._applier = applier
         self._id = f"dispatch:{dispatcher_id}"
         self._lease_seconds = lease_seconds
+        self._pickup_seconds = pickup_seconds
+        self.requested_again = 0
         self.dispatched = 0
         hub.subscribe(Work.TASKS, self.wake)
 
     async def step(self) -> bool:
-        done = await self._claimer.dispatch_remote(self._id, BATCH, self._lease_seconds)
+        done = await self._claimer.dispatch_remote(
+            self._id, BATCH, self._lease_seconds, self._pickup_seconds
+        )
         self.dispatched += done.sent
+        self.requested_again += await self._claimer.redispatch(
+            self._id, BATCH, self._lease_seconds, self._pickup_seconds
+        )
         if done.unrenderable:  # it would not render next time either: failed, not retried
             failed = [
                 new_event(

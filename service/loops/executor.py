@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -119,8 +120,12 @@ class LocalExecutor(Loop):
         for ended in inventory.ended:
             self._report(ended, ended.key)
         running = list(inventory.running)
+        asked = time.monotonic()  # the lease counts from before the statement
         adopted = await self._store.adopt_attempts(self._worker_id, running, self._lease_seconds)
         kept = {key_of(claim): claim for claim in adopted}
+        # Renewed: say so now, not at the next heartbeat, which may come after the keeper's
+        # deadline (set by the predecessor's last word) when restarts follow each other.
+        await self._keeper.confirm(kept, self._lease_seconds - (time.monotonic() - asked))
         for key, waiting in inventory.running.items():
             claim = kept.get(key)
             if claim is None:

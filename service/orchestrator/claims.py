@@ -9,12 +9,14 @@ transition, logged and announced like every other.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from service.engine.decide import start_attempt
 from service.engine.model import TaskSnapshot
 from service.engine.states import TaskState
 from service.execution.launch import Launch, prepare_launch
+from service.observability import get_logger
 from service.orchestrator.journal import record_transitions
 from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.outgoing import Outgoing
@@ -24,6 +26,8 @@ from service.spec.params import resolve_params
 from service.spec.pipeline import Pipeline
 from service.store import Store, Transaction
 from service.store.records import ClaimBudget, ClaimedAttempt
+
+log = get_logger(__name__)
 
 # What rendering a launch raises when a value does not fit a template (a date overflowing).
 UNRENDERABLE = (ValueError, OverflowError)
@@ -71,30 +75,66 @@ class Claimer:
         return claims
 
     async def dispatch_remote(
-        self, dispatcher_id: str, limit: int, lease_seconds: float
+        self, dispatcher_id: str, limit: int, lease_seconds: float, pickup_seconds: float
     ) -> Dispatched:
-        """Claim up to ``limit`` queued remote tasks and request each from the workers."""
+        """Claim up to ``limit`` queued remote tasks and request each from the workers; a
+        worker must pick each up within ``pickup_seconds`` (its lease starts then)."""
         budget = ClaimBudget(limit, remote=True)
-        unrenderable: list[tuple[ClaimedAttempt, str]] = []
         async with self._store.transaction(dispatcher_id) as tx:
-            claims = await self._claim_in(tx, dispatcher_id, budget, lease_seconds)
-            for claim in claims:
-                pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
-                try:
-                    launch = launch_for(pipeline, claim)
-                except UNRENDERABLE as exc:
-                    unrenderable.append((claim, f"cannot render the attempt: {exc!r}"))
-                    continue
-                tx.add_outbox([self._outgoing.task_requested(claim, launch, lease_seconds)])
+            claims = await self._claim_in(tx, dispatcher_id, budget, lease_seconds, pickup_seconds)
+            unrenderable = await self._request(tx, claims, lease_seconds)
             written = tx.outbox_written
         if claims:
             self._hub.committed(BatchOutcome(outbox_written=written))
         return Dispatched(len(claims) - len(unrenderable), unrenderable)
 
+    async def redispatch(
+        self, dispatcher_id: str, limit: int, lease_seconds: float, pickup_seconds: float
+    ) -> int:
+        """Request again the remote attempts no worker picked up in time (plus a lease of
+        margin for a first heartbeat on its way): the same attempt, a new pickup time."""
+        async with self._store.transaction(dispatcher_id) as tx:
+            unpicked = await tx.unpicked_requests(limit, lease_seconds)
+            if not unpicked:
+                return 0
+            await tx.lock_runs([a.run_id for a in unpicked])
+            pickup = await tx.extend_pickup(unpicked, pickup_seconds)
+            again = [
+                dataclasses.replace(a, pickup_by=pickup[(a.run_id, a.task_id)])
+                for a in unpicked
+                if (a.run_id, a.task_id) in pickup
+            ]
+            await self._request(tx, again, lease_seconds)
+            written = tx.outbox_written
+        log.warning("dispatch.requested_again", attempts=len(again))
+        self._hub.committed(BatchOutcome(outbox_written=written))
+        return len(again)
+
+    async def _request(
+        self, tx: Transaction, claims: list[ClaimedAttempt], lease_seconds: float
+    ) -> list[tuple[ClaimedAttempt, str]]:
+        """A task.requested for each claim, through the outbox; those whose launch will not
+        render come back."""
+        unrenderable: list[tuple[ClaimedAttempt, str]] = []
+        for claim in claims:
+            pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
+            try:
+                launch = launch_for(pipeline, claim)
+            except UNRENDERABLE as exc:
+                unrenderable.append((claim, f"cannot render the attempt: {exc!r}"))
+                continue
+            tx.add_outbox([self._outgoing.task_requested(claim, launch, lease_seconds)])
+        return unrenderable
+
     async def _claim_in(
-        self, tx: Transaction, worker_id: str, budget: ClaimBudget, lease_seconds: float
+        self,
+        tx: Transaction,
+        worker_id: str,
+        budget: ClaimBudget,
+        lease_seconds: float,
+        pickup_seconds: float | None = None,
     ) -> list[ClaimedAttempt]:
-        claims = await tx.claim_tasks(worker_id, budget, lease_seconds)
+        claims = await tx.claim_tasks(worker_id, budget, lease_seconds, pickup_seconds)
         for claim in claims:
             pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
             before = TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)

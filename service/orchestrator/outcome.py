@@ -1,4 +1,4 @@
-"""What one transaction did: for wake-ups, metrics and tests."""
+"""What one transaction did: for wake-ups, metrics, logs and tests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from service import metrics
 from service.engine.model import Transition
 from service.engine.states import RUN_TERMINAL, TASK_TERMINAL, TaskState
+from service.observability import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -23,6 +26,7 @@ class BatchOutcome:
     run_endings: dict[str, int] = field(default_factory=dict)  # terminal state -> count
     task_endings: dict[str, int] = field(default_factory=dict)
     scheduling_latencies: list[float] = field(default_factory=list)  # seconds
+    created: list[dict[str, str]] = field(default_factory=list)  # what run.created logs
 
     def count(self, transitions: Sequence[Transition]) -> None:
         """Count what the transitions queue, schedule and end."""
@@ -48,3 +52,5 @@ class BatchOutcome:
             metrics.RETRIES_SCHEDULED.inc(self.retries_scheduled)
         for seconds in self.scheduling_latencies:
             metrics.SCHEDULING_LATENCY.observe(seconds)
+        for run in self.created:
+            log.info("run.created", **run)

@@ -113,6 +113,7 @@ class Outgoing:
             trace_id=claim.trace_id,
             lease_seconds=lease_seconds,
             launch=launch.to_json(),
+            pickup_by=claim.pickup_by,
         )
         subject = f"{claim.run_id}/{claim.task_id}"
         event = new_event(request, self.source, subject, claim.trace_id)

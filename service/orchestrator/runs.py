@@ -191,11 +191,12 @@ class RunStarter:
         ws.add_new_run(locked, pipeline)
         ws.created(run_id, start.reason)
         ws.apply(run_id, decide(pipeline.graph, ws.snapshot(run_id), RunCreated()).transitions)
-        log.info(
-            "run.created",
-            run_id=run_id,
-            pipeline_id=pipeline.id,
-            batch_date=str(start.batch_date),
-            trace_id=trace_id,
+        ws.outcome.created.append(  # logged once committed: a rollback creates nothing
+            {
+                "run_id": run_id,
+                "pipeline_id": pipeline.id,
+                "batch_date": str(start.batch_date),
+                "trace_id": trace_id,
+            }
         )
         return True

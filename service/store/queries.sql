@@ -200,7 +200,9 @@ WHERE ($2::real IS NULL OR cpu <= $2) AND ($3::bigint IS NULL OR memory <= $3)
 ORDER BY position;
 
 -- name: claim_tasks
--- $1 worker id, $2 run ids, $3 task ids (chosen by claimable_tasks), $4 lease in seconds.
+-- $1 worker id, $2 run ids, $3 task ids (chosen by claimable_tasks), $4 lease in seconds,
+-- $5 NULL for local attempts, or for remote ones the seconds a worker has to pick each up
+-- (no lease until then: its first heartbeat starts it).
 -- Runs with lock_runs first (as every writer of a run's events does, in run-id order), so
 -- each run's status events commit in the order they are written. Task rows another
 -- replica is claiming are skipped, never waited for.
@@ -215,12 +217,14 @@ WITH claimable AS (
 )
 UPDATE task_instances AS t
 SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),
-    lease_expires_at = now() + make_interval(secs => $4),
+    lease_expires_at = CASE WHEN $5::float8 IS NULL
+                            THEN now() + make_interval(secs => $4) END,
+    pickup_by = CASE WHEN $5::float8 IS NOT NULL THEN now() + make_interval(secs => $5) END,
     ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL, updated_at = now()
 FROM claimable AS c, runs AS r
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
 RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
-          r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params;
+          r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by;
 
 -- name: renew_leases
 -- $1 worker id, $2 lease in seconds: the heartbeat of every attempt this worker runs.
@@ -249,13 +253,37 @@ FROM adopted AS a JOIN runs AS r ON r.run_id = a.run_id;
 
 -- name: renew_attempt_leases
 -- $1 run ids, $2 task ids, $3 attempts, $4 worker ids, $5 lease in seconds: heartbeats of
--- remote workers; the worker id is recorded as the attempt's.
+-- remote workers; the worker id is recorded as the attempt's. The first one (the worker picked
+-- the request up) starts the lease and marks when the attempt really started.
 UPDATE task_instances AS t
-SET lease_expires_at = now() + make_interval(secs => $5), worker_id = h.worker_id
+SET lease_expires_at = now() + make_interval(secs => $5), worker_id = h.worker_id,
+    started_at = CASE WHEN t.pickup_by IS NULL THEN t.started_at ELSE now() END,
+    pickup_by = NULL
 FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
     AS h(run_id, task_id, attempt, worker_id)
 WHERE t.run_id = h.run_id AND t.task_id = h.task_id AND t.attempt = h.attempt
   AND t.state = 'running';
+
+-- name: unpicked_requests
+-- $1 how many, $2 margin in seconds: remote attempts no worker picked up by their pickup
+-- time (plus a margin for a first heartbeat on its way), to be requested again. Their runs
+-- are locked in run-id order, like every writer's, by the caller.
+SELECT t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
+       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by
+FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
+WHERE t.state = 'running' AND t.pickup_by < now() - make_interval(secs => $2)
+ORDER BY t.pickup_by
+LIMIT $1
+FOR UPDATE OF t SKIP LOCKED;
+
+-- name: extend_pickup
+-- $1 run ids, $2 task ids, $3 attempts, $4 seconds: requested again, a new pickup time.
+UPDATE task_instances AS t
+SET pickup_by = now() + make_interval(secs => $4)
+FROM unnest($1::text[], $2::text[], $3::int[]) AS a(run_id, task_id, attempt)
+WHERE t.run_id = a.run_id AND t.task_id = a.task_id AND t.attempt = a.attempt
+  AND t.state = 'running' AND t.pickup_by IS NOT NULL
+RETURNING t.run_id, t.task_id, t.pickup_by;
 
 -- name: expired_leases
 -- $1 how many, $2 grace in seconds: running attempts whose worker stopped renewing their

@@ -107,6 +107,7 @@ class ClaimedAttempt:
     batch_date: date
     trace_id: str
     params: Mapping[str, Any]
+    pickup_by: datetime | None = None  # remote: a worker must pick it up by then
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedAttempt:

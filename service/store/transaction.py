@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from service.engine.model import TaskSnapshot
@@ -197,7 +198,11 @@ class Transaction:
         return [MissedDeadline.from_row(dict(row)) for row in rows]
 
     async def claim_tasks(
-        self, worker_id: str, budget: ClaimBudget, lease_seconds: float
+        self,
+        worker_id: str,
+        budget: ClaimBudget,
+        lease_seconds: float,
+        pickup_seconds: float | None = None,
     ) -> list[ClaimedAttempt]:
         """Move the queued tasks that fit ``budget`` to running for this worker.
 
@@ -230,6 +235,7 @@ class Transaction:
                 [r["run_id"] for r in chosen],
                 [r["task_id"] for r in chosen],
                 lease_seconds,
+                pickup_seconds,
             )
             got = [ClaimedAttempt.from_row(dict(row)) for row in rows]
             claimed.extend(got)
@@ -243,6 +249,24 @@ class Transaction:
                 break
             passed_over.extend(missed)
         return claimed
+
+    async def unpicked_requests(self, limit: int, margin: float) -> list[ClaimedAttempt]:
+        """Remote attempts no worker picked up in time (locked for this transaction)."""
+        rows = await self.conn.fetch(q("unpicked_requests"), limit, margin)
+        return [ClaimedAttempt.from_row(dict(row)) for row in rows]
+
+    async def extend_pickup(
+        self, attempts: Sequence[ClaimedAttempt], seconds: float
+    ) -> dict[tuple[str, str], datetime]:
+        """A new pickup time for each attempt requested again: (run, task) -> the time."""
+        rows = await self.conn.fetch(
+            q("extend_pickup"),
+            [a.run_id for a in attempts],
+            [a.task_id for a in attempts],
+            [a.attempt for a in attempts],
+            seconds,
+        )
+        return {(row["run_id"], row["task_id"]): row["pickup_by"] for row in rows}
 
     def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
         self._transitions.extend(rows)

@@ -23,6 +23,7 @@ from tests.support import RunService, eventually, produce
 
 RUNS = 200
 KILLS = 5
+RUNNING = "SELECT count(*) FROM task_instances WHERE state = 'running'"
 
 
 @pytest.mark.crash
@@ -50,11 +51,12 @@ async def test_kill_9_at_random_moments_loses_nothing(
     running_at_kill = []
     try:
         for kill in range(KILLS):
-            await asyncio.sleep(rng.uniform(0.2, 2.5))
+            # A restarted service consumes once its group has let the dead member go: kill
+            # each one at a random moment once it works.
+            await eventually(lambda: conn.fetchval(RUNNING), lambda n: n > 0, 60, "work")
+            await asyncio.sleep(rng.uniform(0, 1.0))
             service.kill()  # SIGKILL: no drain, no goodbye
-            running_at_kill.append(
-                await conn.fetchval("SELECT count(*) FROM task_instances WHERE state = 'running'")
-            )
+            running_at_kill.append(await conn.fetchval(RUNNING))
             service = service.another(f"service-{kill + 1}")
             service.start()
             await service.wait_started()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 
 from tests.support import RunService, ServiceProcess, eventually, produce, requested
 
 
 async def test_a_worker_killed_mid_task_hands_it_to_another(
-    run_service: RunService, database_url: str, kafka_bootstrap: str
+    run_service: RunService, database_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     service = await run_service(
         "remote_job", lease_ttl_seconds="2", timer_poll_interval_seconds="0.2"
     )
     workers = [
-        service.another(f"worker-{i}", command="worker", instance_id=f"worker-{i}")
+        service.another(
+            f"worker-{i}",
+            command="worker",
+            instance_id=f"worker-{i}",
+            attempt_state_dir=tmp_path / f"worker-{i}-attempts",
+        )
         for i in range(2)
     ]
     conn = await asyncpg.connect(database_url)
@@ -31,7 +38,7 @@ async def test_a_worker_killed_mid_task_hands_it_to_another(
         )
 
         async def busy() -> list[ServiceProcess]:
-            return [w for w in workers if '"attempt.started"' in w.log_text()]
+            return [w for w in workers if '"request.taken"' in w.log_text()]
 
         [victim] = await eventually(busy, lambda found: len(found) == 1, 30, "a worker to start")
         victim.kill()  # SIGKILL mid-task: no completion, no more heartbeats
@@ -50,7 +57,7 @@ async def test_a_worker_killed_mid_task_hands_it_to_another(
         )
         assert crunch[-1]["state"] == "success"
         assert crunch[-1]["worker_id"] == survivor.setting("instance_id")
-        assert '"attempt.started"' in survivor.log_text()
+        assert '"request.taken"' in survivor.log_text()
         # The report ran locally, in the service, after the remote task.
         report = await conn.fetchrow(
             "SELECT state, worker_id FROM task_instances WHERE task_id = 'report'"

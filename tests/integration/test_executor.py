@@ -14,8 +14,9 @@ from aiokafka import AIOKafkaProducer
 from service.bus.dead_letter import DeadLetters
 from service.execution.keeper_client import KeeperClient
 from service.loops.completions import CompletionBatcher
-from service.loops.executor import LocalExecutor
+from service.loops.executor import LocalExecutor, key_of
 from service.loops.timers import TimerLoop
+from service.orchestrator.claims import launch_for
 from service.store import Store
 from service.store.records import ClaimBudget
 from tests.support import Background, Orchestrate, Orchestration, eventually, ready, requested
@@ -178,3 +179,68 @@ async def test_a_cached_task_runs_again_only_when_its_inputs_change(
     await rig.orchestration.apply([ready("src", "2026-11-21", version="v2")])
     assert await run_once() == "success"  # a new version of the input
     assert ran.read_text().splitlines() == ["ran", "ran"]
+
+
+async def test_a_successor_confirms_what_it_takes_over_at_once(
+    orchestrate: Orchestrate,
+    store: Store,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    background: Background,
+    pg: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Restarts back to back: the keeper's deadline for an attempt was set by the
+    predecessor's last word, and the successor's first heartbeat may come after it. Adopting
+    an attempt confirms its lease at once, so it runs to its end."""
+    lease = 2.0
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("MARKS", str(marks))
+    monkeypatch.setenv("MARK_SECONDS", "3")  # past the predecessor's deadline
+    orchestration = await orchestrate("marked")
+    await orchestration.apply([ready("marked_ready", "2025-01-01")])
+    [claim] = await orchestration.claim("predecessor", budget=1, lease=lease)
+    pipeline = await orchestration.registry.version(claim.pipeline_id, claim.spec_hash)
+    predecessor = KeeperClient(tmp_path / "attempts", lease_seconds=lease)
+    await predecessor.open()
+    await predecessor.start(key_of(claim), launch_for(pipeline, claim), tmp_path / "a.log")
+    await predecessor.confirm([key_of(claim)], lease)
+    await predecessor.close()  # gone; the keeper and the attempt go on
+    await asyncio.sleep(lease * 0.75)  # the successor starts late in the lease, as after restarts
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    completions = CompletionBatcher(
+        applier=orchestration.applier, dead_letters=DeadLetters(producer, "dead"), topic="c"
+    )
+    keeper = KeeperClient(tmp_path / "attempts", lease_seconds=lease)
+    successor = LocalExecutor(  # no heartbeat loop: only the takeover may confirm
+        claimer=orchestration.claimer,
+        registry=orchestration.registry,
+        store=store,
+        keeper=keeper,
+        completions=completions,
+        hub=orchestration.hub,
+        worker_id="successor",
+        event_source="urn:test",
+        log_dir=tmp_path / "logs",
+        node=ClaimBudget(0),  # takes nothing new
+        lease_seconds=lease,
+        poll_interval=0.05,
+    )
+    applying = background(completions.run())
+    background(successor.run())
+    try:
+        first = "SELECT state, lost_attempts FROM task_instances WHERE task_id = 'first'"
+        row = await eventually(
+            lambda: pg.fetchrow(first), lambda r: r["state"] != "running", 20, "the first task"
+        )
+        assert (row["state"], row["lost_attempts"]) == ("success", 0)
+        assert successor.adopted == 1
+    finally:
+        await successor.drain(drain_timeout=5)
+        completions.stop()
+        await asyncio.wait_for(applying, 10)
+        await keeper.close()
+        await producer.stop()

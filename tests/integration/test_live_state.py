@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
-from service import devenv
+from service import devenv, live_state
 from service.clock import utc_now
 from service.engine.states import RunState, TaskState
 from service.events import RunStatus, TaskRequested, TaskStatus, new_event
@@ -62,28 +64,47 @@ async def test_status_is_stored_with_a_ttl_and_announced(tmp_path: Path) -> None
         server.wait(timeout=10)
 
 
-async def test_redis_down_is_survived_and_rejoined(tmp_path: Path) -> None:
+async def test_redis_down_is_survived_and_what_moved_meanwhile_is_written_after(
+    tmp_path: Path,
+) -> None:
     port = devenv.free_port()
     server = devenv.start_redis(port, tmp_path / "redis.log")
     assert server is not None
     url = f"redis://127.0.0.1:{port}/0"
     live = LiveState(url, "t", ttl_seconds=60, retry_interval=0.2)
+    reader = aioredis.Redis.from_url(url, decode_responses=True)
     try:
-        await live.publish([RUN])
-        assert live.available
+        assert await live.publish([RUN])
         server.terminate()
         server.wait(timeout=10)
-        await live.publish([TASK])  # no exception: runs go on without live state
+        assert not await live.publish([TASK])  # no exception: runs go on without live state
         assert not live.available
         server = devenv.start_redis(port, tmp_path / "redis.log")
         assert server is not None
         await asyncio.sleep(0.3)  # past the retry interval
-        await live.publish([TASK])
+        assert await live.publish([])  # nothing new: what was staged in the outage is written
         assert live.available
-        reader = aioredis.Redis.from_url(url, decode_responses=True)
         assert await reader.hexists("t:run:r1:tasks", "a")
-        await reader.aclose()
     finally:
+        await reader.aclose()
         await live.close()
         server.terminate()
         server.wait(timeout=10)
+
+
+async def test_writes_are_coalesced_per_key_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live_state, "PENDING_LIMIT", 3)
+    live = LiveState("redis://127.0.0.1:1/0", "t", ttl_seconds=60)  # never reached
+    try:
+        for state in (TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCESS):
+            payload = replace(TASK.payload, state=state)
+            live.offer([new_event(payload, "urn:test")])
+        assert list(live._pending) == ["t:run:r1:tasks"]
+        staged = orjson.loads(live._pending["t:run:r1:tasks"]["a"])
+        assert staged["state"] == "success"
+        for run in ("r2", "r3", "r4"):
+            live.offer([new_event(replace(RUN.payload, run_id=run), "urn:test")])
+        assert list(live._pending) == ["t:run:r2", "t:run:r3", "t:run:r4"]
+        assert live.dropped == 1
+    finally:
+        await live.close()

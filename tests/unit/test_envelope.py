@@ -7,12 +7,15 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.clock import parse_timestamp
 from service.engine.states import RunState, TaskState
 from service.errors import EventError
 from service.events import (
     PAYLOAD_TYPES,
+    CloudEvent,
     DatasetReady,
     RunRequested,
     RunStatus,
@@ -64,12 +67,56 @@ def test_a_valid_event_parses() -> None:
             envelope(type="run.requested", data={"pipeline_id": "p", "batch_date": "2026-02-30"}),
             "run.requested event 'e-1'",
         ),
+        (
+            envelope(data={"dataset": "a\x00b", "partition": "p"}),
+            "dataset.ready event 'e-1': event.data.dataset contains a NUL character",
+        ),
+        (envelope(subject="\x00"), "event.subject contains a NUL character"),
     ],
 )
 def test_bad_events_say_what_is_wrong(raw: bytes | None, reason: str) -> None:
     with pytest.raises(EventError) as caught:
         parse_event(raw)
     assert reason in str(caught.value)
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def parsed_or_reason(raw: bytes) -> CloudEvent | str:
+    """The event, or the reason it is refused (any other exception fails the test)."""
+    try:
+        return parse_event(raw)
+    except EventError as exc:
+        return str(exc)
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_or_are_refused_with_a_reason(raw: bytes) -> None:
+    assert parsed_or_reason(raw)
+
+
+@given(
+    st.sampled_from(sorted(PAYLOAD_TYPES)),
+    st.dictionaries(st.sampled_from(["dataset", "partition", "run_id", "task_id"]), JSON),
+    st.dictionaries(st.text(max_size=8), JSON, max_size=3),
+)
+def test_any_json_parses_or_is_refused_and_what_parses_holds_no_nul(
+    event_type: str, data: dict[str, Any], extensions: dict[str, Any]
+) -> None:
+    raw = orjson.dumps({**extensions, **orjson.loads(envelope(type=event_type, data=data))})
+    parsed = parsed_or_reason(raw)
+    assert parsed
+    if not isinstance(parsed, str):
+        assert b"\\u0000" not in raw
 
 
 def test_new_events_round_trip_with_their_trace() -> None:

@@ -1,0 +1,79 @@
+"""PostgreSQL stopped mid-run and started again: the service waits it out without a restart,
+says so, and every run succeeds with nothing lost or run twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.chaos.rig import (
+    Deploy,
+    PrivatePostgres,
+    check_marked,
+    ended_runs,
+    marked_triggers,
+    readiness,
+    report,
+)
+from tests.support import eventually, produce
+
+pytestmark = pytest.mark.chaos
+RUNS = 30
+OUTAGE = 8.0  # seconds the database is down
+
+
+async def test_a_database_outage_is_waited_out(
+    private_postgres: PrivatePostgres, kafka_bootstrap: str, marks: Path, deploy: Deploy
+) -> None:
+    service = await deploy(
+        ["marked"],
+        database_url=private_postgres.url,
+        kafka=kafka_bootstrap,
+        lease_ttl_seconds=10,
+        timer_poll_interval_seconds=0.2,
+        max_parallel_tasks=4,
+    )
+    triggers = [(b"marked_ready", e.to_bytes()) for e in marked_triggers(RUNS)]
+    await produce(kafka_bootstrap, service.setting("topic_triggers"), triggers)
+    conn = await asyncpg.connect(private_postgres.url)
+    await eventually(
+        lambda: ended_runs(conn), lambda runs: runs.get("success", 0) >= 3, 60, "some progress"
+    )
+    await conn.close()
+    private_postgres.stop()
+    _, checks = await eventually(
+        lambda: readiness(service), lambda r: r[0] == 503, 15, "readiness to say so"
+    )
+    assert str(checks["postgres"]).startswith("unavailable")
+    await asyncio.sleep(OUTAGE)  # the outage itself
+    private_postgres.start()
+    back = time.monotonic()
+    conn = await asyncpg.connect(private_postgres.url)
+    try:
+        await eventually(
+            lambda: ended_runs(conn),
+            lambda runs: runs.get("success", 0) == RUNS or "failed" in runs,
+            90,
+            "every run to succeed",
+        )
+        all_done = time.monotonic() - back
+        await check_marked(conn, marks, RUNS)
+        assert await conn.fetchval("SELECT sum(lost_attempts) FROM task_instances") == 0
+    finally:
+        await conn.close()
+    assert service.alive, "the service must wait the outage out, not exit"
+    assert not service.events("service.task_died")
+    assert service.events("loop.failing")
+    assert service.events("loop.recovered")
+    await eventually(lambda: readiness(service), lambda r: r[0] == 200, 30, "ready again")
+    report(
+        "database outage",
+        runs=RUNS,
+        outage=f"{OUTAGE:g} s",
+        all_succeeded_after=f"{all_done:.1f} s",
+        ready_after=f"{time.monotonic() - back:.1f} s",
+    )
