@@ -16,8 +16,7 @@ import aiohttp
 import asyncpg
 
 from service import devenv
-from service.events import CloudEvent
-from tests.support import ServiceProcess, ready
+from tests.support import ServiceProcess, eventually, ready
 
 Deploy = Callable[..., Awaitable[ServiceProcess]]
 MARKED_TASKS = ("first", "second", "third")
@@ -77,16 +76,28 @@ class PrivateRedis:
             self.process = None
 
 
-def marked_triggers(count: int, first_day: date = date(2025, 1, 1)) -> list[CloudEvent]:
-    """One marked_ready per run, for consecutive days."""
-    return [
-        ready("marked_ready", (first_day + timedelta(days=i)).isoformat()) for i in range(count)
-    ]
+def marked_triggers(
+    count: int, first_day: date = date(2025, 1, 1)
+) -> list[tuple[bytes | None, bytes]]:
+    """One marked_ready record per run, for consecutive days."""
+    days = [(first_day + timedelta(days=i)).isoformat() for i in range(count)]
+    return [(b"marked_ready", ready("marked_ready", day).to_bytes()) for day in days]
 
 
 async def ended_runs(conn: asyncpg.Connection) -> dict[str, int]:
     rows = await conn.fetch("SELECT state, count(*) AS n FROM runs GROUP BY state")
     return {row["state"]: row["n"] for row in rows}
+
+
+async def succeeded(conn: asyncpg.Connection, at_least: int, timeout: float) -> None:
+    """Wait until ``at_least`` runs succeeded; a failed run ends the wait (and the test)."""
+    runs = await eventually(
+        lambda: ended_runs(conn),
+        lambda runs: runs.get("success", 0) >= at_least or "failed" in runs,
+        timeout,
+        f"{at_least} runs to succeed",
+    )
+    assert "failed" not in runs, runs
 
 
 async def check_marked(conn: asyncpg.Connection, marks: Path, runs: int) -> None:

@@ -18,10 +18,10 @@ import pytest
 from tests.chaos.rig import (
     Deploy,
     check_marked,
-    ended_runs,
     marked_triggers,
     readiness,
     report,
+    succeeded,
 )
 from tests.support import ServiceProcess, completed, eventually, produce, ready, settled
 
@@ -78,7 +78,7 @@ def hostile_records() -> Iterator[tuple[bytes | None, bytes]]:
 
 
 def interleaved() -> list[tuple[bytes | None, bytes]]:
-    good = [(b"marked_ready", e.to_bytes()) for e in marked_triggers(GOOD_RUNS)]
+    good = marked_triggers(GOOD_RUNS)
     ignored = [(b"marked_ready", ready("marked_ready", d).to_bytes()) for d in IGNORED_DATES]
     records: list[tuple[bytes | None, bytes]] = []
     every = HOSTILE // GOOD_RUNS
@@ -120,12 +120,7 @@ async def test_hostile_input_is_dead_lettered_and_jams_nothing(
     try:
         letters = "SELECT count(*) FROM dead_letters"
         await eventually(lambda: conn.fetchval(letters), lambda n: n >= HOSTILE, 120, "letters")
-        await eventually(
-            lambda: ended_runs(conn),
-            lambda runs: runs.get("success", 0) == GOOD_RUNS or "failed" in runs,
-            120,
-            "every good run",
-        )
+        await succeeded(conn, GOOD_RUNS, 120)
         all_done = time.monotonic() - produced
         await check_marked(conn, marks, GOOD_RUNS)
         assert await conn.fetchval(letters) == HOSTILE  # each once, none of the good ones

@@ -15,10 +15,10 @@ from tests.chaos.rig import (
     Deploy,
     PrivateRedis,
     check_marked,
-    ended_runs,
     marked_triggers,
     readiness,
     report,
+    succeeded,
 )
 from tests.support import eventually, produce
 
@@ -41,14 +41,12 @@ async def test_a_redis_outage_is_harmless_and_live_state_comes_back(
         redis_url=private_redis.url,
         max_parallel_tasks=4,
     )
-    triggers = [(b"marked_ready", e.to_bytes()) for e in marked_triggers(RUNS + 1, FIRST_DAY)]
+    triggers = marked_triggers(RUNS + 1, FIRST_DAY)
     topic = service.setting("topic_triggers")
     await produce(kafka_bootstrap, topic, triggers[:RUNS])
     conn = await asyncpg.connect(database_url)
     try:
-        await eventually(
-            lambda: ended_runs(conn), lambda r: r.get("success", 0) >= 2, 60, "some progress"
-        )
+        await succeeded(conn, 2, 60)
         private_redis.stop()
         await eventually(
             lambda: readiness(service),
@@ -58,9 +56,7 @@ async def test_a_redis_outage_is_harmless_and_live_state_comes_back(
         )
         status, _ = await readiness(service)
         assert status == 200  # a side system: not required to be ready
-        await eventually(
-            lambda: ended_runs(conn), lambda r: r.get("success", 0) == RUNS, 90, "every run"
-        )
+        await succeeded(conn, RUNS, 90)
         await check_marked(conn, marks, RUNS)
         private_redis.start()
         back = time.monotonic()

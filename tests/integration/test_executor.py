@@ -34,6 +34,31 @@ class Rig:
         await self.orchestration.apply([request])
 
 
+def local_executor(
+    orchestration: Orchestration,
+    keeper: KeeperClient,
+    completions: CompletionBatcher,
+    tmp_path: Path,
+    worker_id: str,
+    slots: int,
+    lease: float,
+) -> LocalExecutor:
+    return LocalExecutor(
+        claimer=orchestration.claimer,
+        registry=orchestration.registry,
+        store=orchestration.store,
+        keeper=keeper,
+        completions=completions,
+        hub=orchestration.hub,
+        worker_id=worker_id,
+        event_source="urn:test",
+        log_dir=tmp_path / "logs",
+        node=ClaimBudget(slots),
+        lease_seconds=lease,
+        poll_interval=0.05,
+    )
+
+
 @pytest.fixture
 async def rig(
     orchestrate: Orchestrate,
@@ -51,20 +76,7 @@ async def rig(
         applier=orchestration.applier, dead_letters=DeadLetters(producer, "dead"), topic="c"
     )
     keeper = KeeperClient(tmp_path / "attempts", lease_seconds=30)
-    executor = LocalExecutor(
-        claimer=orchestration.claimer,
-        registry=orchestration.registry,
-        store=store,
-        keeper=keeper,
-        completions=completions,
-        hub=orchestration.hub,
-        worker_id="w1",
-        event_source="urn:test",
-        log_dir=tmp_path / "logs",
-        node=ClaimBudget(8),
-        lease_seconds=30,
-        poll_interval=0.05,
-    )
+    executor = local_executor(orchestration, keeper, completions, tmp_path, "w1", 8, lease=30)
     timers = TimerLoop(
         timers=orchestration.timers,
         store=store,
@@ -215,20 +227,8 @@ async def test_a_successor_confirms_what_it_takes_over_at_once(
         applier=orchestration.applier, dead_letters=DeadLetters(producer, "dead"), topic="c"
     )
     keeper = KeeperClient(tmp_path / "attempts", lease_seconds=lease)
-    successor = LocalExecutor(  # no heartbeat loop: only the takeover may confirm
-        claimer=orchestration.claimer,
-        registry=orchestration.registry,
-        store=store,
-        keeper=keeper,
-        completions=completions,
-        hub=orchestration.hub,
-        worker_id="successor",
-        event_source="urn:test",
-        log_dir=tmp_path / "logs",
-        node=ClaimBudget(0),  # takes nothing new
-        lease_seconds=lease,
-        poll_interval=0.05,
-    )
+    # No heartbeat loop: only the takeover may confirm. No slots: it takes nothing new.
+    successor = local_executor(orchestration, keeper, completions, tmp_path, "successor", 0, lease)
     applying = background(completions.run())
     background(successor.run())
     try:
