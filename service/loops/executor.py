@@ -83,6 +83,8 @@ class LocalExecutor(Loop):
         self._lease_seconds = lease_seconds
         self._running: dict[asyncio.Task[None], ClaimedAttempt] = {}
         self._taken_over = False
+        self._unsettled: set[AttemptKey] = set()  # claimed here, completion not yet applied
+        self._claims_unknown = False  # a round failed: a claim may have committed unseen
         self._superseded: set[asyncio.Task[None]] = set()  # superseded attempts being stopped
         self._accepting = True
         self.adopted = 0  # attempts taken over from a predecessor, since start
@@ -100,6 +102,9 @@ class LocalExecutor(Loop):
         if not self._taken_over:
             await self._take_over()
             self._taken_over = True
+        if self._claims_unknown:
+            await self._find_unseen_claims()
+            self._claims_unknown = False
         free = self.free()
         if not self._accepting or free.slots <= 0:
             return False
@@ -112,6 +117,18 @@ class LocalExecutor(Loop):
         metrics.TASKS_RUNNING.set(len(self._running))
         metrics.FREE_SLOTS.set(self._node.slots - len(self._running))
         return bool(claims) and len(claims) == free.slots
+
+    async def recover(self) -> None:
+        self._claims_unknown = True
+
+    async def _find_unseen_claims(self) -> None:
+        """A claim's connection broke before its answer came: it may have committed. The
+        database says what this executor holds; what it does not know of, it runs now."""
+        held = await self._store.attempts_held_by(self._worker_id)
+        for claim in held:
+            if key_of(claim) not in self._unsettled:
+                log.warning("attempt.claim_found", **claim.log_context())
+                self._track(claim, self._execute(claim))
 
     async def _take_over(self) -> None:
         """What a predecessor left in the keeper: report what ended, adopt what still runs as
@@ -148,6 +165,7 @@ class LocalExecutor(Loop):
             work, name=f"attempt {claim.run_id}/{claim.task_id}/{claim.attempt}"
         )
         self._running[task] = claim
+        self._unsettled.add(key_of(claim))
         task.add_done_callback(self._finished)
 
     def _track_superseded(self, key: AttemptKey, waiting: asyncio.Future[Ended]) -> None:
@@ -209,7 +227,12 @@ class LocalExecutor(Loop):
             reason=done.reason,
             seconds=seconds,
         )
-        self._completions.submit(self._event(ended), after=lambda: self._keeper.forget(key))
+        self._completions.submit(self._event(ended), after=lambda: self._settled(key))
+
+    async def _settled(self, key: AttemptKey) -> None:
+        """Its completion is applied: the database no longer counts it as held here."""
+        self._unsettled.discard(key)
+        await self._keeper.forget(key)
 
     def _event(self, ended: Ended) -> CloudEvent:
         key = ended.key

@@ -189,6 +189,10 @@ class Store:
         rows = await self._fetch("renew_leases", worker_id, lease_seconds)
         return [AttemptKey(**dict(row)) for row in rows]
 
+    async def attempts_held_by(self, worker_id: str) -> list[ClaimedAttempt]:
+        rows = await self._fetch("attempts_held_by", worker_id)
+        return [ClaimedAttempt.from_row(dict(row)) for row in rows]
+
     async def adopt_attempts(
         self, worker_id: str, attempts: Sequence[AttemptKey], lease_seconds: float
     ) -> list[ClaimedAttempt]:

@@ -1,7 +1,8 @@
 """asyncpg's errors, translated at the edge into Tributary's hierarchy.
 
 - the server away (connection refused or dropped, starting, shutting down, too many clients,
-  a statement timed out): :class:`InfrastructureError`, retried;
+  a statement timed out, a connection it dropped left in a broken state):
+  :class:`InfrastructureError`, retried;
 - a deadlock or a serialization failure: :class:`ConcurrencyError`, retried;
 - data PostgreSQL will never take (a NUL in text, a number out of range, a row too large):
   :class:`RefusedByDatabase`, the one reason an event is dead-lettered.
@@ -29,6 +30,9 @@ UNAVAILABLE = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.QueryCanceledError,
+    # A pooled connection the server dropped mid-operation, found in a protocol state it
+    # cannot leave ("another operation is in progress"); the pool replaces it.
+    asyncpg.InternalClientError,
 )
 REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
 

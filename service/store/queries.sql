@@ -251,6 +251,15 @@ SELECT a.run_id, a.task_id, a.attempt, a.started_at, a.queued_at, a.cpu_cores, a
        r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params
 FROM adopted AS a JOIN runs AS r ON r.run_id = a.run_id;
 
+-- name: attempts_held_by
+-- $1 worker id: the local attempts the database says this worker holds. After a claim whose
+-- answer was lost with its connection (committed or not: the client cannot tell), the
+-- executor finds here what it was given.
+SELECT t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
+       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params
+FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
+WHERE t.worker_id = $1 AND t.state = 'running' AND NOT t.remote;
+
 -- name: renew_attempt_leases
 -- $1 run ids, $2 task ids, $3 attempts, $4 worker ids, $5 lease in seconds: heartbeats of
 -- remote workers; the worker id is recorded as the attempt's. The first one (the worker picked

@@ -103,14 +103,18 @@ async def succeeded(conn: asyncpg.Connection, at_least: int, timeout: float) -> 
 async def check_marked(conn: asyncpg.Connection, marks: Path, runs: int) -> None:
     """Every run succeeded; each task instance ran to its end exactly once; no two copies of
     one ever ran at once; nothing is left running."""
-    assert await ended_runs(conn) == {"success": runs}
+    ended = await ended_runs(conn)
+    assert ended == {"success": runs}, ended
     assert not (marks / "overlaps").exists(), (marks / "overlaps").read_text()
     run_ids = [r["run_id"] for r in await conn.fetch("SELECT run_id FROM runs")]
     for run_id in run_ids:
         for task_id in MARKED_TASKS:
             lines = (marks / f"{run_id}-{task_id}").read_text().split()
             assert lines.count("end") == 1, (run_id, task_id, lines)
-    assert await conn.fetchval("SELECT count(*) FROM task_instances WHERE state = 'running'") == 0
+    running = await conn.fetch(
+        "SELECT run_id, task_id, attempt FROM task_instances WHERE state = 'running'"
+    )
+    assert not running, [dict(row) for row in running]
 
 
 def report(scenario: str, **figures: object) -> None:

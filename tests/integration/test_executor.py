@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,9 +194,48 @@ async def test_a_cached_task_runs_again_only_when_its_inputs_change(
     assert ran.read_text().splitlines() == ["ran", "ran"]
 
 
+@asynccontextmanager
+async def lone_executor(
+    orchestration: Orchestration,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    background: Background,
+    worker_id: str,
+    lease: float,
+) -> AsyncIterator[LocalExecutor]:
+    """An executor with no heartbeat loop and no free slot: it runs only what it takes over
+    or finds it holds. Running, with its completions applied, until the block ends."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    completions = CompletionBatcher(
+        applier=orchestration.applier, dead_letters=DeadLetters(producer, "dead"), topic="c"
+    )
+    keeper = KeeperClient(tmp_path / "attempts", lease_seconds=lease)
+    executor = local_executor(orchestration, keeper, completions, tmp_path, worker_id, 0, lease)
+    applying = background(completions.run())
+    background(executor.run())
+    try:
+        yield executor
+    finally:
+        await executor.drain(drain_timeout=5)
+        completions.stop()
+        await asyncio.wait_for(applying, 10)
+        await keeper.close()
+        await producer.stop()
+
+
+FIRST = "SELECT state, attempt, lost_attempts FROM task_instances WHERE task_id = 'first'"
+
+
+async def first_task_ended(pg: asyncpg.Connection) -> tuple[str, int, int]:
+    row = await eventually(
+        lambda: pg.fetchrow(FIRST), lambda r: r["state"] != "running", 20, "the first task"
+    )
+    return row["state"], row["attempt"], row["lost_attempts"]
+
+
 async def test_a_successor_confirms_what_it_takes_over_at_once(
     orchestrate: Orchestrate,
-    store: Store,
     kafka_bootstrap: str,
     tmp_path: Path,
     background: Background,
@@ -206,9 +246,7 @@ async def test_a_successor_confirms_what_it_takes_over_at_once(
     predecessor's last word, and the successor's first heartbeat may come after it. Adopting
     an attempt confirms its lease at once, so it runs to its end."""
     lease = 2.0
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARKS", str(marks))
+    monkeypatch.setenv("MARKS", str(tmp_path))
     monkeypatch.setenv("MARK_SECONDS", "3")  # past the predecessor's deadline
     orchestration = await orchestrate("marked")
     await orchestration.apply([ready("marked_ready", "2025-01-01")])
@@ -220,27 +258,31 @@ async def test_a_successor_confirms_what_it_takes_over_at_once(
     await predecessor.confirm([key_of(claim)], lease)
     await predecessor.close()  # gone; the keeper and the attempt go on
     await asyncio.sleep(lease * 0.75)  # the successor starts late in the lease, as after restarts
-
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    completions = CompletionBatcher(
-        applier=orchestration.applier, dead_letters=DeadLetters(producer, "dead"), topic="c"
-    )
-    keeper = KeeperClient(tmp_path / "attempts", lease_seconds=lease)
-    # No heartbeat loop: only the takeover may confirm. No slots: it takes nothing new.
-    successor = local_executor(orchestration, keeper, completions, tmp_path, "successor", 0, lease)
-    applying = background(completions.run())
-    background(successor.run())
-    try:
-        first = "SELECT state, lost_attempts FROM task_instances WHERE task_id = 'first'"
-        row = await eventually(
-            lambda: pg.fetchrow(first), lambda r: r["state"] != "running", 20, "the first task"
-        )
-        assert (row["state"], row["lost_attempts"]) == ("success", 0)
+    async with lone_executor(
+        orchestration, kafka_bootstrap, tmp_path, background, "successor", lease
+    ) as successor:
+        assert await first_task_ended(pg) == ("success", 1, 0)
         assert successor.adopted == 1
-    finally:
-        await successor.drain(drain_timeout=5)
-        completions.stop()
-        await asyncio.wait_for(applying, 10)
-        await keeper.close()
-        await producer.stop()
+
+
+async def test_a_claim_whose_answer_was_lost_is_found_and_run(
+    orchestrate: Orchestrate,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    background: Background,
+    pg: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The connection broke after the claim committed and before its answer came: the
+    executor's round failed, and the database says it holds an attempt it never saw. It
+    finds it and runs it (else its heartbeat renews the lease of nothing, and the run hangs)."""
+    monkeypatch.setenv("MARKS", str(tmp_path))
+    monkeypatch.setenv("MARK_SECONDS", "0")
+    orchestration = await orchestrate("marked")
+    await orchestration.apply([ready("marked_ready", "2025-01-01")])
+    await orchestration.claim("lone", budget=1)  # committed; the answer never reached it
+    async with lone_executor(
+        orchestration, kafka_bootstrap, tmp_path, background, "lone", 30
+    ) as executor:
+        await executor.recover()  # what its supervisor does after the failed round
+        assert await first_task_ended(pg) == ("success", 1, 0)
