@@ -75,7 +75,9 @@ async def _serve_http(
         checks["loops"] = dict(parts.watchdog.found) or "ok"
         return checks
 
-    runner = web.AppRunner(make_app(servers.store, readiness, servers.live), access_log=None)
+    runner = web.AppRunner(
+        make_app(servers.store, readiness, servers.live, servers.registry), access_log=None
+    )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()

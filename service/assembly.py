@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from service.alerts.routes import Routes
 from service.alerts.sender import AlertSender, ErrorAlerts, dead_letter_alert
@@ -20,6 +21,7 @@ from service.bus.dead_letter import DeadLetters
 from service.config import Settings
 from service.engine.triggers import BatchDates
 from service.lineage import LineageEmitter
+from service.loops.checks import CheckPoker
 from service.loops.completions import CompletionBatcher
 from service.loops.consumer import EventConsumer
 from service.loops.dispatcher import RemoteDispatcher
@@ -34,6 +36,7 @@ from service.orchestrator.batch import BatchApplier
 from service.orchestrator.claims import Claimer
 from service.orchestrator.core import Orchestrator
 from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.schedules import Scheduler
 from service.orchestrator.timers import Timers
 from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry, RunContexts
@@ -65,6 +68,10 @@ class Orchestration:
     def timers(self) -> Timers:
         return self.core.timers
 
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.core.scheduler
+
 
 @dataclass
 class Components:
@@ -81,6 +88,7 @@ class Components:
     watcher: PipelineWatcher
     timers: TimerLoop
     dispatcher: RemoteDispatcher
+    checks: CheckPoker
     watchdog: Watchdog
 
     def start(self) -> dict[str, asyncio.Task[None]]:
@@ -92,6 +100,7 @@ class Components:
             self.watcher,
             self.timers,
             self.dispatcher,
+            self.checks,
             self.heartbeat,
             self.watchdog,
         ]
@@ -145,6 +154,7 @@ def _orchestration(
         remote_by_default=settings.remote_by_default,
         max_lost_attempts=settings.max_lost_attempts,
         dates=BatchDates(settings.earliest_batch_date, settings.latest_batch_date),
+        default_timeout=timedelta(seconds=settings.default_task_timeout_seconds) or None,
     )
     dead_letters = DeadLetters(
         servers.producer,
@@ -185,7 +195,25 @@ def _loops(
     )
     relay = _relay(settings, servers, core, listeners)
     heartbeat, watcher, timers, dispatcher = _side_loops(settings, servers, core, executor)
-    watched = [consumer, completions, executor, relay, heartbeat, watcher, timers, dispatcher]
+    checks = CheckPoker(
+        store=servers.store,
+        hub=core.hub,
+        concurrency=settings.check_concurrency,
+        probe_timeout=settings.check_timeout_seconds,
+        databases=settings.check_dsns(),
+        poll_interval=settings.timer_poll_interval_seconds,
+    )
+    watched = [
+        consumer,
+        completions,
+        executor,
+        relay,
+        heartbeat,
+        watcher,
+        timers,
+        dispatcher,
+        checks,
+    ]
     watchdog = Watchdog(loops=watched, consumer=consumer, stall_seconds=settings.stall_seconds)
     return Components(
         servers=servers,
@@ -199,6 +227,7 @@ def _loops(
         watcher=watcher,
         timers=timers,
         dispatcher=dispatcher,
+        checks=checks,
         watchdog=watchdog,
     )
 
@@ -220,6 +249,8 @@ def _side_loops(
     )
     timers = TimerLoop(
         timers=core.timers,
+        admission=core.applier.admission,
+        scheduler=core.scheduler,
         store=servers.store,
         hub=core.hub,
         poll_interval=settings.timer_poll_interval_seconds,

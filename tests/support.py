@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from service.orchestrator.claims import Claimer
 from service.orchestrator.core import Orchestrator
 from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.schedules import Scheduler
 from service.orchestrator.timers import Timers
 from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry
@@ -100,15 +101,26 @@ class Orchestration:
     applier: BatchApplier
     claimer: Claimer
     timers: Timers
+    scheduler: Scheduler
 
     @classmethod
-    async def open(cls, store: Store, directory: Path) -> Orchestration:
+    async def open(
+        cls, store: Store, directory: Path, default_timeout: timedelta | None = None
+    ) -> Orchestration:
         registry = PipelineRegistry(store)
         loaded = await registry.load(directory)
         assert loaded.problems == [], loaded.problems
         outgoing = Outgoing("status", "requests", "urn:test")
-        core = Orchestrator.build(store=store, registry=registry, outgoing=outgoing, actor="test")
-        return cls(store, registry, core.hub, core.applier, core.claimer, core.timers)
+        core = Orchestrator.build(
+            store=store,
+            registry=registry,
+            outgoing=outgoing,
+            actor="test",
+            default_timeout=default_timeout,
+        )
+        return cls(
+            store, registry, core.hub, core.applier, core.claimer, core.timers, core.scheduler
+        )
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         return await self.applier.apply(events)

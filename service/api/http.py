@@ -8,14 +8,20 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from service import metrics
+from service.clock import utc_now
 from service.errors import TributaryError
 from service.live_state import LiveState
+from service.pipelines import PipelineRegistry
+from service.spec.cron import batch_date_of, next_fire_times
+from service.spec.pipeline import Pipeline
+from service.spec.plan import NEXT_FIRES
 from service.store import Store
 from service.store.records import RunRecord, TaskRecord
 
@@ -64,11 +70,16 @@ async def bad_requests(
 
 class Views:
     def __init__(
-        self, store: Store, readiness: ReadinessCheck, live: LiveState | None = None
+        self,
+        store: Store,
+        readiness: ReadinessCheck,
+        live: LiveState | None = None,
+        registry: PipelineRegistry | None = None,
     ) -> None:
         self._store = store
         self._readiness = readiness
         self._live = live
+        self._registry = registry
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -78,7 +89,16 @@ class Views:
             web.get("/api/runs", self.list_runs),
             web.get("/api/runs/{run_id}", self.get_run),
             web.get("/api/runs/{run_id}/state", self.run_state),
+            web.get("/api/pipelines", self.list_pipelines),
         ]
+
+    async def list_pipelines(self, request: web.Request) -> web.Response:
+        """The deployed pipelines: version, triggers, run concurrency, next scheduled runs."""
+        deployed = self._registry.current if self._registry is not None else {}
+        now = utc_now()
+        return json_response(
+            {"pipelines": [pipeline_view(p, now) for _, p in sorted(deployed.items())]}
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return json_response({"status": "alive"})
@@ -113,11 +133,15 @@ class Views:
         return json_response({"runs": [asdict(run) for run in runs]})
 
     async def get_run(self, request: web.Request) -> web.Response:
-        found = await self._run_with_tasks(checked_id(request.match_info["run_id"], "a run id"))
-        if isinstance(found, web.Response):
-            return found
-        run, tasks = found
-        return json_response({"run": asdict(run), "tasks": [asdict(task) for task in tasks]})
+        """The run, its tasks, and what each waiting task waits for since when."""
+        run_id = checked_id(request.match_info["run_id"], "a run id")
+        try:
+            details = await self._store.run_details(run_id)
+        except TributaryError as exc:
+            return error(503, str(exc))
+        if details is None:
+            return error(404, f"no run {run_id!r}")
+        return json_response(details.view())
 
     async def run_state(self, request: web.Request) -> web.Response:
         """Current states for live views: Redis first, PostgreSQL when Redis has nothing."""
@@ -152,9 +176,45 @@ class Views:
         return run, tasks
 
 
+def pipeline_view(pipeline: Pipeline, now: datetime) -> dict[str, Any]:
+    spec = pipeline.spec
+    schedule = spec.triggers.schedule
+    view: dict[str, Any] = {
+        "pipeline_id": pipeline.id,
+        "version": spec.version,
+        "spec_hash": pipeline.spec_hash,
+        "domain": spec.domain,
+        "owner": spec.owner,
+        "max_active_runs": spec.max_active_runs,
+        "triggers": {
+            "datasets": [t.dataset for t in spec.triggers.datasets],
+            "manual": spec.triggers.manual,
+            "schedule": None,
+        },
+    }
+    if schedule is not None:
+        fires = next_fire_times(schedule.cron, schedule.timezone, now, NEXT_FIRES)
+        view["triggers"]["schedule"] = {
+            "cron": schedule.cron,
+            "timezone": schedule.timezone,
+            "catchup": schedule.catchup,
+            "next_fires": [
+                {
+                    "at": at,
+                    "batch_date": batch_date_of(at, schedule.timezone, schedule.batch_date_offset),
+                }
+                for at in fires
+            ],
+        }
+    return view
+
+
 def make_app(
-    store: Store, readiness: ReadinessCheck, live: LiveState | None = None
+    store: Store,
+    readiness: ReadinessCheck,
+    live: LiveState | None = None,
+    registry: PipelineRegistry | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[bad_requests])
-    app.add_routes(Views(store, readiness, live).routes())
+    app.add_routes(Views(store, readiness, live, registry).routes())
     return app

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 
 from service.cli.common import parse_params, settings_for
+from service.clock import utc_now
 from service.config import Settings
 from service.errors import ConfigError, Problem, SpecError
 from service.spec.loader import load_pipeline_dir, load_pipeline_file
@@ -85,7 +86,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     capacity, pipelines_dir, _ = spec_context(args)
     pipeline = _find_pipeline(args.pipeline, args.pipelines_dir or pipelines_dir, capacity)
-    plan = make_plan(pipeline, args.partition, parse_params(args.param), args.resume_from, capacity)
+    plan = make_plan(
+        pipeline,
+        args.partition,
+        parse_params(args.param),
+        args.resume_from,
+        capacity,
+        now=utc_now(),
+    )
     if args.format == "json":
         print(orjson.dumps(plan.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:

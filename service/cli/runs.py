@@ -10,8 +10,6 @@ from datetime import UTC
 import orjson
 
 from service.cli.common import print_table, settings_for, with_store
-from service.store import Store
-from service.store.records import RunRecord, TaskRecord
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
@@ -46,16 +44,9 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     settings = settings_for(args)
 
-    async def fetch(store: Store) -> tuple[RunRecord | None, list[TaskRecord]]:
-        return await store.get_run(args.run_id), await store.list_task_instances(args.run_id)
-
-    run, tasks = with_store(settings, fetch)
-    if run is None:
+    details = with_store(settings, lambda store: store.run_details(args.run_id))
+    if details is None:
         print(f"tributary: no run {args.run_id!r}", file=sys.stderr)
         return 1
-    print(
-        orjson.dumps(
-            {"run": asdict(run), "tasks": [asdict(t) for t in tasks]}, option=orjson.OPT_INDENT_2
-        ).decode()
-    )
+    print(orjson.dumps(details.view(), option=orjson.OPT_INDENT_2).decode())
     return 0

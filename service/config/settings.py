@@ -201,6 +201,43 @@ class Settings(BaseModel):
         description="Also write everything from DEBUG to this rotating file (10 MB x 5).",
     )
 
+    check_databases: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="Databases that sql checks (wait_for) may query, as JSON: {name: "
+        '"postgresql://…"} (secret: DSNs hold passwords). A check naming another fails.',
+    )
+    check_concurrency: int = Field(
+        default=8, ge=1, description="Checks (wait_for) this process pokes at once."
+    )
+    check_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long one poke of a check may take; longer counts as an error.",
+    )
+
+    def check_dsns(self) -> dict[str, str]:
+        """check_databases as name -> DSN."""
+        if self.check_databases is None:
+            return {}
+        return dict(orjson.loads(self.check_databases.get_secret_value()))
+
+    @field_validator("check_databases")
+    @classmethod
+    def _check_databases(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            found = orjson.loads(value.get_secret_value())
+        except orjson.JSONDecodeError:
+            raise ValueError("must be a JSON object: {name: postgresql URL}") from None
+        if not isinstance(found, dict) or not all(
+            isinstance(dsn, str) and dsn.startswith(("postgres://", "postgresql://"))
+            for dsn in found.values()
+        ):
+            raise ValueError("must be a JSON object: {name: postgresql URL}")
+        return value
+
     def secret_values(self) -> list[str]:
         """Every secret's text, and the URLs and secrets inside alert_sinks, for redaction."""
         found = []
@@ -208,6 +245,7 @@ class Settings(BaseModel):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 found.append(value.get_secret_value())
+        found += list(self.check_dsns().values())
         if self.alert_sinks is not None:
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
                 for sink in orjson.loads(self.alert_sinks.get_secret_value()).values():
@@ -245,6 +283,13 @@ class Settings(BaseModel):
         ge=1.0,
         description="A running attempt whose worker stops renewing it for this long is lost "
         "and retried (heartbeats renew it three times per period).",
+    )
+    default_task_timeout_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="The timeout of every task that sets no timeout of its own (then SIGTERM, "
+        "grace, SIGKILL, rollback, as for its own); 0: none. An attempt's lease is never "
+        "renewed past its timeout plus cleanup, grace and rollback time.",
     )
     earliest_batch_date: date = Field(
         default=date(1900, 1, 1),

@@ -24,6 +24,7 @@ from service.engine.model import (
     RunSnapshot,
     TaskSnapshot,
     Transition,
+    WaitFailed,
 )
 from service.engine.retry import backoff_delay, should_retry
 from service.engine.states import (
@@ -49,6 +50,8 @@ def decide(graph: TaskGraph, run: RunSnapshot, event: EngineEvent) -> Decision:
             return _on_retry_due(run, event)
         case AttemptFinished():
             return _on_attempt_finished(graph, run, event)
+        case WaitFailed():
+            return _on_wait_failed(graph, run, event)
         case _:
             assert_never(event)
 
@@ -60,6 +63,18 @@ def _on_retry_due(run: RunSnapshot, event: RetryDue) -> Decision:
         return Decision(ignored=f"retry of {event.task_id!r} is not due: the task is {state}")
     draft = _Draft(run)
     draft.move_task(event.task_id, TaskState.QUEUED, f"retry after attempt {task.attempt}")
+    return draft.decision()
+
+
+def _on_wait_failed(graph: TaskGraph, run: RunSnapshot, event: WaitFailed) -> Decision:
+    task = run.tasks.get(event.task_id)
+    if task is None or task.state is not TaskState.QUEUED:
+        state = "missing" if task is None else task.state
+        return Decision(ignored=f"{event.task_id!r} no longer waits: the task is {state}")
+    draft = _Draft(run)
+    draft.move_task(event.task_id, TaskState.FAILED, event.reason)
+    _propagate(graph, draft, event.task_id)
+    _finish_run_if_done(draft)
     return draft.decision()
 
 

@@ -47,7 +47,7 @@ class RunSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class RunCreated:
-    """A new run's task instances exist, all pending."""
+    """A new run's task instances exist, all pending, and it is admitted: it starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,16 @@ class RetryDue:
     task_id: str
 
 
-EngineEvent = RunCreated | AttemptFinished | RetryDue
+@dataclass(frozen=True, slots=True)
+class WaitFailed:
+    """A queued task's wait ended without its data or check: it timed out, or the check kept
+    erring. The task fails, with no retry (nothing ran)."""
+
+    task_id: str
+    reason: str  # wait_timeout: …, check_error: …
+
+
+EngineEvent = RunCreated | AttemptFinished | RetryDue | WaitFailed
 
 
 # --- what the engine answers ------------------------------------------------------------------

@@ -64,7 +64,8 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset(
         {TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
     ),
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
+    # A queued task whose wait timed out fails without running.
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELLED}),
     TaskState.RUNNING: frozenset(
         {
             TaskState.SUCCESS,

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
+from typing import Any
 
 from service.errors import SpecError
+from service.spec.cron import batch_date_of
 from service.spec.params import ParamValue, resolve_params
 from service.spec.pipeline import Pipeline
-from service.spec.render import template_values
+from service.spec.render import render_probe, template_values
+from service.spec.tasks import CheckWait
 from service.spec.validate import suggest
 
 
@@ -65,9 +68,15 @@ class BatchDates:
 ANY_SENSIBLE_DATE = BatchDates()
 
 
+# Time an attempt past its limit still gets for the stop sequence's own overheads (spawning
+# the rollback, reporting), on top of cleanup, grace and rollback timeouts.
+HOLD_MARGIN = timedelta(seconds=30)
+
+
 @dataclass(frozen=True, slots=True)
 class NewTask:
-    """A task instance of a new run, with what it reserves while it runs and where it runs."""
+    """A task instance of a new run, with what it reserves while it runs, where it runs, and
+    for how long at most (None: no limit)."""
 
     task_id: str
     cpu_cores: float
@@ -75,15 +84,32 @@ class NewTask:
     pool: str | None
     priority: int
     remote: bool
+    time_limit_seconds: float | None = None  # the timeout: its own or the default
+    hold_seconds: float | None = None  # cleanup + timeout + grace + rollback: the lease's cap
 
 
 @dataclass(frozen=True, slots=True)
 class TaskWait:
-    """A dataset partition a task of a run waits for before it may be claimed."""
+    """A dataset partition a task of a run waits for before it may be claimed (a
+    ``wait_for`` dataset, or an input); after ``timeout_seconds`` queued the task fails."""
 
     task_id: str
     dataset: str
     partition: str
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCheck:
+    """A probe a task of a run polls before it may be claimed (a ``wait_for`` check)."""
+
+    task_id: str
+    position: int  # its place in the task's wait_for
+    probe: Mapping[str, Any]  # rendered: see spec/render.py render_probe
+    poke_seconds: float
+    poke_backoff: float
+    max_poke_seconds: float
+    timeout_seconds: float
 
 
 def runs_for_partition(
@@ -159,48 +185,97 @@ def run_for_request(
     return RunToStart(pipeline, batch_date, trigger_key, why, resolved)
 
 
+def run_for_fire(
+    pipeline: Pipeline, fire_at: datetime, dates: BatchDates = ANY_SENSIBLE_DATE
+) -> RunToStart | Refusal:
+    """The run a fire of the pipeline's schedule starts: one per (pipeline, fire time)."""
+    schedule = pipeline.spec.triggers.schedule
+    if schedule is None:
+        return Refusal(f"{pipeline.id} has no schedule", pipeline.id)
+    batch_date = batch_date_of(fire_at, schedule.timezone, schedule.batch_date_offset)
+    out_of_range = dates.refusal(batch_date, pipeline.id)
+    if out_of_range is not None:
+        return out_of_range
+    at = fire_at.astimezone(UTC).isoformat()
+    return RunToStart(
+        pipeline,
+        batch_date,
+        f"schedule:{at}",
+        f"scheduled for {at} ({schedule.cron}, {schedule.timezone})",
+        resolve_params(pipeline.spec.params, {}),
+    )
+
+
 def new_run_id(now: datetime, suffix: str) -> str:
     """``20261121-142233-8a3f``: the UTC time of creation and a random suffix."""
     return f"{now.astimezone(UTC):%Y%m%d-%H%M%S}-{suffix}"
 
 
-def new_tasks(pipeline: Pipeline, remote_by_default: bool) -> list[NewTask]:
-    """Every task of a new run, in topological order."""
-    return [
-        NewTask(
-            task_id,
-            task.resources.cpu_cores,
-            task.resources.memory_mb,
-            task.resources.pool,
-            task.priority,
-            task.executor == "remote" or remote_by_default,
+def new_tasks(
+    pipeline: Pipeline, remote_by_default: bool, default_timeout: timedelta | None = None
+) -> list[NewTask]:
+    """Every task of a new run, in topological order; a task without a ``timeout`` of its
+    own gets ``default_timeout`` (the default_task_timeout setting)."""
+    found = []
+    for task_id in pipeline.graph.order:
+        task = pipeline.tasks[task_id]
+        limit = task.timeout or default_timeout
+        hold = None
+        if limit is not None:
+            steps = [step.timeout for step in (task.cleanup, task.rollback) if step is not None]
+            hold = limit + task.grace_period + sum(steps, timedelta(0)) + HOLD_MARGIN
+        found.append(
+            NewTask(
+                task_id,
+                task.resources.cpu_cores,
+                task.resources.memory_mb,
+                task.resources.pool,
+                task.priority,
+                task.executor == "remote" or remote_by_default,
+                None if limit is None else limit.total_seconds(),
+                None if hold is None else hold.total_seconds(),
+            )
         )
-        for task_id in pipeline.graph.order
-        for task in (pipeline.tasks[task_id],)
-    ]
+    return found
 
 
 def task_waits(
     pipeline: Pipeline, run_id: str, batch_date: date, params: Mapping[str, ParamValue]
-) -> list[TaskWait]:
-    """The dataset partitions each task of a new run waits for (``wait_for`` datasets)."""
-    found = []
+) -> tuple[list[TaskWait], list[TaskCheck]]:
+    """What each task of a new run waits for: dataset partitions (``wait_for`` datasets, and
+    inputs unless ``wait: false``) and checks to poll."""
+    waits: list[TaskWait] = []
+    checks: list[TaskCheck] = []
     for task_id, task in pipeline.tasks.items():
-        templates = pipeline.templates[task_id].waits
-        for wait, compiled in zip(task.wait_for, templates, strict=True):
-            dataset = getattr(wait, "dataset", None)
-            if dataset is None:
-                continue  # a polled check, not a dataset
-            values = template_values(
-                batch_date=batch_date,
-                run_id=run_id,
-                attempt=1,
-                task_id=task_id,
-                pipeline_id=pipeline.id,
-                params=params,
-            )
-            found.append(TaskWait(task_id, dataset, compiled[0].render(values)))
-    return found
+        compiled = pipeline.templates[task_id]
+        values = template_values(
+            batch_date=batch_date,
+            run_id=run_id,
+            attempt=1,
+            task_id=task_id,
+            pipeline_id=pipeline.id,
+            params=params,
+        )
+        for position, (wait, texts) in enumerate(zip(task.wait_for, compiled.waits, strict=True)):
+            if isinstance(wait, CheckWait):
+                checks.append(
+                    TaskCheck(
+                        task_id,
+                        position,
+                        render_probe(wait, texts, values),
+                        wait.poke_interval.total_seconds(),
+                        wait.poke_backoff,
+                        wait.max_poke_interval.total_seconds(),
+                        wait.timeout.total_seconds(),
+                    )
+                )
+                continue
+            timeout = wait.timeout.total_seconds() if wait.timeout else None
+            waits.append(TaskWait(task_id, wait.dataset, texts[0].render(values), timeout))
+        for ref, (_, partition) in zip(task.inputs, compiled.inputs, strict=True):
+            if ref.wait:
+                waits.append(TaskWait(task_id, ref.name, partition.render(values)))
+    return waits, checks
 
 
 def deadline_for(pipeline: Pipeline, batch_date: date) -> datetime | None:

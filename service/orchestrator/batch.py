@@ -10,10 +10,11 @@ caller acknowledge the input (commit Kafka offsets).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import assert_never
 
 from service.engine.triggers import ANY_SENSIBLE_DATE, BatchDates
-from service.errors import EventError
+from service.errors import EventError, InfrastructureError
 from service.events import (
     CloudEvent,
     DatasetProduced,
@@ -26,6 +27,8 @@ from service.events import (
     TaskRequested,
     TaskStatus,
 )
+from service.observability import get_logger
+from service.orchestrator.admission import Admission
 from service.orchestrator.completions import CompletionApplier
 from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.outgoing import Outgoing
@@ -35,6 +38,8 @@ from service.orchestrator.working_set import WorkingSet
 from service.pipelines import PipelineRegistry
 from service.store import Store
 from service.store.records import ReceivedEvent
+
+log = get_logger(__name__)
 
 APPLIED_TYPES = (DatasetReady.TYPE, RunRequested.TYPE, TaskCompleted.TYPE)
 DEFAULT_MAX_LOST_ATTEMPTS = 3
@@ -58,6 +63,7 @@ class BatchApplier:
         remote_by_default: bool = False,
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
         dates: BatchDates = ANY_SENSIBLE_DATE,
+        default_timeout: timedelta | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -69,6 +75,10 @@ class BatchApplier:
             outgoing=outgoing,
             remote_by_default=remote_by_default,
             dates=dates,
+            default_timeout=default_timeout,
+        )
+        self.admission = Admission(
+            store=store, registry=registry, outgoing=outgoing, hub=hub, actor=actor
         )
         self._completions = CompletionApplier(runs=self.runs, max_lost_attempts=max_lost_attempts)
 
@@ -91,7 +101,18 @@ class BatchApplier:
             outcome.outbox_written = tx.outbox_written
         outcome.observe()
         self._hub.committed(outcome)
+        await self._admit(outcome)
         return outcome
+
+    async def _admit(self, outcome: BatchOutcome) -> None:
+        """Start the queued runs the batch made room for. The batch is committed whatever
+        happens here: a failure is left to the admission sweep."""
+        if not outcome.to_admit:
+            return
+        try:
+            outcome.absorb(await self.admission.admit(outcome.to_admit))
+        except InfrastructureError as exc:
+            log.warning("admission.deferred", pipelines=sorted(outcome.to_admit), error=repr(exc))
 
     async def _apply_one(self, ws: WorkingSet, event: CloudEvent) -> None:
         match event.payload:

@@ -42,8 +42,9 @@ class Dispatched:
 
 
 def launch_for(pipeline: Pipeline, claim: ClaimedAttempt) -> Launch:
-    """The launch of a claimed attempt, with the run's parameters resolved."""
-    return prepare_launch(
+    """The launch of a claimed attempt, with the run's parameters resolved and the time limit
+    its task instance was created with (its own timeout or the default_task_timeout)."""
+    launch = prepare_launch(
         pipeline,
         claim.task_id,
         run_id=claim.run_id,
@@ -52,6 +53,9 @@ def launch_for(pipeline: Pipeline, claim: ClaimedAttempt) -> Launch:
         trace_id=claim.trace_id,
         params=resolve_params(pipeline.spec.params, claim.params),
     )
+    if claim.time_limit_seconds is None:
+        return launch  # created before time limits were stored: the spec's own
+    return dataclasses.replace(launch, time_limit=claim.time_limit_seconds)
 
 
 class Claimer:

@@ -1,14 +1,17 @@
-"""The orchestrator's parts, built together: the work hub, the batch applier, the claimer and
-the timers, sharing one store, one pipeline registry and one way of building events."""
+"""The orchestrator's parts, built together: the work hub, the batch applier, the claimer, the
+timers and the scheduler, sharing one store, one pipeline registry and one way of building
+events."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from service.engine.triggers import ANY_SENSIBLE_DATE, BatchDates
 from service.orchestrator.batch import DEFAULT_MAX_LOST_ATTEMPTS, BatchApplier
 from service.orchestrator.claims import Claimer
 from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.schedules import Scheduler
 from service.orchestrator.timers import Timers
 from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry
@@ -21,6 +24,7 @@ class Orchestrator:
     applier: BatchApplier
     claimer: Claimer
     timers: Timers
+    scheduler: Scheduler
 
     @classmethod
     def build(
@@ -33,6 +37,7 @@ class Orchestrator:
         remote_by_default: bool = False,
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
         dates: BatchDates = ANY_SENSIBLE_DATE,
+        default_timeout: timedelta | None = None,
     ) -> Orchestrator:
         """``actor`` names this process in the transition log."""
         hub = WorkHub()
@@ -45,6 +50,7 @@ class Orchestrator:
             remote_by_default=remote_by_default,
             max_lost_attempts=max_lost_attempts,
             dates=dates,
+            default_timeout=default_timeout,
         )
         timers = Timers(
             store=store,
@@ -55,4 +61,14 @@ class Orchestrator:
             actor=actor,
         )
         claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
-        return cls(hub, applier, claimer, timers)
+        scheduler = Scheduler(
+            store=store,
+            registry=registry,
+            outgoing=outgoing,
+            hub=hub,
+            actor=actor,
+            runs=applier.runs,
+            admission=applier.admission,
+            dates=dates,
+        )
+        return cls(hub, applier, claimer, timers, scheduler)

@@ -27,6 +27,16 @@ class BatchOutcome:
     task_endings: dict[str, int] = field(default_factory=dict)
     scheduling_latencies: list[float] = field(default_factory=list)  # seconds
     created: list[dict[str, str]] = field(default_factory=list)  # what run.created logs
+    # Pipelines whose runs were created or ended: queued runs of theirs may start now.
+    to_admit: set[str] = field(default_factory=set)
+
+    def absorb(self, later: BatchOutcome) -> None:
+        """Add what a follow-up transaction (admission) did, for the caller's view; each was
+        observed (metrics, logs) on its own commit."""
+        self.tasks_queued += later.tasks_queued
+        self.outbox_written += later.outbox_written
+        for state, n in later.run_endings.items():
+            self.run_endings[state] = self.run_endings.get(state, 0) + n
 
     def count(self, transitions: Sequence[Transition]) -> None:
         """Count what the transitions queue, schedule and end."""

@@ -137,18 +137,25 @@ class Outgoing:
 
 
 def lost_attempt(lease: ExpiredLease) -> CloudEvent:
-    """A failed, retryable completion for an attempt whose worker stopped renewing its lease."""
-    reason = f"attempt lost: worker {lease.worker_id} stopped renewing its lease"
+    """A failed, retryable completion for an attempt whose worker stopped renewing its lease;
+    timed out (not lost: it counts against the task's retries) when its lease ran out at the
+    attempt's deadline, as its holder failed to stop it in time."""
+    if lease.past_deadline:
+        outcome, lost = TaskState.TIMED_OUT, False
+        reason = f"attempt overstayed its deadline: worker {lease.worker_id} did not end it"
+    else:
+        outcome, lost = TaskState.FAILED, True
+        reason = f"attempt lost: worker {lease.worker_id} stopped renewing its lease"
     return new_event(
         TaskCompleted(
             run_id=lease.run_id,
             task_id=lease.task_id,
             attempt=lease.attempt,
-            outcome=TaskState.FAILED,
+            outcome=outcome,
             retryable=True,
             error_snippet=reason,
             reason=reason,
-            lost=True,
+            lost=lost,
         ),
         LEASE_REAPER_SOURCE,
         event_id=f"lost:{lease.run_id}:{lease.task_id}:{lease.attempt}",

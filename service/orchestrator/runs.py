@@ -1,14 +1,13 @@
 """Starting runs: when data is ready (``dataset.ready``, or another run's output), and by hand
 (``run.requested``). The engine says which runs to start (``engine/triggers.py``); this module
-records the data, inserts each new run once, and lets the engine queue its first tasks."""
+records the data and inserts each new run once, queued; admission starts it."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from service.clock import utc_now
-from service.engine.decide import decide
-from service.engine.model import RunCreated
 from service.engine.states import RunState
 from service.engine.triggers import (
     BatchDates,
@@ -50,11 +49,13 @@ class RunStarter:
         outgoing: Outgoing,
         remote_by_default: bool,
         dates: BatchDates,
+        default_timeout: timedelta | None = None,
     ) -> None:
         self._registry = registry
         self._outgoing = outgoing
         self._remote_by_default = remote_by_default
         self._dates = dates
+        self._default_timeout = default_timeout
 
     async def dataset_ready(self, ws: WorkingSet, event: CloudEvent, ready: DatasetReady) -> None:
         """Record the announced partition; start the runs it completes."""
@@ -84,7 +85,7 @@ class RunStarter:
         if isinstance(start, Refusal):
             ws.ignore(event, start.reason)
             return
-        await self._create(ws, start, event.trace_id or new_trace_id())
+        await self.create(ws, start, event.trace_id or new_trace_id())
         ws.outcome.applied += 1
 
     async def start_triggered(
@@ -110,7 +111,7 @@ class RunStarter:
             announced = await ws.tx.ready_datasets(start.needs) if start.needs else set()
             if not ready_to_start(start, announced):
                 continue
-            await self._create(ws, start, trace_id)
+            await self.create(ws, start, trace_id)
 
     async def announce_outputs(
         self, ws: WorkingSet, run_id: str, task_id: str, attempt: int
@@ -153,8 +154,8 @@ class RunStarter:
                 ws, ref.name, produced.partition, version, run.trace_id, row.event_id
             )
 
-    async def _create(self, ws: WorkingSet, start: RunToStart, trace_id: str) -> bool:
-        """Insert the run for the start's trigger key unless it exists; queue its first tasks."""
+    async def create(self, ws: WorkingSet, start: RunToStart, trace_id: str) -> str | None:
+        """Insert the run for the start's trigger key, queued, unless it exists; its id."""
         pipeline = start.pipeline
         for _ in range(RUN_ID_TRIES):
             run = NewRun(
@@ -171,14 +172,15 @@ class RunStarter:
                 break
             if await ws.tx.run_for_trigger(pipeline.id, start.trigger_key) is not None:
                 log.info("run.exists", pipeline_id=pipeline.id, trigger_key=start.trigger_key)
-                return False
+                return None
         else:
             raise ConcurrencyError(f"no free run id after {RUN_ID_TRIES} tries")
         run_id = run.run_id
-        await ws.tx.insert_task_instances(run_id, new_tasks(pipeline, self._remote_by_default))
-        await ws.tx.insert_task_waits(
-            run_id, task_waits(pipeline, run_id, start.batch_date, start.params)
-        )
+        tasks = new_tasks(pipeline, self._remote_by_default, self._default_timeout)
+        await ws.tx.insert_task_instances(run_id, tasks)
+        waits, checks = task_waits(pipeline, run_id, start.batch_date, start.params)
+        await ws.tx.insert_task_waits(run_id, waits)
+        await ws.tx.insert_task_checks(run_id, checks)
         locked = LockedRun(
             run_id,
             pipeline.id,
@@ -189,8 +191,7 @@ class RunStarter:
             run.params,
         )
         ws.add_new_run(locked, pipeline)
-        ws.created(run_id, start.reason)
-        ws.apply(run_id, decide(pipeline.graph, ws.snapshot(run_id), RunCreated()).transitions)
+        ws.created(run_id, start.reason)  # admitted once committed (orchestrator/admission.py)
         ws.outcome.created.append(  # logged once committed: a rollback creates nothing
             {
                 "run_id": run_id,
@@ -199,4 +200,4 @@ class RunStarter:
                 "trace_id": trace_id,
             }
         )
-        return True
+        return run_id

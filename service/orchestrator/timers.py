@@ -3,7 +3,9 @@
 - retry due: a task up for retry is queued again at its ``retry_at`` (``RetryDue``);
 - lease expired: a running attempt whose worker stopped renewing its lease is reported lost,
   a failed retryable completion with an id derived from the attempt, so it applies once;
-- SLA deadline: an active run past its deadline is announced once (``run.deadline_missed``).
+- SLA deadline: an active run past its deadline is announced once (``run.deadline_missed``);
+- waits that failed: a queued task whose wait timed out (counted from when it was queued), or
+  whose check erred ``CHECK_ERRORS_TO_FAIL`` times in a row, fails (``WaitFailed``).
 
 Every replica runs them; the state guards make each timer fire once.
 """
@@ -11,9 +13,9 @@ Every replica runs them; the state guards make each timer fire once.
 from __future__ import annotations
 
 from service import metrics
-from service.clock import utc_now
+from service.clock import utc_now, utc_timestamp
 from service.engine.decide import decide
-from service.engine.model import RetryDue
+from service.engine.model import RetryDue, WaitFailed
 from service.observability import get_logger
 from service.orchestrator.batch import BatchApplier
 from service.orchestrator.outcome import BatchOutcome
@@ -22,8 +24,20 @@ from service.orchestrator.work_hub import WorkHub
 from service.orchestrator.working_set import WorkingSet
 from service.pipelines import PipelineRegistry
 from service.store import Store
+from service.store.run_views import WaitingFor
 
 log = get_logger(__name__)
+
+CHECK_ERRORS_TO_FAIL = 3  # a check that could not tell this many times in a row fails its task
+
+
+def wait_failure(wait: WaitingFor) -> str:
+    """Why a wait failed, what it waited for and since when: the task's reason and alert."""
+    what = wait.describe()
+    since = "" if wait.since is None else f" since {utc_timestamp(wait.since)}"
+    if wait.why.startswith("check_error"):
+        return f"{wait.why} ({what}, waiting{since})"
+    return f"wait_timeout: waited{since} for {what}"
 
 
 class Timers:
@@ -101,3 +115,33 @@ class Timers:
         if late:
             self._hub.committed(BatchOutcome(outbox_written=written))
         return len(late)
+
+    async def fail_waits(self, limit: int) -> int:
+        """Fail the queued tasks whose wait timed out or whose check keeps erring."""
+        failed = await self._store.failed_waits(limit, CHECK_ERRORS_TO_FAIL)
+        if not failed:
+            return 0
+        outcome = BatchOutcome()
+        async with self._store.transaction(self._actor) as tx:
+            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
+            await ws.load(wait.run_id for wait in failed)
+            for wait in failed:
+                if not ws.is_active(wait.run_id):
+                    continue
+                graph = ws.pipelines[wait.run_id].graph
+                event = WaitFailed(wait.task_id, wait_failure(wait))
+                decision = decide(graph, ws.snapshot(wait.run_id), event)
+                if decision.ignored is None:  # else it failed already, or stopped waiting
+                    log.warning(
+                        "task.wait_failed",
+                        run_id=wait.run_id,
+                        task_id=wait.task_id,
+                        reason=event.reason,
+                    )
+                    ws.apply(wait.run_id, decision.transitions)
+            await ws.write()
+            outcome.outbox_written = tx.outbox_written
+        outcome.observe()
+        self._hub.committed(outcome)
+        await self._applier.admission.admit(outcome.to_admit)
+        return len(failed)

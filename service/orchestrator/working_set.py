@@ -97,6 +97,8 @@ class WorkingSet:
                 start = earlier.from_state if earlier else t.from_state
                 self._run_moves[run_id] = RunMove(run_id, start, t.to_state)
                 self._run_states[run_id] = RunState(t.to_state)
+                if self._run_states[run_id] in RUN_TERMINAL:
+                    self.outcome.to_admit.add(self.runs[run_id].pipeline_id)
                 continue
             key = (run_id, t.task_id)
             moved = self._task_moves.get(key)
@@ -118,6 +120,7 @@ class WorkingSet:
         creation = Transition(None, "", RunState.QUEUED, None, reason)
         record_transitions(self.tx, self._outgoing, run, self.pipelines[run_id], [creation])
         self.outcome.runs_created += 1
+        self.outcome.to_admit.add(run.pipeline_id)
 
     def archive(self, result: AttemptResult) -> None:
         self._results.append(result)

@@ -9,13 +9,15 @@ shape and types; ``service/spec/validate.py`` checks everything that spans sever
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from service.spec.base import ID_PATTERN, PARAM_PATTERN, Spec, positive, whole_days
+from service.spec.cron import next_fire_times
 from service.spec.durations import Duration
 from service.spec.params import ParamSpec
 from service.spec.tasks import (
@@ -24,6 +26,7 @@ from service.spec.tasks import (
     DatasetRef,
     DatasetWait,
     ExitCodes,
+    InputRef,
     Resources,
     RetryPolicy,
     Step,
@@ -75,10 +78,36 @@ class DatasetTrigger(Spec):
 
 
 class Schedule(Spec):
-    """Runs on a cron schedule, in UTC. batch_date = the scheduled day + offset."""
+    """Runs on a cron schedule, on the wall clock of ``timezone`` (UTC by default).
+    batch_date = the scheduled day + offset. After downtime, ``catchup`` says which missed
+    fires run: the newest (``latest``), the newest ``max_catchup`` (``all``), or none."""
 
     cron: str
+    timezone: str = "UTC"
     batch_date_offset: Duration = timedelta(days=-1)
+    catchup: Literal["latest", "all", "none"] = "latest"
+    max_catchup: int = Field(default=10, ge=1, le=1000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone such as 'Europe/Berlin'"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _fires(self) -> Schedule:
+        if "max_catchup" in self.model_fields_set and self.catchup != "all":
+            raise ValueError("max_catchup goes with catchup: all")
+        if croniter.is_valid(self.cron) and not next_fire_times(
+            self.cron, self.timezone, datetime(2026, 1, 1, tzinfo=UTC), 1
+        ):
+            raise ValueError(f"{self.cron!r} never fires")
+        return self
 
     @field_validator("batch_date_offset")
     @classmethod
@@ -181,6 +210,7 @@ KNOWN_KEYS = frozenset(
         DatasetWait,
         CheckWait,
         DatasetRef,
+        InputRef,
         Sla,
     )
     for name in model.model_fields

@@ -6,11 +6,13 @@ import functools
 import math
 import shlex
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from service.errors import Problem, SpecError
+from service.spec.cron import batch_date_of as cron_batch_date
+from service.spec.cron import next_fire_times
 from service.spec.durations import format_duration
 from service.spec.loader import gc_paused
 from service.spec.params import ParamValue, resolve_params
@@ -20,6 +22,7 @@ from service.spec.tasks import RetryPolicy, TaskSpec
 from service.spec.validate import NodeCapacity, suggest
 
 PLANNED_RUN_ID = "<run_id>"
+NEXT_FIRES = 5  # schedule fire times a plan shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ class Plan:
     resume_from: str | None
     capacity: NodeCapacity | None
     waves: list[Wave]
+    # With a schedule: its next fire times (UTC) and the batch date each would run.
+    next_fires: list[tuple[datetime, date]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,9 +84,19 @@ def make_plan(
     given_params: Mapping[str, Any],
     resume_from: str | None = None,
     capacity: NodeCapacity | None = None,
+    now: datetime | None = None,
 ) -> Plan:
+    """The plan; with ``now``, also the schedule's next fire times after it."""
     with gc_paused():
-        return _make_plan(pipeline, partition, given_params, resume_from, capacity)
+        plan = _make_plan(pipeline, partition, given_params, resume_from, capacity)
+    schedule = pipeline.spec.triggers.schedule
+    if schedule is None or now is None:
+        return plan
+    fires = next_fire_times(schedule.cron, schedule.timezone, now, NEXT_FIRES)
+    plan.next_fires.extend(
+        (at, cron_batch_date(at, schedule.timezone, schedule.batch_date_offset)) for at in fires
+    )
+    return plan
 
 
 def _make_plan(
@@ -172,7 +187,8 @@ def _retry_text(retry: RetryPolicy) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _timeout_text(timeout: timedelta | None, grace: timedelta) -> str:
-    return f"{format_duration(timeout) if timeout else 'none'}, grace {format_duration(grace)}"
+    limit = format_duration(timeout) if timeout else "the default_task_timeout_seconds setting"
+    return f"{limit}, grace {format_duration(grace)}"
 
 
 def format_plan(plan: Plan) -> str:
@@ -181,6 +197,9 @@ def format_plan(plan: Plan) -> str:
         f"-> batch_date {plan.batch_date.isoformat()}",
         "params: " + (", ".join(f"{k}={v}" for k, v in plan.params.items()) or "none"),
     ]
+    if plan.next_fires:
+        schedule = ", ".join(f"{at:%Y-%m-%d %H:%M} UTC ({day})" for at, day in plan.next_fires)
+        lines.append(f"next scheduled runs (batch date): {schedule}")
     if plan.resume_from:
         lines.append(
             f"resume from {plan.resume_from}: it and everything downstream re-run; "

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shlex
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from service.spec.params import ParamValue
 from service.spec.pipeline import Pipeline
+from service.spec.tasks import CheckWait
 from service.spec.templates import Template
 
 SHELL = "/bin/sh"
@@ -21,7 +24,7 @@ class RenderedTask:
     cwd: str | None
     cleanup: list[str] | None
     rollback: list[str] | None
-    waits: list[str]  # "dataset@partition" or the check command
+    waits: list[str]  # "dataset@partition", or what a check looks at
     inputs: list[str]  # "uri@partition"
     outputs: list[str]
 
@@ -58,11 +61,13 @@ def render_task(pipeline: Pipeline, task_id: str, values: Mapping[str, str | dat
 
     waits = []
     for wait, templates in zip(task.wait_for, compiled.waits, strict=True):
-        dataset = getattr(wait, "dataset", None)
-        if dataset is not None:
-            waits.append(f"{dataset}@{templates[0].render(values)}")
+        if isinstance(wait, CheckWait):
+            waits.append(describe_probe(render_probe(wait, templates, values)))
         else:
-            waits.append(shlex.join(command(templates, getattr(wait, "shell", False))))
+            waits.append(f"{wait.dataset}@{templates[0].render(values)}")
+    for ref, (_, partition) in zip(task.inputs, compiled.inputs, strict=True):
+        if ref.wait:
+            waits.append(f"{ref.name}@{partition.render(values)} (input)")
     return RenderedTask(
         argv=command(compiled.command, task.shell),
         env={name: t.render(values) for name, t in compiled.env.items()},
@@ -77,6 +82,49 @@ def render_task(pipeline: Pipeline, task_id: str, values: Mapping[str, str | dat
         inputs=[f"{u.render(values)}@{p.render(values)}" for u, p in compiled.inputs],
         outputs=[f"{u.render(values)}@{p.render(values)}" for u, p in compiled.outputs],
     )
+
+
+def render_probe(
+    wait: CheckWait, templates: Sequence[Template], values: Mapping[str, str | date]
+) -> dict[str, Any]:
+    """A check as it runs for one run: its kind and its filled-in texts. Values substituted
+    into ``sql`` become quoted SQL literals, into a ``url`` URL-quoted text, into a shell
+    ``check`` shell-quoted words."""
+    kind = wait.probe_kind
+    if kind == "check":
+        if wait.shell:
+            argv = [SHELL, "-c", templates[0].render(values, quote=shlex.quote)]
+        else:
+            argv = [t.render(values) for t in templates]
+        return {"kind": "command", "argv": argv, "not_ready_codes": list(wait.not_ready_codes)}
+    if kind == "path":
+        marker = templates[1].render(values) if len(templates) > 1 else None
+        return {"kind": "path", "path": templates[0].render(values), "marker": marker}
+    if kind == "sql":
+        sql = templates[0].render(values, quote=_sql_literal)
+        return {"kind": "sql", "database": wait.database, "sql": sql}
+    return {"kind": "url", "url": templates[0].render(values, quote=_url_text)}
+
+
+def describe_probe(probe: Mapping[str, Any]) -> str:
+    """One line for people: what the check looks at."""
+    kind = probe["kind"]
+    if kind == "command":
+        return f"check {shlex.join(probe['argv'])}"
+    if kind == "path":
+        marker = f" with {probe['marker']}" if probe.get("marker") else ""
+        return f"path {probe['path']}{marker}"
+    if kind == "sql":
+        return f"query on {probe['database']}: {probe['sql']}"
+    return f"url {probe['url']}"
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _url_text(text: str) -> str:
+    return urllib.parse.quote(text, safe="=-_.~:")
 
 
 def _text(value: ParamValue) -> str:

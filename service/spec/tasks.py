@@ -109,18 +109,64 @@ class DatasetWait(Spec):
     timeout: Duration | None = None
 
 
-class CheckWait(Spec):
-    """Poll a command until it exits 0; for sources that announce nothing. Holds no slot."""
+PROBE_KEYS = ("check", "path", "sql", "url")
 
-    check: list[str] | str
+
+class CheckWait(Spec):
+    """Poll a probe until it says ready; for sources that announce nothing. Exactly one of:
+    ``check`` (a command: exit 0 ready, a ``not_ready_codes`` code not yet, else an error),
+    ``path`` (exists; with ``marker``, that file inside it too), ``sql`` (on a database named in
+    the check_databases setting: a true first column is ready) or ``url`` (2xx ready, 404 not
+    yet). The task holds no slot while it waits; after ``timeout`` it fails (wait_timeout)."""
+
+    check: list[str] | str | None = None
     shell: bool = False
+    not_ready_codes: tuple[int, ...] = (1,)
+    path: str | None = None
+    marker: str | None = None
+    sql: str | None = None
+    database: str | None = None
+    url: str | None = None
     poke_interval: Duration = timedelta(minutes=5)
+    # Each interval is the last one times this, up to max_poke_interval (1: a steady poke).
+    poke_backoff: float = Field(default=1.0, ge=1.0, le=10.0)
+    max_poke_interval: Duration = timedelta(hours=1)
     timeout: Duration = timedelta(hours=6)
 
     @model_validator(mode="after")
-    def _command_form(self) -> CheckWait:
-        _check_command_form(self.check, self.shell)
+    def _one_probe(self) -> CheckWait:
+        given = [key for key in PROBE_KEYS if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a check wait needs exactly one of {', '.join(PROBE_KEYS)}; "
+                + (f"got {', '.join(given)}" if given else "got none")
+            )
+        owners = {
+            "shell": "check",
+            "not_ready_codes": "check",
+            "marker": "path",
+            "database": "sql",
+        }
+        for key, owner in owners.items():
+            if key in self.model_fields_set and getattr(self, owner) is None:
+                raise ValueError(f"{key} goes with {owner}")
+        if self.check is not None:
+            _check_command_form(self.check, self.shell)
+            if 0 in self.not_ready_codes:
+                raise ValueError("0 means ready: it cannot be a not-ready code")
+        if self.sql is not None and not self.database:
+            raise ValueError("sql needs database: a name from the check_databases setting")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"{self.url!r} is not an http:// or https:// URL")
+        if self.poke_interval > self.max_poke_interval:
+            raise ValueError("poke_interval is longer than max_poke_interval")
+        for key in ("poke_interval", "timeout"):
+            positive(getattr(self, key))
         return self
+
+    @property
+    def probe_kind(self) -> str:
+        return next(key for key in PROBE_KEYS if getattr(self, key) is not None)
 
 
 class DatasetRef(Spec):
@@ -147,6 +193,12 @@ class DatasetRef(Spec):
     @property
     def name(self) -> str:
         return self.dataset or self.uri
+
+
+class InputRef(DatasetRef):
+    """An input: the task waits for its partition to be announced, unless ``wait: false``."""
+
+    wait: bool = True
 
 
 class TaskDefaults(Spec):
@@ -196,7 +248,7 @@ class TaskSpec(TaskDefaults):
     shell: bool = False
     requires: list[str] = Field(default_factory=list)
     wait_for: list[DatasetWait | CheckWait] = Field(default_factory=list)
-    inputs: list[DatasetRef] = Field(default_factory=list)
+    inputs: list[InputRef] = Field(default_factory=list)
     outputs: list[DatasetRef] = Field(default_factory=list)
     cleanup: Step | None = None
     rollback: Step | None = None

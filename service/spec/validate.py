@@ -15,7 +15,7 @@ from typing import Any
 from service.errors import Problem
 from service.spec.base import TriggerRule
 from service.spec.models import PipelineSpec
-from service.spec.tasks import CheckWait, TaskSpec
+from service.spec.tasks import CheckWait, DatasetWait, TaskSpec
 from service.spec.templates import (
     RUN_NAMES,
     Kind,
@@ -198,12 +198,23 @@ class _TemplateCompiler:
             return (self.one(value, *path),)
         return tuple(self.one(arg, *path, "[", i, "]") for i, arg in enumerate(value))
 
+    def probe(self, wait: CheckWait, *path: object) -> tuple[Template, ...]:
+        """A check's templated texts: the command's arguments, or the path (and its marker),
+        the query or the URL."""
+        kind = wait.probe_kind
+        if wait.check is not None:
+            return self.command(wait.check, *path, kind)
+        found = [self.one(getattr(wait, kind), *path, kind)]
+        if wait.marker:
+            found.append(self.one(wait.marker, *path, "marker"))
+        return tuple(found)
+
     def task(self, task: TaskSpec, path: str) -> TaskTemplates:
         one, command = self.one, self.command
         waits = []
         for i, wait in enumerate(task.wait_for):
             if isinstance(wait, CheckWait):
-                waits.append(command(wait.check, path, ".wait_for[", i, "].check"))
+                waits.append(self.probe(wait, path, ".wait_for[", i, "]."))
             else:
                 waits.append((one(wait.partition, path, ".wait_for[", i, "].partition"),))
         return TaskTemplates(
@@ -235,7 +246,8 @@ class _TemplateCompiler:
 
 
 def check_datasets(pipelines: Iterable[PipelineSpec]) -> list[tuple[str, Problem]]:
-    """Warn of each ``wait_for`` on a dataset that no pipeline outputs and none is triggered by.
+    """Warn of each dataset a task waits for (a ``wait_for`` dataset, or an input it waits
+    for) that no pipeline outputs and none is triggered by.
 
     Returns (pipeline id, problem) pairs: the caller knows which file each pipeline came from.
     """
@@ -245,21 +257,23 @@ def check_datasets(pipelines: Iterable[PipelineSpec]) -> list[tuple[str, Problem
     found = []
     for spec in specs:
         for index, task in enumerate(spec.tasks):
-            for wait_index, wait in enumerate(task.wait_for):
-                dataset = getattr(wait, "dataset", None)
-                if dataset is not None and dataset not in known:
-                    found.append(
-                        (
-                            spec.id,
-                            Problem(
-                                f"no pipeline outputs {dataset!r} and none is triggered by it: "
-                                "make sure an upstream system announces it"
-                                f"{suggest(dataset, sorted(known))}",
-                                f"tasks[{index}].wait_for[{wait_index}].dataset",
-                                severity="warning",
-                            ),
-                        )
-                    )
+            waited = [
+                (wait.dataset, f"wait_for[{i}].dataset")
+                for i, wait in enumerate(task.wait_for)
+                if isinstance(wait, DatasetWait)
+            ]
+            waited += [(ref.name, f"inputs[{i}]") for i, ref in enumerate(task.inputs) if ref.wait]
+            for dataset, path in waited:
+                if dataset in known:
+                    continue
+                hint = suggest(dataset, sorted(known))
+                problem = Problem(
+                    f"no pipeline outputs {dataset!r} and none is triggered by it: make sure an "
+                    f"upstream system announces it{hint}",
+                    f"tasks[{index}].{path}",
+                    severity="warning",
+                )
+                found.append((spec.id, problem))
     return found
 
 

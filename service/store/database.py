@@ -26,12 +26,15 @@ from service.store.records import (
     ArchivedLetter,
     CacheHit,
     ClaimedAttempt,
+    DueCheck,
     DueRetry,
     ExpiredLease,
     Heartbeat,
+    Poke,
     RunRecord,
     TaskRecord,
 )
+from service.store.run_views import RunDetails, WaitingFor
 from service.store.transaction import Transaction
 
 if TYPE_CHECKING:
@@ -155,6 +158,13 @@ class Store:
         rows = await self._fetch("get_run", run_id)
         return RunRecord.from_row(dict(rows[0])) if rows else None
 
+    async def run_details(self, run_id: str) -> RunDetails | None:
+        """The run, its tasks and what they wait for; None if there is no such run."""
+        run = await self.get_run(run_id)
+        if run is None:
+            return None
+        return RunDetails(run, await self.list_task_instances(run_id), await self.run_waits(run_id))
+
     async def list_task_instances(self, run_id: str) -> list[TaskRecord]:
         rows = await self._fetch("list_task_instances", run_id)
         return [TaskRecord.from_row(dict(row)) for row in rows]
@@ -236,6 +246,35 @@ class Store:
                 [x.head for x in letters],
                 [x.traceback for x in letters],
             )
+
+    async def due_checks(self, limit: int, poke_seconds: float) -> list[DueCheck]:
+        """Take up to ``limit`` checks whose poke is due, for ``poke_seconds`` at most."""
+        rows = await self._fetch("due_checks", limit, poke_seconds)
+        return [DueCheck.from_row(dict(row)) for row in rows]
+
+    async def record_pokes(self, pokes: Sequence[Poke]) -> None:
+        await self._execute(
+            "record_pokes",
+            [p.check.run_id for p in pokes],
+            [p.check.task_id for p in pokes],
+            [p.check.position for p in pokes],
+            [p.ready for p in pokes],
+            [p.error for p in pokes],
+            [p.result for p in pokes],
+            [p.check.next_wait() for p in pokes],
+        )
+
+    async def failed_waits(self, limit: int, max_errors: int) -> list[WaitingFor]:
+        """Queued tasks whose wait timed out, or whose check erred ``max_errors`` in a row."""
+        rows = await self._fetch("failed_waits", limit, max_errors)
+        return [WaitingFor.from_row(dict(row)) for row in rows]
+
+    async def run_waits(self, run_id: str) -> list[WaitingFor]:
+        """What the run's queued tasks still wait for."""
+        return [WaitingFor.from_row(dict(row)) for row in await self._fetch("run_waits", run_id)]
+
+    async def pipelines_with_waiting_runs(self) -> list[str]:
+        return [row["pipeline_id"] for row in await self._fetch("pipelines_with_waiting_runs")]
 
     async def ping(self) -> None:
         await self._fetchval("ping")

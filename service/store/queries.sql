@@ -71,20 +71,34 @@ RETURNING run_id;
 SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
 
 -- name: insert_task_instances
--- $1 run id, $2 task ids, $3 cpu cores, $4 memory MB, $5 pools, $6 priorities, $7 remote:
--- every task of a new run, pending, with what it reserves while it runs and where.
+-- $1 run id, $2 task ids, $3 cpu cores, $4 memory MB, $5 pools, $6 priorities, $7 remote,
+-- $8 time limits, $9 hold limits (seconds, NULL: none): every task of a new run, pending, with
+-- what it reserves while it runs, where, and for how long at most.
 INSERT INTO task_instances (run_id, task_id, state, cpu_cores, memory_mb, pool, priority,
-                            remote)
-SELECT $1, task_id, 'pending', cpu_cores, memory_mb, pool, priority, remote
-FROM unnest($2::text[], $3::real[], $4::int[], $5::text[], $6::int[], $7::boolean[])
-    AS x(task_id, cpu_cores, memory_mb, pool, priority, remote);
+                            remote, time_limit_seconds, hold_seconds)
+SELECT $1, task_id, 'pending', cpu_cores, memory_mb, pool, priority, remote, time_limit,
+       hold
+FROM unnest($2::text[], $3::real[], $4::int[], $5::text[], $6::int[], $7::boolean[],
+            $8::float8[], $9::float8[])
+    AS x(task_id, cpu_cores, memory_mb, pool, priority, remote, time_limit, hold);
 
 -- name: insert_task_waits
--- $1 run id, $2 task ids, $3 datasets, $4 partitions: the data each task of a new run waits for.
-INSERT INTO task_waits (run_id, task_id, dataset, partition)
-SELECT $1, task_id, dataset, partition
-FROM unnest($2::text[], $3::text[], $4::text[]) AS w(task_id, dataset, partition)
+-- $1 run id, $2 task ids, $3 datasets, $4 partitions, $5 timeouts (seconds or NULL): the data
+-- each task of a new run waits for.
+INSERT INTO task_waits (run_id, task_id, dataset, partition, timeout_seconds)
+SELECT $1, task_id, dataset, partition, timeout
+FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[])
+    AS w(task_id, dataset, partition, timeout)
 ON CONFLICT DO NOTHING;
+
+-- name: insert_task_checks
+-- $1 run id, $2 task ids, $3 positions, $4 probes (JSON), $5 poke intervals, $6 backoffs,
+-- $7 longest intervals, $8 timeouts: the checks each task of a new run polls.
+INSERT INTO task_checks (run_id, task_id, position, probe, poke_seconds, poke_backoff,
+                         max_poke_seconds, timeout_seconds)
+SELECT $1, task_id, position, probe, poke, backoff, max_poke, timeout
+FROM unnest($2::text[], $3::int[], $4::jsonb[], $5::float8[], $6::float8[], $7::float8[],
+            $8::float8[]) AS c(task_id, position, probe, poke, backoff, max_poke, timeout);
 
 -- name: lock_runs
 -- $1 run ids. Serializes every change to these runs, across replicas; always locked in
@@ -157,7 +171,7 @@ ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 -- for dispatch to workers) or local ones.
 -- In queue order (oldest run first, then task priority), the longest prefix that fits the
 -- node: a big task at the head is never overtaken by a stream of small ones. A task whose
--- pool is full waits without holding up others. Waiting for data keeps a task out.
+-- pool is full waits without holding up others. Waiting for data or a check keeps a task out.
 WITH pool_free AS (
     SELECT p.name, p.size - count(t.task_id) AS free
     FROM unnest($4::text[], $5::int[]) AS p(name, size)
@@ -174,6 +188,9 @@ WITH pool_free AS (
           WHERE w.run_id = t.run_id AND w.task_id = t.task_id
             AND NOT EXISTS (SELECT 1 FROM dataset_partitions AS d
                             WHERE d.dataset = w.dataset AND d.partition = w.partition))
+      AND NOT EXISTS (  -- every check it polls said ready
+          SELECT 1 FROM task_checks AS c
+          WHERE c.run_id = t.run_id AND c.task_id = t.task_id AND c.ready_at IS NULL)
       AND NOT EXISTS (
           SELECT 1 FROM unnest($6::text[], $7::text[]) AS x(run_id, task_id)
           WHERE x.run_id = t.run_id AND x.task_id = t.task_id)
@@ -202,7 +219,8 @@ ORDER BY position;
 -- name: claim_tasks
 -- $1 worker id, $2 run ids, $3 task ids (chosen by claimable_tasks), $4 lease in seconds,
 -- $5 NULL for local attempts, or for remote ones the seconds a worker has to pick each up
--- (no lease until then: its first heartbeat starts it).
+-- (no lease until then: its first heartbeat starts it). A local attempt's deadline starts
+-- now, a remote one's at its pickup.
 -- Runs with lock_runs first (as every writer of a run's events does, in run-id order), so
 -- each run's status events commit in the order they are written. Task rows another
 -- replica is claiming are skipped, never waited for.
@@ -218,19 +236,23 @@ WITH claimable AS (
 UPDATE task_instances AS t
 SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),
     lease_expires_at = CASE WHEN $5::float8 IS NULL
-                            THEN now() + make_interval(secs => $4) END,
+                            THEN now() + make_interval(secs => least($4, t.hold_seconds)) END,
     pickup_by = CASE WHEN $5::float8 IS NOT NULL THEN now() + make_interval(secs => $5) END,
+    attempt_deadline = CASE WHEN $5::float8 IS NULL
+                            THEN now() + make_interval(secs => t.hold_seconds) END,
     ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL, updated_at = now()
 FROM claimable AS c, runs AS r
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
 RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
-          r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by;
+          r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by,
+          t.time_limit_seconds;
 
 -- name: renew_leases
 -- $1 worker id, $2 lease in seconds: the heartbeat of every attempt this worker runs.
 -- Returns the attempts renewed (their keeper lets them run on).
+-- Never past the attempt's deadline: a keeper that fails to stop an attempt in time loses it.
 UPDATE task_instances
-SET lease_expires_at = now() + make_interval(secs => $2)
+SET lease_expires_at = least(now() + make_interval(secs => $2), attempt_deadline)
 WHERE worker_id = $1 AND state = 'running'
 RETURNING run_id, task_id, attempt;
 
@@ -240,15 +262,16 @@ RETURNING run_id, task_id, attempt;
 -- attempt; the others were judged lost meanwhile, and are stopped).
 WITH adopted AS (
     UPDATE task_instances AS t
-    SET worker_id = $1, lease_expires_at = now() + make_interval(secs => $5)
+    SET worker_id = $1,
+        lease_expires_at = least(now() + make_interval(secs => $5), t.attempt_deadline)
     FROM unnest($2::text[], $3::text[], $4::int[]) AS a(run_id, task_id, attempt)
     WHERE t.run_id = a.run_id AND t.task_id = a.task_id AND t.attempt = a.attempt
       AND t.state = 'running' AND NOT t.remote
     RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores,
-              t.memory_mb
+              t.memory_mb, t.time_limit_seconds
 )
 SELECT a.run_id, a.task_id, a.attempt, a.started_at, a.queued_at, a.cpu_cores, a.memory_mb,
-       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params
+       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, a.time_limit_seconds
 FROM adopted AS a JOIN runs AS r ON r.run_id = a.run_id;
 
 -- name: attempts_held_by
@@ -256,7 +279,7 @@ FROM adopted AS a JOIN runs AS r ON r.run_id = a.run_id;
 -- answer was lost with its connection (committed or not: the client cannot tell), the
 -- executor finds here what it was given.
 SELECT t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
-       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params
+       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.time_limit_seconds
 FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
 WHERE t.worker_id = $1 AND t.state = 'running' AND NOT t.remote;
 
@@ -264,8 +287,14 @@ WHERE t.worker_id = $1 AND t.state = 'running' AND NOT t.remote;
 -- $1 run ids, $2 task ids, $3 attempts, $4 worker ids, $5 lease in seconds: heartbeats of
 -- remote workers; the worker id is recorded as the attempt's. The first one (the worker picked
 -- the request up) starts the lease and marks when the attempt really started.
+-- Never past the attempt's deadline (counted from the pickup).
 UPDATE task_instances AS t
-SET lease_expires_at = now() + make_interval(secs => $5), worker_id = h.worker_id,
+SET lease_expires_at = least(now() + make_interval(secs => $5),
+                             CASE WHEN t.pickup_by IS NULL THEN t.attempt_deadline
+                                  ELSE now() + make_interval(secs => t.hold_seconds) END),
+    attempt_deadline = CASE WHEN t.pickup_by IS NULL THEN t.attempt_deadline
+                            ELSE now() + make_interval(secs => t.hold_seconds) END,
+    worker_id = h.worker_id,
     started_at = CASE WHEN t.pickup_by IS NULL THEN t.started_at ELSE now() END,
     pickup_by = NULL
 FROM unnest($1::text[], $2::text[], $3::int[], $4::text[])
@@ -278,7 +307,8 @@ WHERE t.run_id = h.run_id AND t.task_id = h.task_id AND t.attempt = h.attempt
 -- time (plus a margin for a first heartbeat on its way), to be requested again. Their runs
 -- are locked in run-id order, like every writer's, by the caller.
 SELECT t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
-       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by
+       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by,
+       t.time_limit_seconds
 FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
 WHERE t.state = 'running' AND t.pickup_by < now() - make_interval(secs => $2)
 ORDER BY t.pickup_by
@@ -298,7 +328,9 @@ RETURNING t.run_id, t.task_id, t.pickup_by;
 -- $1 how many, $2 grace in seconds: running attempts whose worker stopped renewing their
 -- lease more than a grace ago. In database time; the grace gives the holder, which stops an
 -- attempt it cannot renew, time to have stopped it: one attempt never runs twice at once.
-SELECT run_id, task_id, attempt, worker_id
+-- An attempt whose lease ran out at its deadline overstayed its time limit (past_deadline).
+SELECT run_id, task_id, attempt, worker_id,
+       coalesce(lease_expires_at >= attempt_deadline, false) AS past_deadline
 FROM task_instances
 WHERE state = 'running' AND lease_expires_at < now() - make_interval(secs => $2)
 ORDER BY lease_expires_at
@@ -416,3 +448,133 @@ SELECT 1;
 -- name: database_exists
 -- $1 database name.
 SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1);
+
+
+-- name: lock_admission
+-- $1 pipeline id. Serializes admission of one pipeline's runs across replicas, until the
+-- transaction ends (callers take several in pipeline id order).
+SELECT pg_advisory_xact_lock(hashtextextended('tributary.admission:' || $1, 0));
+
+-- name: running_batch_dates
+-- $1 pipeline id: the batch date of each of its running runs.
+SELECT batch_date FROM runs WHERE pipeline_id = $1 AND state = 'running';
+
+-- name: waiting_runs
+-- $1 pipeline id, $2 how many: its queued runs, the first of each batch date, oldest batch
+-- date first.
+SELECT DISTINCT ON (batch_date) run_id, batch_date
+FROM runs
+WHERE pipeline_id = $1 AND state = 'queued'
+ORDER BY batch_date, created_at, run_id
+LIMIT $2;
+
+-- name: pipelines_with_waiting_runs
+-- Pipelines that have queued runs (admission's sweep).
+SELECT DISTINCT pipeline_id FROM runs WHERE state = 'queued';
+
+-- name: newest_waiting_version
+-- $1 pipeline id: the spec version of its newest queued run (for a retired pipeline).
+SELECT spec_hash FROM runs WHERE pipeline_id = $1 AND state = 'queued'
+ORDER BY created_at DESC LIMIT 1;
+
+
+-- name: due_checks
+-- $1 how many, $2 seconds a poke may take: checks of queued tasks whose next poke is due,
+-- taken for this poker (their next poke moved past the time a poke may take, so another
+-- replica does not poke them meanwhile).
+UPDATE task_checks AS c
+SET next_poke_at = now() + make_interval(secs => $2)
+WHERE (c.run_id, c.task_id, c.position) IN (
+    SELECT k.run_id, k.task_id, k.position
+    FROM task_checks AS k
+    JOIN task_instances AS t ON t.run_id = k.run_id AND t.task_id = k.task_id
+    JOIN runs AS r ON r.run_id = k.run_id
+    WHERE k.ready_at IS NULL AND t.state = 'queued' AND r.state = 'running'
+      AND (k.next_poke_at IS NULL OR k.next_poke_at <= now())
+    ORDER BY k.next_poke_at NULLS FIRST
+    LIMIT $1
+    FOR UPDATE OF k SKIP LOCKED
+)
+RETURNING c.run_id, c.task_id, c.position, c.probe, c.poke_seconds, c.poke_backoff,
+          c.max_poke_seconds, c.pokes, c.errors;
+
+-- name: record_pokes
+-- $1 run ids, $2 task ids, $3 positions, $4 ready, $5 error (parallel arrays), $6 results,
+-- $7 seconds to the next poke: what each poke answered.
+UPDATE task_checks AS c
+SET pokes = c.pokes + 1,
+    errors = CASE WHEN p.error THEN c.errors + 1 ELSE 0 END,
+    last_result = p.result,
+    ready_at = CASE WHEN p.ready THEN now() END,
+    next_poke_at = CASE WHEN p.ready THEN NULL ELSE now() + make_interval(secs => p.wait) END
+FROM unnest($1::text[], $2::text[], $3::int[], $4::boolean[], $5::boolean[], $6::text[],
+            $7::float8[]) AS p(run_id, task_id, position, ready, error, result, wait)
+WHERE c.run_id = p.run_id AND c.task_id = p.task_id AND c.position = p.position
+  AND c.ready_at IS NULL;
+
+-- name: failed_waits
+-- $1 how many, $2 errors in a row that fail a check: queued tasks of running runs with a wait
+-- that timed out (counted from when the task was queued) or a check that keeps erring;
+-- what it waited for, since when, and why it failed.
+SELECT run_id, task_id, what, probe, since, why FROM (
+    SELECT w.run_id, w.task_id, w.dataset || ' ' || w.partition AS what, NULL::jsonb AS probe,
+           t.queued_at AS since, 'wait_timeout' AS why
+    FROM task_waits AS w
+    JOIN task_instances AS t ON t.run_id = w.run_id AND t.task_id = w.task_id
+    JOIN runs AS r ON r.run_id = w.run_id
+    WHERE t.state = 'queued' AND r.state = 'running' AND w.timeout_seconds IS NOT NULL
+      AND t.queued_at + make_interval(secs => w.timeout_seconds) < now()
+      AND NOT EXISTS (SELECT 1 FROM dataset_partitions AS d
+                      WHERE d.dataset = w.dataset AND d.partition = w.partition)
+    UNION ALL
+    SELECT c.run_id, c.task_id, NULL, c.probe, t.queued_at,
+           CASE WHEN c.errors >= $2 THEN 'check_error: ' || coalesce(c.last_result, '')
+                ELSE 'wait_timeout' END
+    FROM task_checks AS c
+    JOIN task_instances AS t ON t.run_id = c.run_id AND t.task_id = c.task_id
+    JOIN runs AS r ON r.run_id = c.run_id
+    WHERE t.state = 'queued' AND r.state = 'running' AND c.ready_at IS NULL
+      AND (c.errors >= $2 OR t.queued_at + make_interval(secs => c.timeout_seconds) < now())
+) AS failed
+ORDER BY since
+LIMIT $1;
+
+-- name: run_waits
+-- $1 run id: what each of its queued tasks still waits for, since when.
+SELECT w.task_id, w.dataset || ' ' || w.partition AS what, NULL::jsonb AS probe,
+       t.queued_at AS since, w.timeout_seconds, NULL::int AS pokes, NULL::text AS last_result
+FROM task_waits AS w
+JOIN task_instances AS t ON t.run_id = w.run_id AND t.task_id = w.task_id
+WHERE w.run_id = $1 AND t.state = 'queued'
+  AND NOT EXISTS (SELECT 1 FROM dataset_partitions AS d
+                  WHERE d.dataset = w.dataset AND d.partition = w.partition)
+UNION ALL
+SELECT c.task_id, NULL, c.probe, t.queued_at, c.timeout_seconds, c.pokes, c.last_result
+FROM task_checks AS c
+JOIN task_instances AS t ON t.run_id = c.run_id AND t.task_id = c.task_id
+WHERE c.run_id = $1 AND t.state = 'queued' AND c.ready_at IS NULL
+ORDER BY 1, 4;
+
+-- name: lock_schedule
+-- $1 pipeline id, $2 cron, $3 timezone, $4 now: its schedule row, created (handled until now:
+-- a new schedule does not fire for the past) or reset to now when its cron or timezone
+-- changed, and locked for this transaction, so one replica at a time fires it.
+INSERT INTO schedules AS s (pipeline_id, cron, timezone, handled_until)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (pipeline_id) DO UPDATE
+SET cron = excluded.cron, timezone = excluded.timezone,
+    handled_until = CASE WHEN (s.cron, s.timezone) = (excluded.cron, excluded.timezone)
+                         THEN s.handled_until ELSE excluded.handled_until END,
+    updated_at = now()
+RETURNING handled_until;
+
+-- name: mark_schedule_handled
+-- $1 pipeline id, $2 the fire time up to which every fire is handled.
+UPDATE schedules SET handled_until = greatest(handled_until, $2), updated_at = now()
+WHERE pipeline_id = $1;
+
+-- name: record_schedule_fire
+-- $1 pipeline id, $2 fire time, $3 the run it started. False (no row) when it exists.
+INSERT INTO schedule_fires (pipeline_id, fire_at, run_id) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
+RETURNING run_id;

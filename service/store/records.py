@@ -108,6 +108,7 @@ class ClaimedAttempt:
     trace_id: str
     params: Mapping[str, Any]
     pickup_by: datetime | None = None  # remote: a worker must pick it up by then
+    time_limit_seconds: float | None = None  # its timeout (own or default); None: none
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedAttempt:
@@ -142,6 +143,7 @@ class ExpiredLease:
     task_id: str
     attempt: int
     worker_id: str | None
+    past_deadline: bool = False  # the lease ran out at the attempt's deadline: it overstayed
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,40 @@ class MissedDeadline:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> MissedDeadline:
         return cls(**{**row, "state": RunState(row["state"])})
+
+
+@dataclass(frozen=True, slots=True)
+class DueCheck:
+    """A check whose poke is due, taken by this poker."""
+
+    run_id: str
+    task_id: str
+    position: int
+    probe: Mapping[str, Any]
+    poke_seconds: float
+    poke_backoff: float
+    max_poke_seconds: float
+    pokes: int
+    errors: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DueCheck:
+        return cls(**row)
+
+    def next_wait(self) -> float:
+        """Seconds to the poke after this one: the interval, grown by the backoff."""
+        grown = self.poke_seconds * self.poke_backoff ** min(self.pokes, 64)
+        return min(grown, self.max_poke_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Poke:
+    """What one poke of a check answered."""
+
+    check: DueCheck
+    ready: bool
+    error: bool
+    result: str  # for people: "ready", "not yet: exit 1", "error: …"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from service.store.records import (
     TaskMove,
     TransitionRow,
 )
+from service.store.scheduling import SchedulingQueries
 
 if TYPE_CHECKING:
     from service.store.migrations import Connection
@@ -42,7 +43,7 @@ CLAIM_ROUNDS = 4  # choose-and-lock rounds per claim while other replicas take t
 
 
 @dataclass
-class Transaction:
+class Transaction(SchedulingQueries):
     conn: Connection
     actor: str  # who makes the changes: an instance id, a worker, an operator
     _transitions: list[TransitionRow] = field(default_factory=list)
@@ -108,6 +109,8 @@ class Transaction:
             [t.pool for t in tasks],
             [t.priority for t in tasks],
             [t.remote for t in tasks],
+            [t.time_limit_seconds for t in tasks],
+            [t.hold_seconds for t in tasks],
         )
 
     async def insert_task_waits(self, run_id: str, waits: Sequence[TaskWait]) -> None:
@@ -118,6 +121,7 @@ class Transaction:
                 [w.task_id for w in waits],
                 [w.dataset for w in waits],
                 [w.partition for w in waits],
+                [w.timeout_seconds for w in waits],
             )
 
     async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:

@@ -80,6 +80,8 @@ async def rig(
     executor = local_executor(orchestration, keeper, completions, tmp_path, "w1", 8, lease=30)
     timers = TimerLoop(
         timers=orchestration.timers,
+        admission=orchestration.applier.admission,
+        scheduler=orchestration.scheduler,
         store=store,
         hub=orchestration.hub,
         poll_interval=0.05,

@@ -14,7 +14,13 @@ async def test_retries_are_queued_at_their_backoff_times(
     rig = await orchestrate("flaky")
     # A poll interval far above the backoff: the loop must not rely on polling.
     timers = TimerLoop(
-        timers=rig.timers, store=rig.store, hub=rig.hub, poll_interval=5.0, lease_seconds=30
+        timers=rig.timers,
+        admission=rig.applier.admission,
+        scheduler=rig.scheduler,
+        store=rig.store,
+        hub=rig.hub,
+        poll_interval=5.0,
+        lease_seconds=30,
     )
     background(timers.run())
     await rig.apply([requested("flaky", "2026-11-21")])
@@ -47,7 +53,13 @@ async def test_a_burst_fires_what_is_due_and_returns(
 ) -> None:
     rig = await orchestrate("flaky")
     timers = TimerLoop(
-        timers=rig.timers, store=rig.store, hub=rig.hub, poll_interval=5.0, lease_seconds=30
+        timers=rig.timers,
+        admission=rig.applier.admission,
+        scheduler=rig.scheduler,
+        store=rig.store,
+        hub=rig.hub,
+        poll_interval=5.0,
+        lease_seconds=30,
     )
     await rig.apply([requested("flaky", "2026-11-21")])
     [claim] = await rig.claim("w", 1)

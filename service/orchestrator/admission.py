@@ -1,0 +1,90 @@
+"""Admission: queued runs start while their pipeline has room (``max_active_runs``) and no
+other run of the same batch date is running (``engine/admission.py`` decides which).
+
+Runs are created queued; admission runs in a transaction of its own right after the one that
+created or ended runs committed, under a per-pipeline advisory lock, so replicas never admit
+past the limit together. A sweep (the admission loop) admits what a crash between the two
+transactions left queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from service.engine.admission import runs_to_admit
+from service.engine.decide import decide
+from service.engine.model import RunCreated
+from service.engine.states import RunState
+from service.orchestrator.outcome import BatchOutcome
+from service.orchestrator.outgoing import Outgoing
+from service.orchestrator.work_hub import WorkHub
+from service.orchestrator.working_set import WorkingSet
+from service.pipelines import PipelineRegistry
+from service.store import Store, Transaction
+
+
+class Admission:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: PipelineRegistry,
+        outgoing: Outgoing,
+        hub: WorkHub,
+        actor: str,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._outgoing = outgoing
+        self._hub = hub
+        self._actor = actor
+
+    async def admit(self, pipeline_ids: Iterable[str]) -> BatchOutcome:
+        """Start the queued runs of these pipelines that may start now."""
+        wanted = sorted(set(pipeline_ids))
+        outcome = BatchOutcome()
+        if not wanted:
+            return outcome
+        async with self._store.transaction(self._actor) as tx:
+            chosen: list[str] = []
+            for pipeline_id in wanted:  # in id order, as every taker of these locks
+                chosen += await self._choose(tx, pipeline_id)
+            if not chosen:
+                return outcome
+            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
+            await ws.load(chosen)
+            for run_id in sorted(chosen):
+                if ws.run_state(run_id) is not RunState.QUEUED:
+                    continue
+                graph = ws.pipelines[run_id].graph
+                ws.apply(run_id, decide(graph, ws.snapshot(run_id), RunCreated()).transitions)
+            await ws.write()
+            outcome.outbox_written = tx.outbox_written
+        outcome.observe()
+        self._hub.committed(outcome)
+        return outcome
+
+    async def sweep(self) -> BatchOutcome:
+        """Admit whatever may start in every pipeline that has queued runs."""
+        return await self.admit(await self._store.pipelines_with_waiting_runs())
+
+    async def _choose(self, tx: Transaction, pipeline_id: str) -> list[str]:
+        await tx.lock_admission(pipeline_id)
+        running = await tx.running_batch_dates(pipeline_id)
+        limit = await self._max_active_runs(tx, pipeline_id)
+        if len(running) >= limit:
+            return []
+        # One candidate per batch date: at most `limit` are needed even if every running
+        # date is among them.
+        waiting = await tx.waiting_runs(pipeline_id, limit)
+        return runs_to_admit(limit, running, waiting)
+
+    async def _max_active_runs(self, tx: Transaction, pipeline_id: str) -> int:
+        """The deployed pipeline's limit; for a retired one, that of its newest queued run."""
+        pipeline = self._registry.current.get(pipeline_id)
+        if pipeline is None:
+            spec_hash = await tx.newest_waiting_version(pipeline_id)
+            if spec_hash is None:
+                return 0
+            pipeline = await self._registry.version(pipeline_id, spec_hash)
+        return pipeline.spec.max_active_runs

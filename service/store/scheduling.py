@@ -1,0 +1,67 @@
+"""The part of a transaction that decides when things may start: run admission (a pipeline's
+room and its batch dates), what new tasks wait for, and cron schedules. Mixed into
+:class:`Transaction`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from service.engine.admission import WaitingRun
+from service.engine.triggers import TaskCheck
+from service.store.queries import q
+
+if TYPE_CHECKING:
+    from service.store.migrations import Connection
+
+
+class SchedulingQueries:
+    conn: Connection
+
+    async def lock_admission(self, pipeline_id: str) -> None:
+        """Hold the pipeline's admission lock until the transaction ends."""
+        await self.conn.execute(q("lock_admission"), pipeline_id)
+
+    async def running_batch_dates(self, pipeline_id: str) -> list[date]:
+        rows = await self.conn.fetch(q("running_batch_dates"), pipeline_id)
+        return [row["batch_date"] for row in rows]
+
+    async def waiting_runs(self, pipeline_id: str, limit: int) -> list[WaitingRun]:
+        """Queued runs, the first of each batch date, oldest batch date first."""
+        rows = await self.conn.fetch(q("waiting_runs"), pipeline_id, limit)
+        return [WaitingRun(row["run_id"], row["batch_date"]) for row in rows]
+
+    async def newest_waiting_version(self, pipeline_id: str) -> str | None:
+        spec_hash: str | None = await self.conn.fetchval(q("newest_waiting_version"), pipeline_id)
+        return spec_hash
+
+    async def insert_task_checks(self, run_id: str, checks: Sequence[TaskCheck]) -> None:
+        if checks:
+            await self.conn.execute(
+                q("insert_task_checks"),
+                run_id,
+                [c.task_id for c in checks],
+                [c.position for c in checks],
+                [c.probe for c in checks],
+                [c.poke_seconds for c in checks],
+                [c.poke_backoff for c in checks],
+                [c.max_poke_seconds for c in checks],
+                [c.timeout_seconds for c in checks],
+            )
+
+    async def lock_schedule(
+        self, pipeline_id: str, cron: str, timezone: str, now: datetime
+    ) -> datetime:
+        """The fire time up to which the schedule is handled, its row locked (created, or
+        reset to ``now`` when its cron or timezone changed)."""
+        handled: datetime = await self.conn.fetchval(
+            q("lock_schedule"), pipeline_id, cron, timezone, now
+        )
+        return handled
+
+    async def mark_schedule_handled(self, pipeline_id: str, until: datetime) -> None:
+        await self.conn.execute(q("mark_schedule_handled"), pipeline_id, until)
+
+    async def record_schedule_fire(self, pipeline_id: str, fire_at: datetime, run_id: str) -> None:
+        await self.conn.execute(q("record_schedule_fire"), pipeline_id, fire_at, run_id)
