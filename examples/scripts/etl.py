@@ -1,7 +1,13 @@
 """Stand-in ETL steps for the example pipelines: small JSON files in $WAREHOUSE_DIR.
 
 Each step reads what the step before it wrote and writes its own table partition, so a run
-leaves a trail you can look at: <warehouse>/<table>/<date>.json.
+leaves a trail you can look at: <warehouse>/<table>/<date>.json. Every write replaces the file
+at once (a reader sees the old partition or the new one, never half of one).
+
+``publish`` swaps the mart partition in: it keeps what was there as ``<date>.json.previous``
+and notes, in ``<date>.json.publishing``, which run is swapping, until it is done; its
+rollback (``unpublish``) puts back what that run replaced, and never touches a partition
+another run published.
 """
 
 from __future__ import annotations
@@ -24,9 +30,53 @@ def table(name: str, date: str) -> Path:
 
 def write(name: str, date: str, rows: list[dict[str, object]]) -> None:
     path = table(name, date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows))
+    replace(path, json.dumps(rows))
     print(f"wrote {len(rows)} rows to {path}")
+
+
+def replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` in one step: a temporary file, synced, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
+
+
+def publish(date: str, run: str) -> None:
+    """Swap the day's mart partition in, keeping the one it replaces until it is done."""
+    rows = read("staging.orders_by_region", date)  # fails before anything is touched
+    target = table("mart.orders_daily", date)
+    previous = target.with_name(target.name + ".previous")
+    swapping = target.with_name(target.name + ".publishing")
+    if swapping.exists():  # a swap that never finished (its rollback did not run): undo it
+        unpublish(date, json.loads(swapping.read_text())["run"])
+    replace(swapping, json.dumps({"run": run, "had_previous": target.exists()}))
+    if target.exists():
+        os.replace(target, previous)  # kept: the rollback puts it back
+    write("mart.orders_daily", date, rows)
+    previous.unlink(missing_ok=True)
+    swapping.unlink()
+
+
+def unpublish(date: str, run: str) -> None:
+    """Undo what ``run``'s publish did to the day's partition, and nothing else."""
+    target = table("mart.orders_daily", date)
+    previous = target.with_name(target.name + ".previous")
+    swapping = target.with_name(target.name + ".publishing")
+    if not swapping.exists() or json.loads(swapping.read_text())["run"] != run:
+        print(f"run {run} did not touch {target}: nothing to undo")
+        return
+    if json.loads(swapping.read_text())["had_previous"]:
+        if previous.exists():
+            os.replace(previous, target)
+            print(f"restored the partition {target} had before run {run}")
+    else:
+        target.unlink(missing_ok=True)
+        print(f"removed {target}: there was none before run {run}")
+    swapping.unlink()
 
 
 def read(name: str, date: str) -> list[dict[str, object]]:
@@ -96,7 +146,9 @@ def main() -> None:
             [{"region": k, "orders": v} for k, v in counts.items() if v >= args.min_orders],
         )
     elif args.step == "publish":
-        write("mart.orders_daily", args.date, read("staging.orders_by_region", args.date))
+        publish(args.date, args.run or "")
+    elif args.step == "unpublish":
+        unpublish(args.date, args.run or "")
     elif args.step == "report":
         rows = read("mart.orders_daily", args.date)
         print(f"revenue report {args.date}: {sum(int(str(r['orders'])) for r in rows)} orders")

@@ -93,7 +93,8 @@ class Views:
         ]
 
     async def list_pipelines(self, request: web.Request) -> web.Response:
-        """The deployed pipelines: version, triggers, run concurrency, next scheduled runs."""
+        """The deployed pipelines: what they are for and who owns them, their params and
+        tasks, triggers, run concurrency and next scheduled runs."""
         deployed = self._registry.current if self._registry is not None else {}
         now = utc_now()
         return json_response(
@@ -185,7 +186,13 @@ def pipeline_view(pipeline: Pipeline, now: datetime) -> dict[str, Any]:
         "spec_hash": pipeline.spec_hash,
         "domain": spec.domain,
         "owner": spec.owner,
+        "description": spec.description,
         "max_active_runs": spec.max_active_runs,
+        "params": {name: param.model_dump(mode="json") for name, param in spec.params.items()},
+        "tasks": [
+            {"task_id": task.id, "description": task.description, "tags": task.tags}
+            for task in spec.tasks
+        ],
         "triggers": {
             "datasets": [t.dataset for t in spec.triggers.datasets],
             "manual": spec.triggers.manual,

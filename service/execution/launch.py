@@ -34,8 +34,10 @@ class Launch:
     skip_codes: tuple[int, ...] = ()
     fatal_codes: tuple[int, ...] = ()
     inherit_env: tuple[str, ...] = field(default_factory=tuple)
-    # The (dataset, partition) of each declared input: what the attempt reads.
+    # The (dataset, partition) of each declared input and output: what the attempt reads
+    # and what it writes.
     inputs: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +51,7 @@ class Launch:
                 "fatal_codes": tuple(data.get("fatal_codes", ())),
                 "inherit_env": tuple(data.get("inherit_env", ())),
                 "inputs": tuple((d, p) for d, p in data.get("inputs", ())),
+                "outputs": tuple((d, p) for d, p in data.get("outputs", ())),
             }
         )
 
@@ -104,6 +107,12 @@ def prepare_launch(
             (ref.name, partition.render(values))
             for ref, (_, partition) in zip(
                 spec.inputs, pipeline.templates[task_id].inputs, strict=True
+            )
+        ),
+        outputs=tuple(
+            (ref.name, partition.render(values))
+            for ref, (_, partition) in zip(
+                spec.outputs, pipeline.templates[task_id].outputs, strict=True
             )
         ),
     )

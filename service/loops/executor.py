@@ -29,14 +29,16 @@ from service.execution.attempt import AttemptOutcome, completion, unrunnable
 from service.execution.cache import cache_key
 from service.execution.keeper_client import KeeperClient, lost_outcome
 from service.execution.keeping import Ended
+from service.execution.launch import Launch
 from service.execution.process import ProcessExit
 from service.loops.completions import CompletionBatcher
 from service.observability import bound, get_logger
 from service.orchestrator.claims import UNRENDERABLE, Claimer, launch_for
 from service.orchestrator.work_hub import Work, WorkHub
 from service.pipelines import PipelineRegistry
+from service.spec.pipeline import Pipeline
 from service.store import Store
-from service.store.records import ClaimBudget, ClaimedAttempt
+from service.store.records import CacheHit, ClaimBudget, ClaimedAttempt
 from service.supervision import Loop, persistently
 
 log = get_logger(__name__)
@@ -264,9 +266,37 @@ class LocalExecutor(Loop):
         key = cache_key(pipeline.spec_hash, claim.task_id, launch, versions)
         earlier = await persistently(lambda: self._store.cached_success(key), self.name)
         if earlier is not None:
-            return _cache_hit(claim, earlier.run_id, earlier.attempt)
+            refusal = await persistently(
+                lambda: self._cache_refusal(pipeline, claim, launch, earlier), self.name
+            )
+            if refusal is None:
+                return _cache_hit(claim, earlier.run_id, earlier.attempt)
+            log.info("cache.not_reused", **claim.log_context(), reason=refusal)
         ended = await self._keeper.run(key_of(claim), launch, log_path)
         return dataclasses.replace(ended, outcome=dataclasses.replace(ended.outcome, cache_key=key))
+
+    async def _cache_refusal(
+        self, pipeline: Pipeline, claim: ClaimedAttempt, launch: Launch, earlier: CacheHit
+    ) -> str | None:
+        """Why an earlier success with the same key may not be reused, or None: every
+        upstream task of this run must have been skipped too (one that ran may have changed
+        what this task reads beyond its declared inputs), and the outputs it would reuse
+        must still be the current versions."""
+        upstream = pipeline.graph.predecessors[claim.task_id]
+        if upstream:
+            states = await self._store.task_states_of(claim.run_id)
+            ran = [t for t in upstream if states.get(t) is not TaskState.SKIPPED]
+            if ran:
+                return f"upstream {', '.join(sorted(ran))} ran in this run"
+        reused = f"{earlier.run_id}/{earlier.attempt}"
+        current = await self._store.input_versions(launch.outputs)
+        for output in launch.outputs:
+            if current.get(output) != reused:
+                return (
+                    f"output {output[0]} {output[1]} is at version {current.get(output)}, "
+                    f"not {reused}'s"
+                )
+        return None
 
 
 def _cache_hit(claim: ClaimedAttempt, run_id: str, attempt: int) -> Ended:

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import Field, field_validator, model_validator
 
 from service.spec.base import ID_PATTERN, PARAM_PATTERN, Spec, positive, whole_days
@@ -103,9 +103,7 @@ class Schedule(Spec):
     def _fires(self) -> Schedule:
         if "max_catchup" in self.model_fields_set and self.catchup != "all":
             raise ValueError("max_catchup goes with catchup: all")
-        if croniter.is_valid(self.cron) and not next_fire_times(
-            self.cron, self.timezone, datetime(2026, 1, 1, tzinfo=UTC), 1
-        ):
+        if croniter.is_valid(self.cron) and not _fires_at_all(self.cron, self.timezone):
             raise ValueError(f"{self.cron!r} never fires")
         return self
 
@@ -120,6 +118,13 @@ class Schedule(Spec):
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday)")
         return value
+
+
+def _fires_at_all(cron: str, timezone: str) -> bool:
+    try:
+        return bool(next_fire_times(cron, timezone, datetime(2026, 1, 1, tzinfo=UTC), 1))
+    except CroniterError:  # it searched for a date that does not come
+        return False
 
 
 class Triggers(Spec):

@@ -84,14 +84,17 @@ def graph_order(
                 problems.append(Problem(f"unknown task {dep!r}{suggest(dep, ids)}", path))
         if len(set(requires)) != len(requires):
             problems.append(Problem("a task is listed twice", f"tasks[{index}].requires"))
-    if problems:
-        return problems, None
+    # A cycle among the dependencies that are sound is reported with the other problems.
+    sound: dict[str, list[str]] = {}
+    for task_id, requires in tasks:
+        known = [dep for dep in requires if dep in seen and dep != task_id]
+        sound.setdefault(task_id, []).extend(known)
     try:
-        order = tuple(graphlib.TopologicalSorter(dict(tasks)).static_order())
+        order = tuple(graphlib.TopologicalSorter(sound).static_order())
     except graphlib.CycleError as exc:
         # Arrows point downstream: "a -> b" reads "b requires a".
-        return [Problem("dependency cycle " + " -> ".join(exc.args[1]), "tasks")], None
-    return [], order
+        problems.append(Problem("dependency cycle " + " -> ".join(exc.args[1]), "tasks"))
+    return (problems, None) if problems else ([], order)
 
 
 def graph_of_document(data: Any) -> list[tuple[str, Sequence[str]]]:

@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from service.engine.model import AttemptKey
+from service.engine.states import TaskState
 from service.errors import InfrastructureError
 from service.store.errors import REFUSED, UNAVAILABLE, redact, translated
 from service.store.migrations import Migration, apply_migrations
@@ -157,6 +158,11 @@ class Store:
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._fetch("get_run", run_id)
         return RunRecord.from_row(dict(rows[0])) if rows else None
+
+    async def task_states_of(self, run_id: str) -> dict[str, TaskState]:
+        """Each task of the run, and its state."""
+        rows = await self._fetch("task_states", [run_id])
+        return {row["task_id"]: TaskState(row["state"]) for row in rows}
 
     async def run_details(self, run_id: str) -> RunDetails | None:
         """The run, its tasks and what they wait for; None if there is no such run."""

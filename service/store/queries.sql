@@ -429,10 +429,12 @@ ORDER BY d.dataset, d.partition, d.recorded_at DESC;
 SELECT run_id, attempt FROM task_cache WHERE cache_key = $1;
 
 -- name: record_cache_keys
--- $1 keys, $2 pipelines, $3 tasks, $4 runs, $5 attempts.
+-- $1 keys, $2 pipelines, $3 tasks, $4 runs, $5 attempts: the newest success under each key
+-- (its outputs are the ones a later hit would reuse).
 INSERT INTO task_cache (cache_key, pipeline_id, task_id, run_id, attempt)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
-ON CONFLICT (cache_key) DO NOTHING;
+ON CONFLICT (cache_key) DO UPDATE
+SET run_id = excluded.run_id, attempt = excluded.attempt, created_at = now();
 
 -- name: archive_dead_letters
 -- $1 topics, $2 partitions, $3 offsets, $4 keys, $5 reasons, $6 sizes, $7 hashes, $8 heads,

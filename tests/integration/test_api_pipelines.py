@@ -21,13 +21,28 @@ async def test_the_pipelines_endpoint_shows_the_next_scheduled_runs(
     store: Store, tmp_path: Path
 ) -> None:
     registry = PipelineRegistry(store)
-    await registry.load(pipelines_dir(tmp_path, ["nightly", "one_at_a_time"]))
+    await registry.load(pipelines_dir(tmp_path, ["nightly", "one_at_a_time", "described"]))
     app = make_app(store, ready, None, registry)
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/api/pipelines")
         assert response.status == 200
         body = await response.json()
     by_id = {p["pipeline_id"]: p for p in body["pipelines"]}
+    described = by_id["described"]
+    assert (described["version"], described["domain"], described["owner"]) == (
+        "7",
+        "finance_daily",
+        "fin-data@example.com",
+    )
+    assert described["description"] == "Ledger balances per day."
+    assert described["params"]["book"]["description"] == "Which ledger book."
+    assert described["tasks"] == [
+        {
+            "task_id": "balance",
+            "description": "Sum the day's postings.",
+            "tags": ["ledger", "daily"],
+        }
+    ]
     assert by_id["one_at_a_time"]["max_active_runs"] == 1
     assert by_id["one_at_a_time"]["triggers"]["schedule"] is None
     schedule = by_id["nightly"]["triggers"]["schedule"]

@@ -70,7 +70,7 @@ async def rig(
 ) -> AsyncIterator[Rig]:
     marks = tmp_path / "marks"
     marks.mkdir()
-    orchestration = await orchestrate("hard", "cached")
+    orchestration = await orchestrate("hard", "cached", "cached_chain", "shaped")
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     completions = CompletionBatcher(
@@ -194,6 +194,58 @@ async def test_a_cached_task_runs_again_only_when_its_inputs_change(
     await rig.orchestration.apply([ready("src", "2026-11-21", version="v2")])
     assert await run_once() == "success"  # a new version of the input
     assert ran.read_text().splitlines() == ["ran", "ran"]
+
+
+async def test_commands_run_where_and_how_the_spec_says(rig: Rig, pg: asyncpg.Connection) -> None:
+    await rig.run("shaped", "2026-11-21")
+    await eventually(
+        lambda: pg.fetchval("SELECT state FROM runs"),
+        lambda s: s in ("success", "failed"),
+        30,
+        "the run to end",
+    )
+    tasks = {r["task_id"]: r for r in await pg.fetch("SELECT * FROM task_instances")}
+    assert (rig.marks / "here").read_text().strip() == str(rig.marks)  # cwd
+    assert (rig.marks / "shelled").read_text() == "day 2026-11-21\n"  # shell: true
+    assert tasks["slow_cleanup"]["state"] == "failed"  # its cleanup overstayed 0.3s
+    reason = await pg.fetchval(
+        "SELECT reason FROM transitions WHERE task_id = 'slow_cleanup' AND to_state = 'failed'"
+    )
+    assert "cleanup failed (timed out): the command did not run" in reason
+    assert not (rig.marks / "must-not-exist").exists()
+    assert (rig.marks / "rolled").read_text() == "rolled 1\n"  # a shell rollback
+
+
+async def test_a_cache_hit_needs_skipped_upstream_tasks_and_current_outputs(
+    rig: Rig, pg: asyncpg.Connection
+) -> None:
+    async def run_once() -> None:
+        await rig.run("cached_chain", "2026-11-21")
+        await eventually(
+            lambda: pg.fetchval(
+                "SELECT count(*) FROM runs WHERE state NOT IN ('success', 'failed')"
+            ),
+            lambda n: n == 0,
+            20,
+            "the run to end",
+        )
+
+    def ran(task: str) -> int:
+        return (rig.marks / task).read_text().count("ran")
+
+    await run_once()
+    await run_once()
+    # build has the same key, but prepare (upstream) ran again: what build reads may differ.
+    assert (ran("prepare"), ran("build")) == (2, 2)
+    # publish has no upstream and its output is still the one it made: a hit.
+    assert ran("publish") == 1
+    # Someone else writes its output partition: the cached success is no longer current.
+    await rig.orchestration.apply([ready("made", "2026-11-21", version="elsewhere")])
+    await run_once()
+    assert ran("publish") == 2
+    await run_once()  # its own output is current again
+    assert ran("publish") == 2
+    assert ran("build") == 4
 
 
 @asynccontextmanager

@@ -54,3 +54,15 @@ async def test_after_downtime_the_newest_missed_fire_runs_then_the_on_time_one(
     assert await rig.scheduler.fire_due(at("2026-11-25T03:00:30")) == 2
     assert [row[0] for row in await scheduled(pg)] == ["2026-11-23", "2026-11-24"]
     assert await rig.scheduler.fire_due(at("2026-11-25T03:05:00")) == 0
+
+
+async def test_a_schedule_fires_on_its_own_wall_clock(
+    store: Store, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    rig = await Orchestration.open(store, pipelines_dir(tmp_path, ["berlin"]))
+    await rig.scheduler.fire_due(at("2026-11-20T12:00:00"))
+    assert await rig.scheduler.fire_due(at("2026-11-20T23:59:00")) == 0  # 00:59 in Berlin
+    assert await rig.scheduler.fire_due(at("2026-11-21T00:00:10")) == 1  # 01:00 in Berlin
+    assert await scheduled(pg) == [
+        ("2026-11-21", "schedule:2026-11-21T00:00:00+00:00", "2026-11-21T00:00:00+00:00")
+    ]

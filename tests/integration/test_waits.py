@@ -7,9 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from service.alerts.rules import AlertRules
-from service.events import TaskStatus, decode_event
+from service.events import TaskStatus, decode_event, validate_data
 from service.loops.checks import CheckPoker
 from tests.support import Background, Orchestrate, Orchestration, completed, eventually, requested
 from tests.support import ready as announced
@@ -56,6 +57,9 @@ async def test_a_check_holds_its_task_until_ready_and_a_wait_that_times_out_fail
     assert reason.startswith("wait_timeout: waited since 20")
     assert f"for path {tmp_path}/never with _SUCCESS" in reason
     payloads = await pg.fetch("SELECT payload FROM outbox ORDER BY id")
+    for row in payloads:  # what is published keeps to the contract
+        body = orjson.loads(row["payload"])
+        validate_data(body["type"], body["data"])
     statuses = [decode_event(row["payload"]).payload for row in payloads]
     [failure] = [
         s

@@ -109,6 +109,19 @@ def test_a_cycle_is_printed() -> None:
     assert set(cycle) == {"a", "b", "c"}
 
 
+def test_a_cycle_is_reported_with_unknown_keys_and_misspelled_dependencies() -> None:
+    found = messages(
+        spec(
+            task("a", "c"),
+            task("b", "a", "ghost"),
+            task("c", "b", comand=["x"]),
+        )
+    )
+    assert any(m.startswith("tasks: dependency cycle ") for m in found), found
+    assert any("unknown task 'ghost'" in m for m in found)
+    assert any("unknown key 'comand'" in m for m in found)
+
+
 def test_unknown_keys_get_a_suggestion_and_a_line(tmp_path: Path) -> None:
     found = load_text(
         tmp_path,
@@ -254,6 +267,54 @@ def test_trigger_mapping_and_schedule_are_checked() -> None:
     assert "partition format '%Y-%m' must name year, month and day" in text
     assert "triggers.datasets[0].batch_date_offset: must be a whole number of days" in text
     assert "'61 * * * *' is not a cron expression" in text
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({"cron": "0 3 * * *", "timezone": "Mars/Olympus"}, "is not an IANA time zone"),
+        ({"cron": "0 3 * * *", "max_catchup": 3}, "max_catchup goes with catchup: all"),
+        ({"cron": "0 3 30 2 *"}, "'0 3 30 2 *' never fires"),
+        ({"cron": "0 3 * * *", "catchup": "some"}, "triggers.schedule.catchup"),
+    ],
+)
+def test_a_schedule_that_would_not_do_what_it_says_is_refused(
+    schedule: dict[str, Any], expected: str
+) -> None:
+    found = "\n".join(messages(spec(task("a"), triggers={"schedule": schedule})))
+    assert expected in found
+
+
+@pytest.mark.parametrize(
+    ("wait", "expected"),
+    [
+        ({"poke_interval": "1m"}, "needs exactly one of check, path, sql, url; got none"),
+        ({"path": "/x", "url": "https://x"}, "got path, url"),
+        ({"path": "/x", "shell": True}, "shell goes with check"),
+        ({"url": "https://x", "marker": "_SUCCESS"}, "marker goes with path"),
+        ({"path": "/x", "not_ready_codes": [2]}, "not_ready_codes goes with check"),
+        ({"sql": "SELECT true"}, "sql needs database"),
+        ({"check": ["true"], "not_ready_codes": [0]}, "0 means ready"),
+        ({"url": "ftp://x"}, "is not an http:// or https:// URL"),
+        ({"path": "/x", "poke_interval": "2h"}, "poke_interval is longer than max_poke_interval"),
+        ({"path": "/x", "timeout": "0s"}, "must be longer than 0s"),
+        ({"path": "/x", "poke_backoff": 0.5}, "poke_backoff"),
+    ],
+)
+def test_a_check_wait_takes_exactly_one_probe_and_only_its_own_keys(
+    wait: dict[str, Any], expected: str
+) -> None:
+    found = "\n".join(messages(spec(task("a", wait_for=[wait]))))
+    assert expected in found
+
+
+def test_an_input_may_say_not_to_wait_but_an_output_may_not() -> None:
+    found = "\n".join(messages(spec(task("a", outputs=[{"uri": "pg://w/t", "wait": False}]))))
+    assert "tasks[0].outputs[0].wait: unknown key 'wait'" in found
+    pipeline = pipeline_from_data(
+        spec(task("a", inputs=[{"uri": "pg://w/t", "wait": False}])), "p.yaml"
+    )
+    assert pipeline.tasks["a"].inputs[0].wait is False
 
 
 def test_partitions_map_to_batch_dates() -> None:
