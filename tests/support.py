@@ -29,6 +29,7 @@ from service.events import (
     TaskCompleted,
     new_event,
 )
+from service.loops.timers import TimerLoop
 from service.orchestrator.batch import BatchApplier
 from service.orchestrator.claims import Claimer
 from service.orchestrator.core import Orchestrator
@@ -124,6 +125,18 @@ class Orchestration:
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         return await self.applier.apply(events)
+
+    def timer_loop(self, poll_interval: float, lease_seconds: float = LEASE) -> TimerLoop:
+        """The timer loop over these pieces (not started)."""
+        return TimerLoop(
+            timers=self.timers,
+            admission=self.applier.admission,
+            scheduler=self.scheduler,
+            store=self.store,
+            hub=self.hub,
+            poll_interval=poll_interval,
+            lease_seconds=lease_seconds,
+        )
 
     async def claim(
         self, worker: str = "w", budget: ClaimBudget | int = 10, lease: float = LEASE

@@ -12,6 +12,8 @@ Every replica runs them; the state guards make each timer fire once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from service import metrics
 from service.clock import utc_now, utc_timestamp
 from service.engine.decide import decide
@@ -61,23 +63,8 @@ class Timers:
     async def fire_due_retries(self, limit: int) -> int:
         """Queue again the tasks whose retry time has come; return how many were due."""
         due = await self._store.due_retries(limit)
-        if not due:
-            return 0
-        outcome = BatchOutcome()
-        async with self._store.transaction(self._actor) as tx:
-            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
-            await ws.load(retry.run_id for retry in due)
-            for retry in due:
-                if not ws.is_active(retry.run_id):
-                    continue
-                graph = ws.pipelines[retry.run_id].graph
-                decision = decide(graph, ws.snapshot(retry.run_id), RetryDue(retry.task_id))
-                if decision.ignored is None:  # else another replica fired it first
-                    ws.apply(retry.run_id, decision.transitions)
-            await ws.write()
-            outcome.outbox_written = tx.outbox_written
-        outcome.observe()
-        self._hub.committed(outcome)
+        if due:  # a retry of a task that is no longer up for retry: another replica fired it
+            await self._decide_each([(r.run_id, RetryDue(r.task_id)) for r in due])
         return len(due)
 
     async def reap_expired_leases(self, limit: int, grace_seconds: float) -> int:
@@ -121,27 +108,34 @@ class Timers:
         failed = await self._store.failed_waits(limit, CHECK_ERRORS_TO_FAIL)
         if not failed:
             return 0
+        events = [(wait.run_id, WaitFailed(wait.task_id, wait_failure(wait))) for wait in failed]
+        for run_id, event in await self._decide_each(events):
+            if isinstance(event, WaitFailed):
+                why = event.reason
+                log.warning("task.wait_failed", run_id=run_id, task_id=event.task_id, reason=why)
+        return len(failed)
+
+    async def _decide_each(
+        self, events: Sequence[tuple[str, RetryDue | WaitFailed]]
+    ) -> list[tuple[str, RetryDue | WaitFailed]]:
+        """Have the engine decide each (run id, event) in one transaction, against the runs as
+        the earlier ones left them; return those that applied (the rest found their task moved
+        on, by another replica or an earlier event). Then admit what ended runs made room for."""
         outcome = BatchOutcome()
+        applied = []
         async with self._store.transaction(self._actor) as tx:
             ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
-            await ws.load(wait.run_id for wait in failed)
-            for wait in failed:
-                if not ws.is_active(wait.run_id):
+            await ws.load(run_id for run_id, _ in events)
+            for run_id, event in events:
+                if not ws.is_active(run_id):
                     continue
-                graph = ws.pipelines[wait.run_id].graph
-                event = WaitFailed(wait.task_id, wait_failure(wait))
-                decision = decide(graph, ws.snapshot(wait.run_id), event)
-                if decision.ignored is None:  # else it failed already, or stopped waiting
-                    log.warning(
-                        "task.wait_failed",
-                        run_id=wait.run_id,
-                        task_id=wait.task_id,
-                        reason=event.reason,
-                    )
-                    ws.apply(wait.run_id, decision.transitions)
+                decision = decide(ws.pipelines[run_id].graph, ws.snapshot(run_id), event)
+                if decision.ignored is None:
+                    ws.apply(run_id, decision.transitions)
+                    applied.append((run_id, event))
             await ws.write()
             outcome.outbox_written = tx.outbox_written
         outcome.observe()
         self._hub.committed(outcome)
         await self._applier.admission.admit(outcome.to_admit)
-        return len(failed)
+        return applied

@@ -16,7 +16,6 @@ from service.bus.dead_letter import DeadLetters
 from service.execution.keeper_client import KeeperClient
 from service.loops.completions import CompletionBatcher
 from service.loops.executor import LocalExecutor, key_of
-from service.loops.timers import TimerLoop
 from service.orchestrator.claims import launch_for
 from service.store import Store
 from service.store.records import ClaimBudget
@@ -78,15 +77,7 @@ async def rig(
     )
     keeper = KeeperClient(tmp_path / "attempts", lease_seconds=30)
     executor = local_executor(orchestration, keeper, completions, tmp_path, "w1", 8, lease=30)
-    timers = TimerLoop(
-        timers=orchestration.timers,
-        admission=orchestration.applier.admission,
-        scheduler=orchestration.scheduler,
-        store=store,
-        hub=orchestration.hub,
-        poll_interval=0.05,
-        lease_seconds=30,
-    )
+    timers = orchestration.timer_loop(0.05, lease_seconds=30)
     running = background(completions.run())
     background(executor.run())
     background(timers.run())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncpg
 
-from service.loops.timers import TimerLoop
 from tests.support import Background, Orchestrate, completed, eventually, requested
 
 
@@ -13,15 +12,7 @@ async def test_retries_are_queued_at_their_backoff_times(
 ) -> None:
     rig = await orchestrate("flaky")
     # A poll interval far above the backoff: the loop must not rely on polling.
-    timers = TimerLoop(
-        timers=rig.timers,
-        admission=rig.applier.admission,
-        scheduler=rig.scheduler,
-        store=rig.store,
-        hub=rig.hub,
-        poll_interval=5.0,
-        lease_seconds=30,
-    )
+    timers = rig.timer_loop(5.0, lease_seconds=30)
     background(timers.run())
     await rig.apply([requested("flaky", "2026-11-21")])
     for attempt, backoff in ((1, 0.5), (2, 1.0)):
@@ -52,15 +43,7 @@ async def test_a_burst_fires_what_is_due_and_returns(
     orchestrate: Orchestrate, pg: asyncpg.Connection
 ) -> None:
     rig = await orchestrate("flaky")
-    timers = TimerLoop(
-        timers=rig.timers,
-        admission=rig.applier.admission,
-        scheduler=rig.scheduler,
-        store=rig.store,
-        hub=rig.hub,
-        poll_interval=5.0,
-        lease_seconds=30,
-    )
+    timers = rig.timer_loop(5.0, lease_seconds=30)
     await rig.apply([requested("flaky", "2026-11-21")])
     [claim] = await rig.claim("w", 1)
     await rig.apply([completed(claim.run_id, "a", 1, "failed")])

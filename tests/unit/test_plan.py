@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -10,7 +10,7 @@ import pytest
 
 from service.cli import main
 from service.errors import SpecError
-from service.spec.loader import load_pipeline_file
+from service.spec.loader import load_pipeline_file, pipeline_from_data
 from service.spec.plan import format_plan, make_plan
 from service.spec.validate import NodeCapacity
 
@@ -68,6 +68,30 @@ def test_bad_requests_are_refused_with_every_reason() -> None:
         make_plan(ORDERS, "2026-03-01", {}, resume_from="agregate")
     with pytest.raises(SpecError, match="does not match the format"):
         make_plan(ORDERS, "March 1st", {})
+
+
+def test_a_plan_shows_the_next_scheduled_runs() -> None:
+    pipeline = pipeline_from_data(
+        {
+            "id": "nightly",
+            "triggers": {"schedule": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}},
+            "tasks": [{"id": "t", "command": ["true"]}],
+        },
+        "nightly.yaml",
+    )
+    now = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
+    plan = make_plan(pipeline, "2026-03-27", {}, now=now)
+    # Berlin springs forward on the 29th: 02:30 does not exist that night, it fires at 03:30.
+    assert [(f"{at:%d %H:%M}", str(day)) for at, day in plan.next_fires] == [
+        ("28 01:30", "2026-03-27"),
+        ("29 01:30", "2026-03-28"),
+        ("30 00:30", "2026-03-29"),
+        ("31 00:30", "2026-03-30"),
+        ("01 00:30", "2026-03-31"),
+    ]
+    assert "next scheduled runs (batch date): 2026-03-28 01:30 UTC (2026-03-27)" in format_plan(
+        plan
+    )
 
 
 def test_the_plan_as_json(capsys: pytest.CaptureFixture[str]) -> None:

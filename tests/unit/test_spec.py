@@ -371,6 +371,19 @@ def test_a_wait_for_nothing_produces_is_a_warning(tmp_path: Path) -> None:
     assert "(did you mean 'dim_customer'?)" in warning.message
 
 
+def test_an_input_nothing_announces_is_a_warning_unless_it_is_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "id: a\ntasks:\n  - id: t\n    command: [x]\n    inputs:\n"
+        "      - {uri: 'pg://w/raw', dataset: raw_orders}\n"
+        "      - {uri: 'pg://w/lookup', wait: false}\n"
+    )
+    [warning] = load_pipeline_dir(tmp_path).warnings
+    assert warning.path == "tasks[0].inputs[0]"
+    assert "no pipeline outputs 'raw_orders'" in warning.message
+
+
 def test_a_trigger_rule_on_a_root_task_is_a_warning() -> None:
     pipeline = pipeline_from_data(spec(task("a", trigger_rule="all_done")), "x")
     [warning] = pipeline.warnings
