@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from service.alerts.routes import routes_from
+from service.api.auth import Tokens
 from service.api.http import make_app
 from service.assembly import Components, assemble
 from service.bus.kafka import broker_answers
@@ -75,9 +76,15 @@ async def _serve_http(
         checks["loops"] = dict(parts.watchdog.found) or "ok"
         return checks
 
-    runner = web.AppRunner(
-        make_app(servers.store, readiness, servers.live, servers.registry), access_log=None
+    app = make_app(
+        servers.store,
+        readiness,
+        servers.live,
+        servers.registry,
+        parts.applier,
+        Tokens(settings.api_token_roles()),
     )
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()

@@ -78,6 +78,7 @@ class Components:
     """The connected pieces of one process and the loops that drive them."""
 
     servers: Servers
+    applier: BatchApplier  # events and operators' commands, one transaction path
     alerts: AlertSender | None
     lineage: LineageEmitter | None
     consumer: EventConsumer
@@ -203,20 +204,12 @@ def _loops(
         databases=settings.check_dsns(),
         poll_interval=settings.timer_poll_interval_seconds,
     )
-    watched = [
-        consumer,
-        completions,
-        executor,
-        relay,
-        heartbeat,
-        watcher,
-        timers,
-        dispatcher,
-        checks,
-    ]
+    watched = [consumer, completions, executor, relay, heartbeat, watcher, timers, dispatcher]
+    watched.append(checks)
     watchdog = Watchdog(loops=watched, consumer=consumer, stall_seconds=settings.stall_seconds)
     return Components(
         servers=servers,
+        applier=core.applier,
         alerts=alerts,
         lineage=lineage,
         consumer=consumer,
@@ -241,6 +234,7 @@ def _side_loops(
         keeper=servers.keeper,
         worker_id=settings.instance_id,
         lease_seconds=settings.lease_ttl_seconds,
+        hub=core.hub,
     )
     watcher = PipelineWatcher(
         registry=servers.registry,

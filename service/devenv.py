@@ -260,6 +260,8 @@ def write_endpoints(endpoints: dict[str, object]) -> None:
     import orjson
 
     ENDPOINTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    ENDPOINTS_FILE.touch(mode=0o600)  # it holds the dev session's API token
+    ENDPOINTS_FILE.chmod(0o600)
     ENDPOINTS_FILE.write_bytes(orjson.dumps({**endpoints, "pid": os.getpid()}))
 
 

@@ -15,9 +15,13 @@ import orjson
 from aiohttp import web
 
 from service import metrics
+from service.api.auth import Tokens, authenticate
+from service.api.commands import Commands
+from service.api.problems import TITLES, ProblemError, problem
 from service.clock import utc_now
 from service.errors import TributaryError
 from service.live_state import LiveState
+from service.orchestrator.batch import BatchApplier
 from service.pipelines import PipelineRegistry
 from service.spec.cron import batch_date_of, next_fire_times
 from service.spec.pipeline import Pipeline
@@ -42,7 +46,7 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 def error(status: int, message: str) -> web.Response:
-    return json_response({"error": message}, status=status)
+    return problem(status, TITLES.get(status, "Error"), message)
 
 
 class BadRequest(Exception):
@@ -66,6 +70,8 @@ async def bad_requests(
         return await handler(request)
     except BadRequest as exc:
         return error(400, str(exc))
+    except ProblemError as exc:
+        return exc.response()
 
 
 class Views:
@@ -97,9 +103,14 @@ class Views:
         tasks, triggers, run concurrency and next scheduled runs."""
         deployed = self._registry.current if self._registry is not None else {}
         now = utc_now()
-        return json_response(
-            {"pipelines": [pipeline_view(p, now) for _, p in sorted(deployed.items())]}
-        )
+        try:
+            paused = await self._store.paused_pipelines()
+        except TributaryError as exc:
+            return error(503, str(exc))
+        views = [
+            {**pipeline_view(p, now), "paused": p.id in paused} for _, p in sorted(deployed.items())
+        ]
+        return json_response({"pipelines": views})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return json_response({"status": "alive"})
@@ -221,7 +232,12 @@ def make_app(
     readiness: ReadinessCheck,
     live: LiveState | None = None,
     registry: PipelineRegistry | None = None,
+    applier: BatchApplier | None = None,
+    tokens: Tokens | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[bad_requests])
+    """The HTTP app: health, metrics, reads, and (given an applier) operators' commands."""
+    app = web.Application(middlewares=[authenticate(tokens or Tokens({})), bad_requests])
     app.add_routes(Views(store, readiness, live, registry).routes())
+    if applier is not None and registry is not None:
+        app.add_routes(Commands(store, applier, registry).routes())
     return app

@@ -89,12 +89,42 @@ def _event_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     emit.add_argument("--producer", default="tributary-cli")
     emit.set_defaults(handler="events:cmd_emit_ready")
 
-    trigger = commands.add_parser("trigger", help="request a run by hand (run.requested)")
-    trigger.add_argument("pipeline")
+    trigger = commands.add_parser(
+        "trigger", help="start a run by hand; prints the run id, or why the service refused it"
+    )
+    trigger.add_argument("pipeline", help="the pipeline id")
     trigger.add_argument("--date", required=True, help="the run's batch date, e.g. 2026-11-21")
-    trigger.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    trigger.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="a run parameter"
+    )
     trigger.add_argument("--reason", help="why, for the run's history")
-    trigger.set_defaults(handler="events:cmd_trigger")
+    trigger.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="send run.requested to Kafka and return at once, without the service's answer",
+    )
+    _api_options(trigger)
+    trigger.set_defaults(handler="operate:cmd_trigger")
+
+    backfill = commands.add_parser(
+        "backfill", help="one run per batch date of a range, oldest first; again: nothing new"
+    )
+    backfill.add_argument("pipeline", help="the pipeline id")
+    backfill.add_argument("--from", dest="from_date", required=True, help="first batch date")
+    backfill.add_argument("--to", dest="to_date", required=True, help="last batch date")
+    backfill.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="a run parameter"
+    )
+    backfill.add_argument("--dry-run", action="store_true", help="list what would be created")
+    backfill.add_argument("--reason", help="why, for the runs' history")
+    _api_options(backfill)
+    backfill.set_defaults(handler="operate:cmd_backfill")
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the service's API (default: the api_url setting)")
+    parser.add_argument("--token", help="a bearer token (default: the cli_token setting)")
+    parser.add_argument("--json", action="store_true", help="print the API's answer as JSON")
 
 
 def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -109,3 +139,51 @@ def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     runs_show = runs.add_parser("show", help="one run and its tasks")
     runs_show.add_argument("run_id")
     runs_show.set_defaults(handler="runs:cmd_runs_show")
+    _run_actions(runs)
+    _pipelines_actions(commands)
+
+
+def _run_actions(runs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cancel = runs.add_parser("cancel", help="cancel a run: running attempts stopped, rolled back")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--reason", help="why, for the run's history")
+    _api_options(cancel)
+    cancel.set_defaults(handler="operate:cmd_cancel")
+    retry = runs.add_parser("retry", help="rerun a failed run (or one task) under the same id")
+    retry.add_argument("run_id")
+    retry.add_argument("--task", help="retry this task only")
+    retry.add_argument("--downstream", action="store_true", help="with --task: and after it")
+    retry.add_argument("--reason", help="why, for the run's history")
+    _api_options(retry)
+    retry.set_defaults(handler="operate:cmd_retry")
+    resume = runs.add_parser("resume", help="rerun a finished run from a task on")
+    resume.add_argument("run_id")
+    resume.add_argument("--from", dest="from_task", required=True, help="the task to rerun from")
+    resume.add_argument("--reason", help="why, for the run's history")
+    _api_options(resume)
+    resume.set_defaults(handler="operate:cmd_resume")
+    mark = runs.add_parser("mark", help="set a task that is not running to success or skipped")
+    mark.add_argument("run_id")
+    mark.add_argument("task", help="the task id")
+    mark.add_argument("--state", required=True, choices=("success", "skipped"))
+    mark.add_argument("--reason", help="why, for the run's history")
+    _api_options(mark)
+    mark.set_defaults(handler="operate:cmd_mark")
+
+
+def _pipelines_actions(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pipelines_parser = commands.add_parser("pipelines", help="the deployed pipelines")
+    pipelines_parser.set_defaults(help_parser=pipelines_parser)
+    pipelines = pipelines_parser.add_subparsers(metavar="ACTION")
+    listing = pipelines.add_parser("list", help="each pipeline: paused or not, next run")
+    _api_options(listing)
+    listing.set_defaults(handler="operate:cmd_pipelines_list")
+    for action, text in (
+        ("pause", "its triggers and schedules are recorded, its runs wait"),
+        ("unpause", "what waited starts, oldest batch date first"),
+    ):
+        parser = pipelines.add_parser(action, help=text)
+        parser.add_argument("pipeline", help="the pipeline id")
+        parser.add_argument("--reason", help="why, for the audit trail")
+        _api_options(parser)
+        parser.set_defaults(handler="operate:cmd_pause", pause=action == "pause")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from service import devenv
 from service.app import Service
@@ -32,14 +35,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
     started = devenv.StartedProcesses()
     try:
         overrides = _dev_servers(base, started, devenv.DEV_STATE_DIR)
+        if base.api_tokens is None:  # an operator token for this session's commands
+            token = secrets.token_urlsafe(24)
+            dev_token = {"dev": {"token": token, "role": "operator"}}
+            overrides["api_tokens"] = orjson.dumps(dev_token).decode()
+            overrides["cli_token"] = token
         settings = load_settings(args.config, overrides=overrides)
         configure_logging(
             settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
         )
-        devenv.write_endpoints(
-            {k: v for k, v in overrides.items() if k != "kafka_enable_idempotence"}
-        )
-        asyncio.run(serve(settings, ready=_banner))
+        endpoints = {k: v for k, v in overrides.items() if k != "kafka_enable_idempotence"}
+
+        def ready(service: Service) -> None:
+            # What commands in another terminal need: the servers, the API and its token.
+            api = f"http://{settings.http_host}:{service.http_port}"
+            devenv.write_endpoints({**endpoints, "api_url": api})
+            _banner(service)
+
+        asyncio.run(serve(settings, ready=ready))
     finally:
         devenv.remove_endpoints()
         started.stop_all()
@@ -95,6 +108,7 @@ def _redis(base: Settings, started: devenv.StartedProcesses, state_dir: Path) ->
 
 def _banner(service: Service) -> None:
     settings = service.settings
+    token = settings.cli_token.get_secret_value() if settings.cli_token else "(your api_tokens)"
     today = utc_now().date()
     yesterday = today - timedelta(days=1)
     print(
@@ -107,7 +121,9 @@ def _banner(service: Service) -> None:
         f"In another terminal:\n"
         f"  tributary emit-ready customers_raw {yesterday:%Y%m%d}\n"
         f"  tributary emit-ready orders_raw {today:%Y-%m-%d}\n"
-        f"  tributary runs list\n",
+        f"  tributary runs list\n"
+        f"  tributary runs cancel RUN_ID   (commands send the dev operator token)\n"
+        f"API token (operator): {token}\n",
         file=sys.stderr,
         flush=True,
     )

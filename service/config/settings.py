@@ -14,6 +14,8 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from service.config.json_secrets import checked_api_tokens, checked_check_databases
+
 DEFAULT_ENV = "dev"
 
 
@@ -216,6 +218,41 @@ class Settings(BaseModel):
         description="How long one poke of a check may take; longer counts as an error.",
     )
 
+    api_tokens: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description='API bearer tokens as JSON: {name: {"token": "…", "role": "viewer" or '
+        '"operator"}} (secret). Set: every /api route needs a token (viewer: read; operator: '
+        "read and commands). Unset: reads are open and commands refused (403).",
+    )
+
+    api_url: str | None = Field(
+        default=None,
+        description="Where tributary commands (runs cancel, backfill, …) reach the service's "
+        "API. Unset: http://<http_host>:<http_port>.",
+    )
+    cli_token: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"secret": True},
+        description="The bearer token tributary commands send to the API (secret; an "
+        "operator's for commands). tributary dev sets one.",
+    )
+
+    def api_base(self) -> str:
+        return (self.api_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    def api_token_roles(self) -> dict[str, tuple[str, str]]:
+        """api_tokens as token -> (name, role)."""
+        if self.api_tokens is None:
+            return {}
+        found = orjson.loads(self.api_tokens.get_secret_value())
+        return {entry["token"]: (name, entry["role"]) for name, entry in found.items()}
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is None else checked_api_tokens(value)
+
     def check_dsns(self) -> dict[str, str]:
         """check_databases as name -> DSN."""
         if self.check_databases is None:
@@ -225,18 +262,7 @@ class Settings(BaseModel):
     @field_validator("check_databases")
     @classmethod
     def _check_databases(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        try:
-            found = orjson.loads(value.get_secret_value())
-        except orjson.JSONDecodeError:
-            raise ValueError("must be a JSON object: {name: postgresql URL}") from None
-        if not isinstance(found, dict) or not all(
-            isinstance(dsn, str) and dsn.startswith(("postgres://", "postgresql://"))
-            for dsn in found.values()
-        ):
-            raise ValueError("must be a JSON object: {name: postgresql URL}")
-        return value
+        return value if value is None else checked_check_databases(value)
 
     def secret_values(self) -> list[str]:
         """Every secret's text, and the URLs and secrets inside alert_sinks, for redaction."""
@@ -246,6 +272,7 @@ class Settings(BaseModel):
             if isinstance(value, SecretStr):
                 found.append(value.get_secret_value())
         found += list(self.check_dsns().values())
+        found += list(self.api_token_roles())
         if self.alert_sinks is not None:
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
                 for sink in orjson.loads(self.alert_sinks.get_secret_value()).values():

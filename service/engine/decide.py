@@ -61,7 +61,7 @@ def _on_retry_due(run: RunSnapshot, event: RetryDue) -> Decision:
     if task is None or task.state is not TaskState.UP_FOR_RETRY:
         state = "missing" if task is None else task.state
         return Decision(ignored=f"retry of {event.task_id!r} is not due: the task is {state}")
-    draft = _Draft(run)
+    draft = Draft(run)
     draft.move_task(event.task_id, TaskState.QUEUED, f"retry after attempt {task.attempt}")
     return draft.decision()
 
@@ -71,17 +71,17 @@ def _on_wait_failed(graph: TaskGraph, run: RunSnapshot, event: WaitFailed) -> De
     if task is None or task.state is not TaskState.QUEUED:
         state = "missing" if task is None else task.state
         return Decision(ignored=f"{event.task_id!r} no longer waits: the task is {state}")
-    draft = _Draft(run)
+    draft = Draft(run)
     draft.move_task(event.task_id, TaskState.FAILED, event.reason)
     _propagate(graph, draft, event.task_id)
-    _finish_run_if_done(draft)
+    finish_run_if_done(draft)
     return draft.decision()
 
 
 def _on_run_created(graph: TaskGraph, run: RunSnapshot) -> Decision:
     if run.state is not RunState.QUEUED:
         return Decision(ignored=f"run is {run.state}, not queued")
-    draft = _Draft(run)
+    draft = Draft(run)
     draft.move_run(RunState.RUNNING, "run started")
     for task_id in graph.roots:
         draft.move_task(task_id, TaskState.QUEUED, "no dependencies")
@@ -99,7 +99,7 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
             ignored=f"stale completion: attempt {event.attempt} reported {event.outcome}, "
             f"but the task is {task.state} at attempt {task.attempt}"
         )
-    draft = _Draft(run)
+    draft = Draft(run)
     draft.effect(ArchiveAttempt(event.task_id, event.attempt))
     why = f"attempt {event.attempt} ended {event.outcome}" + (
         f": {event.reason}" if event.reason else ""
@@ -115,7 +115,7 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
         )
         return draft.decision()
     policy = graph.retries[event.task_id]
-    tries = event.attempt - task.lost  # what counts against max_attempts
+    tries = event.attempt - task.base - task.lost  # what counts against max_attempts
     if should_retry(policy, tries, event.outcome, event.exit_code, event.retryable):
         retry_at = event.at + backoff_delay(policy, tries, event.jitter_sample)
         draft.move_task(
@@ -132,11 +132,11 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
         if event.cache_key:
             draft.effect(RememberCacheKey(event.task_id, event.attempt, event.cache_key))
     _propagate(graph, draft, event.task_id)
-    _finish_run_if_done(draft)
+    finish_run_if_done(draft)
     return draft.decision()
 
 
-def _propagate(graph: TaskGraph, draft: _Draft, finished: str) -> None:
+def _propagate(graph: TaskGraph, draft: Draft, finished: str) -> None:
     """Decide the successors that ``finished`` may have unblocked; follow what that ends."""
     frontier = [finished]
     while frontier:
@@ -186,7 +186,7 @@ def readiness(rule: TriggerRule, upstream: Sequence[TaskState]) -> tuple[TaskSta
     return (TaskState.QUEUED, "no upstream task failed") if done else None
 
 
-def _finish_run_if_done(draft: _Draft) -> None:
+def finish_run_if_done(draft: Draft) -> None:
     states = draft.all_task_states()
     if not all(state in TASK_TERMINAL for state in states):
         return
@@ -196,8 +196,9 @@ def _finish_run_if_done(draft: _Draft) -> None:
         draft.move_run(RunState.SUCCESS, "every task succeeded")
 
 
-class _Draft:
-    """The decision being drafted: the run as it will be after the transitions so far."""
+class Draft:
+    """The decision being drafted: the run as it will be after the transitions so far (also
+    drafts operator commands, ``commands.py``)."""
 
     def __init__(self, run: RunSnapshot) -> None:
         self._run = run
@@ -219,13 +220,16 @@ class _Draft:
         reason: str,
         retry_at: datetime | None = None,
         lost: bool = False,
+        reset: bool = False,
     ) -> None:
         current = self.task_state(task_id)
         if not task_may_move(current, new):
             raise IllegalTransition(f"task {task_id!r}: {current} -> {new} is not allowed")
         self._changed[task_id] = new
         attempt = self._run.tasks[task_id].attempt
-        self._transitions.append(Transition(task_id, current, new, attempt, reason, retry_at, lost))
+        self._transitions.append(
+            Transition(task_id, current, new, attempt, reason, retry_at, lost, reset)
+        )
 
     def move_run(self, new: RunState, reason: str) -> None:
         if not run_may_move(self._run_state, new):

@@ -33,6 +33,7 @@ class TaskSnapshot:
     state: TaskState
     attempt: int
     lost: int = 0  # attempts lost through no fault of the task (not counted against retries)
+    base: int = 0  # attempts before its retry budget last started afresh (an operator's rerun)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ class Transition:
     reason: str
     retry_at: datetime | None = None  # set on moves to up_for_retry: the timer to arm
     lost: bool = False  # a retry of a lost attempt: counted apart from the task's retries
+    reset: bool = False  # rerun by an operator: its retry and lost budgets start afresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,16 @@ class RememberCacheKey:
     cache_key: str
 
 
-Effect = ArchiveAttempt | AnnounceOutputs | RememberCacheKey
+@dataclass(frozen=True, slots=True)
+class StopAttempt:
+    """The run was cancelled while this attempt ran: stop its processes (SIGTERM, grace,
+    SIGKILL) and run its rollback, wherever it runs."""
+
+    task_id: str
+    attempt: int
+
+
+Effect = ArchiveAttempt | AnnounceOutputs | RememberCacheKey | StopAttempt
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,20 +52,39 @@ ATTEMPT_OUTCOMES = frozenset(
     {TaskState.SUCCESS, TaskState.FAILED, TaskState.SKIPPED, TaskState.TIMED_OUT}
 )
 
+# An operator may make an ended run active again (retry, resume, retry or mark a task).
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED}),
     RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED, RunState.CANCELLED}),
-    RunState.SUCCESS: frozenset(),
-    RunState.FAILED: frozenset(),
-    RunState.CANCELLED: frozenset(),
+    RunState.SUCCESS: frozenset({RunState.RUNNING}),
+    RunState.FAILED: frozenset({RunState.RUNNING}),
+    RunState.CANCELLED: frozenset({RunState.RUNNING}),
 }
+
+# Operators' moves: an ended task may be rerun (back to pending) and any task that is not
+# running may be marked success or skipped.
+_RERUN_OR_MARK = frozenset({TaskState.PENDING, TaskState.SUCCESS, TaskState.SKIPPED})
 
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset(
-        {TaskState.QUEUED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
+        {
+            TaskState.QUEUED,
+            TaskState.UPSTREAM_FAILED,
+            TaskState.SKIPPED,
+            TaskState.CANCELLED,
+            TaskState.SUCCESS,
+        }
     ),
     # A queued task whose wait timed out fails without running.
-    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELLED}),
+    TaskState.QUEUED: frozenset(
+        {
+            TaskState.RUNNING,
+            TaskState.FAILED,
+            TaskState.CANCELLED,
+            TaskState.SUCCESS,
+            TaskState.SKIPPED,
+        }
+    ),
     TaskState.RUNNING: frozenset(
         {
             TaskState.SUCCESS,
@@ -76,13 +95,10 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
             TaskState.CANCELLED,
         }
     ),
-    TaskState.UP_FOR_RETRY: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
-    TaskState.SUCCESS: frozenset(),
-    TaskState.FAILED: frozenset(),
-    TaskState.SKIPPED: frozenset(),
-    TaskState.UPSTREAM_FAILED: frozenset(),
-    TaskState.TIMED_OUT: frozenset(),
-    TaskState.CANCELLED: frozenset(),
+    TaskState.UP_FOR_RETRY: frozenset(
+        {TaskState.QUEUED, TaskState.CANCELLED, TaskState.SUCCESS, TaskState.SKIPPED}
+    ),
+    **{ended: _RERUN_OR_MARK - {ended} for ended in TASK_TERMINAL},
 }
 
 

@@ -96,6 +96,20 @@ class TaskCompleted(_Payload):
 
 
 @dataclass(frozen=True, slots=True)
+class RunCommand(_Payload):
+    """In (triggers topic, or the API): an operator acts on a run; see the schema."""
+
+    TYPE: ClassVar[str] = "run.command"
+    run_id: str
+    command: str  # cancel, retry, retry_task, mark, resume
+    requested_by: str
+    task_id: str | None = None
+    downstream: bool | None = None
+    state: TaskState | None = None  # mark: success or skipped
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TaskHeartbeat(_Payload):
     """In (completions topic, from remote workers): this attempt still runs here."""
 
@@ -198,6 +212,7 @@ class RunDeadlineMissed(_Payload):
 Payload = (
     DatasetReady
     | RunRequested
+    | RunCommand
     | TaskCompleted
     | TaskHeartbeat
     | TaskRequested
@@ -211,6 +226,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     for cls in (
         DatasetReady,
         RunRequested,
+        RunCommand,
         TaskCompleted,
         TaskHeartbeat,
         TaskRequested,

@@ -72,6 +72,13 @@ async def run_attempt(
 
     log.info("attempt.started", argv=launch.argv, log_path=str(log_path))
     result = await run(launch.argv, launch.time_limit, True)
+    if interrupt is not None and result.interrupted and interrupt.rollback:
+        reason = interrupt.reason  # cancelled: stopped for good, and rolled back
+        if launch.rollback:
+            log.info("attempt.rollback", argv=launch.rollback)
+            rolled = await run(launch.rollback, launch.rollback_timeout, False)
+            reason += f"; rollback {'done' if rolled.exit_code == 0 else ending(rolled)}"
+        return AttemptOutcome(result, TaskState.FAILED, False, reason)
     if interrupt is not None and result.interrupted:
         return AttemptOutcome(result, TaskState.FAILED, True, interrupt.reason, lost=True)
     if result.timed_out:

@@ -153,7 +153,7 @@ class Keeper:
         elif op == "interrupt":
             kept = self._kept.get(AttemptKey.parse(message["key"]))
             if kept is not None:
-                kept.interruption.stop(message["reason"])
+                kept.interruption.stop(message["reason"], rollback=bool(message.get("rollback")))
         elif op == "forget":
             self._forget(AttemptKey.parse(message["key"]))
         elif op == "exit":

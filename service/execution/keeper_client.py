@@ -178,8 +178,11 @@ class KeeperClient:
         """Their leases were renewed: the keeper lets them run ``seconds`` more."""
         await self._send({"op": "confirm", "keys": [str(k) for k in keys], "seconds": seconds})
 
-    async def interrupt(self, key: AttemptKey, reason: str) -> None:
-        await self._send({"op": "interrupt", "key": str(key), "reason": reason})
+    async def interrupt(self, key: AttemptKey, reason: str, rollback: bool = False) -> None:
+        """Stop the attempt (SIGTERM, grace, SIGKILL); with ``rollback``, then roll it back."""
+        await self._send(
+            {"op": "interrupt", "key": str(key), "reason": reason, "rollback": rollback}
+        )
 
     async def forget(self, key: AttemptKey) -> None:
         """Its outcome is durable elsewhere now: the keeper may drop it."""

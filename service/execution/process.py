@@ -47,10 +47,11 @@ class Interruption:
     event: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = "interrupted: the service stopped"
     grace: float | None = None  # seconds; None: the process's own grace period
+    rollback: bool = False  # stopped for good (a cancel): run the attempt's rollback after
 
-    def stop(self, reason: str, grace: float | None = None) -> None:
+    def stop(self, reason: str, grace: float | None = None, rollback: bool = False) -> None:
         if not self.event.is_set():
-            self.reason, self.grace = reason, grace
+            self.reason, self.grace, self.rollback = reason, grace, rollback
             self.event.set()
 
     @property

@@ -100,6 +100,10 @@ class LocalExecutor(Loop):
         """What running attempts leave of the node."""
         return self._node.less(list(self._running.values()))
 
+    def held(self) -> list[AttemptKey]:
+        """The attempts this executor runs now."""
+        return [key_of(claim) for claim in self._running.values()]
+
     async def step(self) -> bool:
         if not self._taken_over:
             await self._take_over()

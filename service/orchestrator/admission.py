@@ -1,10 +1,10 @@
 """Admission: queued runs start while their pipeline has room (``max_active_runs``) and no
 other run of the same batch date is running (``engine/admission.py`` decides which).
 
-Runs are created queued; admission runs in a transaction of its own right after the one that
-created or ended runs committed, under a per-pipeline advisory lock, so replicas never admit
-past the limit together. A sweep (the admission loop) admits what a crash between the two
-transactions left queued.
+Runs are created queued (a paused pipeline's stay queued until it is unpaused); admission
+runs in a transaction of its own right after the one that created or ended runs committed,
+under a per-pipeline advisory lock, so replicas never admit past the limit together. A sweep
+(the timer loop) admits what a crash between the two transactions left queued.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class Admission:
 
     async def _choose(self, tx: Transaction, pipeline_id: str) -> list[str]:
         await tx.lock_admission(pipeline_id)
+        if await tx.is_paused(pipeline_id):
+            return []  # its runs wait, queued, until it is unpaused
         running = await tx.running_batch_dates(pipeline_id)
         limit = await self._max_active_runs(tx, pipeline_id)
         if len(running) >= limit:

@@ -19,6 +19,7 @@ from service.events import (
     CloudEvent,
     DatasetProduced,
     DatasetReady,
+    RunCommand,
     RunDeadlineMissed,
     RunRequested,
     RunStatus,
@@ -29,6 +30,7 @@ from service.events import (
 )
 from service.observability import get_logger
 from service.orchestrator.admission import Admission
+from service.orchestrator.commands import CommandApplier
 from service.orchestrator.completions import CompletionApplier
 from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.outgoing import Outgoing
@@ -41,7 +43,7 @@ from service.store.records import ReceivedEvent
 
 log = get_logger(__name__)
 
-APPLIED_TYPES = (DatasetReady.TYPE, RunRequested.TYPE, TaskCompleted.TYPE)
+APPLIED_TYPES = (DatasetReady.TYPE, RunRequested.TYPE, TaskCompleted.TYPE, RunCommand.TYPE)
 DEFAULT_MAX_LOST_ATTEMPTS = 3
 
 
@@ -81,6 +83,7 @@ class BatchApplier:
             store=store, registry=registry, outgoing=outgoing, hub=hub, actor=actor
         )
         self._completions = CompletionApplier(runs=self.runs, max_lost_attempts=max_lost_attempts)
+        self._commands = CommandApplier()
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         """Apply a batch in one transaction (events must have passed :func:`check_applicable`)."""
@@ -122,6 +125,8 @@ class BatchApplier:
                 await self.runs.run_requested(ws, event, request)
             case TaskCompleted() as completed:
                 await self._completions.apply(ws, event, completed)
+            case RunCommand() as command:
+                await self._commands.apply(ws, event, command)
             case (
                 TaskHeartbeat()
                 | TaskRequested()

@@ -14,6 +14,7 @@ from service.engine.model import (
     AttemptFinished,
     Effect,
     RememberCacheKey,
+    StopAttempt,
 )
 from service.engine.states import TaskState
 from service.events import CloudEvent, TaskCompleted
@@ -88,6 +89,8 @@ class CompletionApplier:
                         effect.cache_key, pipeline_id, effect.task_id, run_id, effect.attempt
                     )
                 )
+            case StopAttempt():
+                ws.stop_attempt(run_id, effect)
             case _:
                 assert_never(effect)
 

@@ -29,6 +29,8 @@ class BatchOutcome:
     created: list[dict[str, str]] = field(default_factory=list)  # what run.created logs
     # Pipelines whose runs were created or ended: queued runs of theirs may start now.
     to_admit: set[str] = field(default_factory=set)
+    attempts_stopped: int = 0  # cancelled while running: their holders stop them
+    refused: dict[str, str] = field(default_factory=dict)  # event id -> why it changed nothing
 
     def absorb(self, later: BatchOutcome) -> None:
         """Add what a follow-up transaction (admission) did, for the caller's view; each was

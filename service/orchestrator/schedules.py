@@ -31,6 +31,7 @@ log = get_logger(__name__)
 
 ON_TIME = timedelta(minutes=5)  # a fire later than this was missed (the service was down)
 NEVER = datetime.max.replace(tzinfo=UTC)
+PAUSED_LOOK_AGAIN = timedelta(seconds=5)  # how soon a paused schedule is looked at again
 
 
 class Scheduler:
@@ -74,6 +75,10 @@ class Scheduler:
     async def _fire(self, pipeline: Pipeline, schedule: Schedule, now: datetime) -> int:
         outcome = BatchOutcome()
         async with self._store.transaction(self._actor) as tx:
+            if await tx.is_paused(pipeline.id):
+                # Its fires are not handled: on unpause, the catch-up policy decides.
+                self._next[pipeline.id] = (pipeline.spec_hash, now + PAUSED_LOOK_AGAIN)
+                return 0
             handled = await tx.lock_schedule(pipeline.id, schedule.cron, schedule.timezone, now)
             fires = due_fires(
                 schedule.cron,

@@ -18,6 +18,7 @@ class Work(StrEnum):
     TASKS = "tasks"  # tasks queued, or data arrived that queued tasks wait for
     OUTBOX = "outbox"  # events written to the outbox
     RETRIES = "retries"  # a retry scheduled: the next one may be due sooner
+    STOPS = "stops"  # attempts cancelled while running: their holders should stop them now
 
 
 class WorkHub:
@@ -38,3 +39,5 @@ class WorkHub:
             self.notify(Work.OUTBOX)
         if outcome.retries_scheduled:
             self.notify(Work.RETRIES)
+        if outcome.attempts_stopped:
+            self.notify(Work.STOPS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from service.engine.model import RunSnapshot, TaskSnapshot, Transition
+from service.engine.model import RunSnapshot, StopAttempt, TaskSnapshot, Transition
 from service.engine.states import RUN_TERMINAL, RunState, TaskState
 from service.events import CloudEvent
 from service.observability import get_logger
@@ -104,10 +104,21 @@ class WorkingSet:
             moved = self._task_moves.get(key)
             start = moved.from_state if moved else t.from_state
             lost = t.lost or (moved is not None and moved.lost)
-            self._task_moves[key] = TaskMove(run_id, t.task_id, start, t.to_state, t.retry_at, lost)
+            reset = t.reset or (moved is not None and moved.reset)
+            self._task_moves[key] = TaskMove(
+                run_id, t.task_id, start, t.to_state, t.retry_at, lost, reset
+            )
             task = self._tasks[run_id][t.task_id]
-            self._tasks[run_id][t.task_id] = TaskSnapshot(
-                t.task_id, TaskState(t.to_state), task.attempt, task.lost + int(t.lost)
+            self._tasks[run_id][t.task_id] = (
+                TaskSnapshot(t.task_id, TaskState(t.to_state), task.attempt, 0, task.attempt)
+                if t.reset
+                else TaskSnapshot(
+                    t.task_id,
+                    TaskState(t.to_state),
+                    task.attempt,
+                    task.lost + int(t.lost),
+                    task.base,
+                )
             )
         run = self.runs[run_id]
         pipeline = self.pipelines[run_id]
@@ -121,6 +132,13 @@ class WorkingSet:
         record_transitions(self.tx, self._outgoing, run, self.pipelines[run_id], [creation])
         self.outcome.runs_created += 1
         self.outcome.to_admit.add(run.pipeline_id)
+
+    def stop_attempt(self, run_id: str, stop: StopAttempt) -> None:
+        """A cancelled attempt: its holder stops it (and rolls it back) once this commits."""
+        log.info(
+            "attempt.stop_requested", run_id=run_id, task_id=stop.task_id, attempt=stop.attempt
+        )
+        self.outcome.attempts_stopped += 1
 
     def archive(self, result: AttemptResult) -> None:
         self._results.append(result)
@@ -142,6 +160,7 @@ class WorkingSet:
         )
         self.tx.add_ignored(IgnoredEvent(event.source, event.id, event.type, run_id, task_id, why))
         self.outcome.ignored += 1
+        self.outcome.refused[event.id] = why
 
     async def write(self) -> None:
         await self.tx.move_tasks(list(self._task_moves.values()))

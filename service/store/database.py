@@ -169,7 +169,9 @@ class Store:
         run = await self.get_run(run_id)
         if run is None:
             return None
-        return RunDetails(run, await self.list_task_instances(run_id), await self.run_waits(run_id))
+        tasks = await self.list_task_instances(run_id)
+        commands = [dict(row) for row in await self._fetch("run_audit", run_id)]
+        return RunDetails(run, tasks, await self.run_waits(run_id), commands)
 
     async def list_task_instances(self, run_id: str) -> list[TaskRecord]:
         rows = await self._fetch("list_task_instances", run_id)
@@ -203,6 +205,21 @@ class Store:
     async def renew_leases(self, worker_id: str, lease_seconds: float) -> list[AttemptKey]:
         """Renew the leases of every attempt ``worker_id`` runs; return those renewed."""
         rows = await self._fetch("renew_leases", worker_id, lease_seconds)
+        return [AttemptKey(**dict(row)) for row in rows]
+
+    async def runs_for_triggers(self, pipeline_id: str, keys: Sequence[str]) -> dict[str, str]:
+        """trigger key -> run id, for the keys that made a run."""
+        rows = await self._fetch("runs_for_triggers", pipeline_id, list(keys))
+        return {row["trigger_key"]: row["run_id"] for row in rows}
+
+    async def cancelled_attempts(self, keys: Sequence[AttemptKey]) -> list[AttemptKey]:
+        """Those of these attempts whose task an operator cancelled."""
+        rows = await self._fetch(
+            "cancelled_attempts",
+            [k.run_id for k in keys],
+            [k.task_id for k in keys],
+            [k.attempt for k in keys],
+        )
         return [AttemptKey(**dict(row)) for row in rows]
 
     async def attempts_held_by(self, worker_id: str) -> list[ClaimedAttempt]:
@@ -278,6 +295,9 @@ class Store:
     async def run_waits(self, run_id: str) -> list[WaitingFor]:
         """What the run's queued tasks still wait for."""
         return [WaitingFor.from_row(dict(row)) for row in await self._fetch("run_waits", run_id)]
+
+    async def paused_pipelines(self) -> set[str]:
+        return {row["pipeline_id"] for row in await self._fetch("paused_pipelines")}
 
     async def pipelines_with_waiting_runs(self) -> list[str]:
         return [row["pipeline_id"] for row in await self._fetch("pipelines_with_waiting_runs")]

@@ -110,7 +110,7 @@ FOR UPDATE;
 
 -- name: task_states
 -- $1 run ids.
-SELECT run_id, task_id, state, attempt, lost_attempts
+SELECT run_id, task_id, state, attempt, lost_attempts, attempt_base
 FROM task_instances WHERE run_id = ANY($1::text[]);
 
 -- name: move_runs
@@ -122,6 +122,7 @@ SET state = m.to_state,
     started_at = CASE WHEN m.to_state = 'running' THEN coalesce(r.started_at, now())
                       ELSE r.started_at END,
     ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'cancelled') THEN now()
+                    WHEN m.to_state = 'running' THEN NULL  -- active again (an operator)
                     ELSE r.ended_at END
 FROM unnest($1::text[], $2::text[], $3::text[]) AS m(run_id, from_state, to_state)
 WHERE r.run_id = m.run_id AND r.state = m.from_state
@@ -129,19 +130,23 @@ RETURNING r.run_id;
 
 -- name: move_tasks
 -- $1 run ids, $2 task ids, $3 expected states, $4 new states, $5 retry times, $6 whether the
--- move retries a lost attempt (parallel arrays). Returns the rows moved; a missing one was not
--- in its expected state.
+-- move retries a lost attempt, $7 whether an operator reruns it (its budgets start afresh)
+-- (parallel arrays). Returns the rows moved; a missing one was not in its expected state.
 UPDATE task_instances AS t
 SET state = m.to_state,
     retry_at = m.retry_at,
-    lost_attempts = t.lost_attempts + m.lost::int,
+    lost_attempts = CASE WHEN m.reset THEN 0 ELSE t.lost_attempts + m.lost::int END,
+    attempt_base = CASE WHEN m.reset THEN t.attempt ELSE t.attempt_base END,
     updated_at = now(),
     queued_at = CASE WHEN m.to_state = 'queued' THEN now() ELSE t.queued_at END,
     ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'skipped', 'upstream_failed',
                                         'timed_out', 'cancelled')
-                    THEN coalesce(t.ended_at, now()) ELSE t.ended_at END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[])
-    AS m(run_id, task_id, from_state, to_state, retry_at, lost)
+                    THEN CASE WHEN m.reset THEN now() ELSE coalesce(t.ended_at, now()) END
+                    WHEN m.reset THEN NULL
+                    ELSE t.ended_at END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[],
+            $7::boolean[])
+    AS m(run_id, task_id, from_state, to_state, retry_at, lost, reset)
 WHERE t.run_id = m.run_id AND t.task_id = m.task_id AND t.state = m.from_state
 RETURNING t.run_id, t.task_id;
 
@@ -580,3 +585,51 @@ WHERE pipeline_id = $1;
 INSERT INTO schedule_fires (pipeline_id, fire_at, run_id) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING
 RETURNING run_id;
+
+
+-- name: other_active_run
+-- $1 pipeline, $2 batch date, $3 a run id: another queued or running run of that date.
+SELECT run_id FROM runs
+WHERE pipeline_id = $1 AND batch_date = $2 AND run_id <> $3 AND state IN ('queued', 'running')
+LIMIT 1;
+
+-- name: insert_audit
+-- $1 event ids, $2 actors, $3 commands, $4 run ids, $5 task ids, $6 pipeline ids, $7 reasons,
+-- $8 outcomes, $9 details (parallel arrays).
+INSERT INTO audit_log (event_id, actor, command, run_id, task_id, pipeline_id, reason, outcome,
+                       detail)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[]);
+
+-- name: run_audit
+-- $1 run id: the commands about it, oldest first.
+SELECT at, actor, command, task_id, reason, outcome, detail
+FROM audit_log WHERE run_id = $1 ORDER BY id;
+
+-- name: paused_pipelines
+SELECT pipeline_id FROM pipeline_controls WHERE paused;
+
+-- name: set_paused
+-- $1 pipeline, $2 paused, $3 who, $4 why. Returns whether it was paused before.
+WITH before AS (SELECT paused FROM pipeline_controls WHERE pipeline_id = $1)
+INSERT INTO pipeline_controls (pipeline_id, paused, changed_by, reason) VALUES ($1, $2, $3, $4)
+ON CONFLICT (pipeline_id) DO UPDATE
+SET paused = excluded.paused, changed_by = excluded.changed_by, changed_at = now(),
+    reason = excluded.reason
+RETURNING coalesce((SELECT paused FROM before), false) AS was_paused;
+
+-- name: is_paused
+-- $1 pipeline id.
+SELECT coalesce((SELECT paused FROM pipeline_controls WHERE pipeline_id = $1), false);
+
+-- name: cancelled_attempts
+-- $1 run ids, $2 task ids, $3 attempts: those of these attempts whose task was cancelled.
+SELECT t.run_id, t.task_id, t.attempt
+FROM task_instances AS t
+JOIN unnest($1::text[], $2::text[], $3::int[]) AS a(run_id, task_id, attempt)
+  ON t.run_id = a.run_id AND t.task_id = a.task_id AND t.attempt = a.attempt
+WHERE t.state = 'cancelled';
+
+-- name: runs_for_triggers
+-- $1 pipeline, $2 trigger keys: the runs those keys made.
+SELECT trigger_key, run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = ANY($2::text[]);

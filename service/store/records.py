@@ -250,6 +250,22 @@ class TaskMove:
     to_state: str
     retry_at: datetime | None = None
     lost: bool = False  # retries a lost attempt: counted in lost_attempts
+    reset: bool = False  # rerun by an operator: its budgets start afresh
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A command, applied or refused: who asked what, about which run or pipeline, and why."""
+
+    event_id: str
+    actor: str
+    command: str
+    run_id: str | None
+    task_id: str | None
+    reason: str
+    outcome: str  # applied or refused
+    detail: str  # why it was refused
+    pipeline_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

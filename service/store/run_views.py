@@ -48,11 +48,13 @@ class WaitingFor:
 
 @dataclass(frozen=True, slots=True)
 class RunDetails:
-    """A run, its tasks, and what its queued tasks still wait for: what views of a run show."""
+    """A run, its tasks, what its queued tasks still wait for, and the operators' commands
+    about it (who, what, when, why, applied or refused): what views of a run show."""
 
     run: RunRecord
     tasks: Sequence[TaskRecord]
     waits: Sequence[WaitingFor]
+    commands: Sequence[Mapping[str, Any]] = ()
 
     def view(self) -> dict[str, Any]:
         waiting: dict[str, list[dict[str, Any]]] = {}
@@ -65,4 +67,4 @@ class RunDetails:
             }
             for task in self.tasks
         ]
-        return {"run": asdict(self.run), "tasks": tasks}
+        return {"run": asdict(self.run), "tasks": tasks, "commands": list(self.commands)}

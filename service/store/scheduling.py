@@ -65,3 +65,19 @@ class SchedulingQueries:
 
     async def record_schedule_fire(self, pipeline_id: str, fire_at: datetime, run_id: str) -> None:
         await self.conn.execute(q("record_schedule_fire"), pipeline_id, fire_at, run_id)
+
+    async def other_active_run(self, pipeline_id: str, batch_date: date, run_id: str) -> str | None:
+        """Another queued or running run of the pipeline for that batch date, if any."""
+        other: str | None = await self.conn.fetchval(
+            q("other_active_run"), pipeline_id, batch_date, run_id
+        )
+        return other
+
+    async def is_paused(self, pipeline_id: str) -> bool:
+        paused: bool = await self.conn.fetchval(q("is_paused"), pipeline_id)
+        return paused
+
+    async def set_paused(self, pipeline_id: str, paused: bool, who: str, why: str) -> bool:
+        """Pause or unpause; whether it was paused before."""
+        was: bool = await self.conn.fetchval(q("set_paused"), pipeline_id, paused, who, why)
+        return was

@@ -20,6 +20,7 @@ from service.errors import ConcurrencyError
 from service.store.queries import q
 from service.store.records import (
     AttemptResult,
+    AuditEntry,
     CacheEntry,
     ClaimBudget,
     ClaimedAttempt,
@@ -49,6 +50,7 @@ class Transaction(SchedulingQueries):
     _transitions: list[TransitionRow] = field(default_factory=list)
     _outbox: list[OutboxRow] = field(default_factory=list)
     _ignored: list[IgnoredEvent] = field(default_factory=list)
+    _audit: list[AuditEntry] = field(default_factory=list)
 
     async def mark_events_processed(self, events: Sequence[ReceivedEvent]) -> set[tuple[str, str]]:
         """Record each event; return the (source, id) of those seen for the first time."""
@@ -134,7 +136,11 @@ class Transaction(SchedulingQueries):
         found: dict[str, dict[str, TaskSnapshot]] = {run_id: {} for run_id in run_ids}
         for row in await self.conn.fetch(q("task_states"), list(run_ids)):
             found[row["run_id"]][row["task_id"]] = TaskSnapshot(
-                row["task_id"], TaskState(row["state"]), row["attempt"], row["lost_attempts"]
+                row["task_id"],
+                TaskState(row["state"]),
+                row["attempt"],
+                row["lost_attempts"],
+                row["attempt_base"],
             )
         return found
 
@@ -164,6 +170,7 @@ class Transaction(SchedulingQueries):
             [m.to_state for m in moves],
             [m.retry_at for m in moves],
             [m.lost for m in moves],
+            [m.reset for m in moves],
         )
         if len(moved) != len(moves):
             missed = {(m.run_id, m.task_id) for m in moves} - {
@@ -281,12 +288,16 @@ class Transaction(SchedulingQueries):
     def add_ignored(self, event: IgnoredEvent) -> None:
         self._ignored.append(event)
 
+    def add_audit(self, entry: AuditEntry) -> None:
+        self._audit.append(entry)
+
     @property
     def outbox_written(self) -> int:
         return len(self._outbox)
 
     async def flush(self) -> None:
         await self._flush_transitions()
+        await self._flush_audit()
         if self._outbox:
             out = self._outbox
             await self.conn.execute(
@@ -307,6 +318,23 @@ class Transaction(SchedulingQueries):
                 [e.task_id for e in ign],
                 [e.reason for e in ign],
             )
+
+    async def _flush_audit(self) -> None:
+        if not self._audit:
+            return
+        rows = self._audit
+        await self.conn.execute(
+            q("insert_audit"),
+            [a.event_id for a in rows],
+            [a.actor for a in rows],
+            [a.command for a in rows],
+            [a.run_id for a in rows],
+            [a.task_id for a in rows],
+            [a.pipeline_id for a in rows],
+            [a.reason for a in rows],
+            [a.outcome for a in rows],
+            [a.detail for a in rows],
+        )
 
     async def _flush_transitions(self) -> None:
         if not self._transitions:

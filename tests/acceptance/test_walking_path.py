@@ -245,6 +245,13 @@ def check_status_events(events: list[dict[str, Any]], records: list[Any], run_id
     }
 
 
+async def problem_of(response: aiohttp.ClientResponse) -> str:
+    """An error's detail, from its application/problem+json body."""
+    assert response.content_type == "application/problem+json"
+    detail: str = (await response.json(content_type=None))["detail"]
+    return detail
+
+
 async def check_http(port: int, run_id: str) -> None:
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
@@ -284,14 +291,18 @@ async def check_http(port: int, run_id: str) -> None:
             assert response.status == 404
         async with http.get(f"{base}/api/runs/no-such-run") as response:
             assert response.status == 404
-            assert "no run 'no-such-run'" in (await response.json())["error"]
+            assert "no run 'no-such-run'" in (await problem_of(response))
         async with http.get(f"{base}/api/runs?limit=lots") as response:
             assert response.status == 400
-            assert "'limit' must be an integer" in (await response.json())["error"]
+            assert (
+                "'limit' must be an integer" in (await response.json(content_type=None))["detail"]
+            )
         for bad in ("/api/runs/a%00b", "/api/runs/a%00b/state", "/api/runs?pipeline=x%00"):
             async with http.get(base + bad) as response:
                 assert response.status == 400, bad
-                assert "must be 1 to 200 letters" in (await response.json())["error"]
+                assert (
+                    "must be 1 to 200 letters" in (await response.json(content_type=None))["detail"]
+                )
 
 
 async def check_state_without_redis(port: int, prefix: str, run_id: str) -> None:

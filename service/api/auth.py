@@ -1,0 +1,73 @@
+"""Who may do what over HTTP: bearer tokens from the api_tokens setting, each with a name and a
+role — ``viewer`` reads, ``operator`` reads and acts. With tokens configured, every ``/api``
+route needs one; commands always need an operator's. Tokens are compared in constant time and
+never logged; the token's *name* is what the audit trail records."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from service.api.problems import ProblemError, problem
+
+OPERATOR = "operator"
+VIEWER = "viewer"
+ANONYMOUS = "anonymous"
+WHO = web.RequestKey("who", str)  # the token's name
+ROLE = web.RequestKey("role", str)
+
+
+class Tokens:
+    def __init__(self, roles: Mapping[str, tuple[str, str]]) -> None:
+        self._roles = dict(roles)  # token -> (name, role)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._roles)
+
+    def who(self, header: str | None) -> tuple[str, str] | None:
+        """(name, role) for an ``Authorization: Bearer …`` header, or None."""
+        if not header or not header.startswith("Bearer "):
+            return None
+        given = header.removeprefix("Bearer ").strip().encode()
+        found = None
+        for token, holder in self._roles.items():  # every token compared: constant time
+            if hmac.compare_digest(given, token.encode()):
+                found = holder
+        return found
+
+
+def authenticate(tokens: Tokens) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware: who asks (``WHO``, ``ROLE``) for every /api request, or 401."""
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        holder = tokens.who(request.headers.get("Authorization"))
+        if holder is None and tokens.configured:
+            response = problem(
+                401, "Unauthorized", "this API needs a bearer token (Authorization: Bearer …)"
+            )
+            response.headers["WWW-Authenticate"] = 'Bearer realm="tributary"'
+            return response
+        request[WHO], request[ROLE] = holder or (ANONYMOUS, VIEWER)
+        return await handler(request)
+
+    return middleware
+
+
+def operator(request: web.Request) -> str:
+    """The operator's name; raises 403 for anyone else."""
+    if request.get(ROLE) != OPERATOR:
+        why = (
+            "commands need an operator token"
+            if request.get(WHO) != ANONYMOUS
+            else "commands need an operator token: set api_tokens and send one"
+        )
+        raise ProblemError(403, why)
+    return request[WHO]

@@ -1,0 +1,159 @@
+"""Operators' commands from the terminal: they call the service's REST API and wait for its
+answer — what was done, or why it was refused (exit 1) — so nothing fails silently.
+
+``--url`` and ``--token`` (or the api_url and cli_token settings) say where and as whom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import orjson
+
+from service.cli.common import parse_params, settings_for
+from service.errors import InfrastructureError
+
+TIMEOUT = 30.0  # seconds: the service answers once the command is applied
+
+
+def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """The API's answer; a refusal or an error is printed and exits 1."""
+    base, token = _endpoint(args)
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = orjson.dumps(body)
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc.read()) or exc.reason
+        print(f"tributary: {detail} ({exc.code})", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise InfrastructureError(f"cannot reach the service's API at {base}: {exc}") from None
+
+
+def _endpoint(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The API's address and the token to send: from the options, else the settings."""
+    if args.url and args.token:
+        return args.url.rstrip("/"), args.token
+    settings = settings_for(args)
+    token = settings.cli_token.get_secret_value() if settings.cli_token else None
+    return (args.url or settings.api_base()).rstrip("/"), args.token or token
+
+
+def _detail(body: bytes) -> str | None:
+    try:
+        found = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return str(found.get("detail") or found.get("error")) if isinstance(found, dict) else None
+
+
+def _quoted(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _show(args: argparse.Namespace, answer: Any, line: str) -> int:
+    print(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() if args.json else line)
+    return 0
+
+
+def _run_line(answer: Any) -> str:
+    run = answer.get("run", {})
+    return f"run {run.get('run_id')} is {run.get('state')}"
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    answer = call(args, "POST", f"/api/runs/{_quoted(args.run_id)}/cancel", {"reason": args.reason})
+    return _show(args, answer, _run_line(answer))
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    run = _quoted(args.run_id)
+    if args.task:
+        body = {"reason": args.reason, "downstream": args.downstream}
+        answer = call(args, "POST", f"/api/runs/{run}/tasks/{_quoted(args.task)}/retry", body)
+    else:
+        answer = call(args, "POST", f"/api/runs/{run}/retry", {"reason": args.reason})
+    return _show(args, answer, _run_line(answer))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    body = {"from": args.from_task, "reason": args.reason}
+    answer = call(args, "POST", f"/api/runs/{_quoted(args.run_id)}/resume", body)
+    return _show(args, answer, _run_line(answer))
+
+
+def cmd_mark(args: argparse.Namespace) -> int:
+    path = f"/api/runs/{_quoted(args.run_id)}/tasks/{_quoted(args.task)}/mark"
+    answer = call(args, "POST", path, {"state": args.state, "reason": args.reason})
+    return _show(args, answer, _run_line(answer))
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    body = {
+        "from": args.from_date,
+        "to": args.to_date,
+        "params": parse_params(args.param),
+        "dry_run": args.dry_run,
+        "reason": args.reason,
+    }
+    answer = call(args, "POST", f"/api/pipelines/{_quoted(args.pipeline)}/backfill", body)
+    if args.dry_run:
+        line = f"would create {len(answer['would_create'])} run(s): " + (
+            ", ".join(answer["would_create"]) or "none"
+        )
+    else:
+        line = f"created {len(answer['created'])} run(s), {len(answer['existed'])} existed"
+    return _show(args, answer, line)
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    action = "pause" if args.pause else "unpause"
+    answer = call(
+        args, "POST", f"/api/pipelines/{_quoted(args.pipeline)}/{action}", {"reason": args.reason}
+    )
+    state = "paused" if answer["paused"] else "active"
+    return _show(args, answer, f"{args.pipeline} is {state}")
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    if args.no_wait:  # fire and forget, through Kafka: the service's log says the outcome
+        from service.cli.events import cmd_trigger as send
+
+        return send(args)
+    body = {
+        "pipeline_id": args.pipeline,
+        "batch_date": args.date,
+        "params": parse_params(args.param),
+        "reason": args.reason,
+    }
+    answer = call(args, "POST", "/api/runs", body)
+    return _show(args, answer, f"created run {answer['run_id']} of {args.pipeline}")
+
+
+def cmd_pipelines_list(args: argparse.Namespace) -> int:
+    answer = call(args, "GET", "/api/pipelines")
+    if args.json:
+        return _show(args, answer, "")
+    for p in answer["pipelines"]:
+        schedule = p["triggers"]["schedule"]
+        upcoming = (
+            f", next {schedule['next_fires'][0]['at']}"
+            if schedule and schedule["next_fires"]
+            else ""
+        )
+        state = "paused" if p.get("paused") else "active"
+        print(f"{p['pipeline_id']}  {state}  max_active_runs {p['max_active_runs']}{upcoming}")
+    return 0

@@ -1,0 +1,109 @@
+"""Operators' commands on runs (``run.command``), carried out like every other event: in the
+batch's transaction, decided by the engine (``engine/commands.py``), logged with who asked and
+why, each once (the event id is the idempotency key). A refused command changes nothing and
+says why (``ignored_events``, and the answer the API gives)."""
+
+from __future__ import annotations
+
+from service.engine.commands import (
+    REOPENING,
+    CancelRun,
+    Command,
+    MarkTask,
+    ResumeFrom,
+    RetryRun,
+    RetryTask,
+    decide_command,
+)
+from service.engine.model import StopAttempt
+from service.engine.states import RUN_TERMINAL, TaskState
+from service.events import CloudEvent, RunCommand
+from service.observability import get_logger
+from service.orchestrator.working_set import WorkingSet
+from service.store.records import AuditEntry
+
+log = get_logger(__name__)
+
+
+def engine_command(request: RunCommand) -> Command | str:
+    """The engine's command for a request, or why the request is incomplete."""
+    why = f"{request.command} by {request.requested_by}" + (
+        f": {request.reason}" if request.reason else ""
+    )
+    needs_task = request.command in ("retry_task", "mark", "resume")
+    if needs_task and not request.task_id:
+        return f"{request.command} needs a task_id"
+    task_id = request.task_id or ""
+    match request.command:
+        case "cancel":
+            return CancelRun(why)
+        case "retry":
+            return RetryRun(why)
+        case "retry_task":
+            return RetryTask(task_id, bool(request.downstream), why)
+        case "mark":
+            if request.state not in (TaskState.SUCCESS, TaskState.SKIPPED):
+                return "mark needs state: success or skipped"
+            return MarkTask(task_id, request.state, why)
+        case "resume":
+            return ResumeFrom(task_id, why)
+    return f"unknown command {request.command!r}"
+
+
+class CommandApplier:
+    async def apply(self, ws: WorkingSet, event: CloudEvent, request: RunCommand) -> None:
+        run_id = request.run_id
+        await ws.load([run_id])
+        command = engine_command(request)
+        if isinstance(command, str):
+            self._refuse(ws, event, request, command)
+            return
+        if run_id not in ws.runs:
+            self._refuse(ws, event, request, f"no run {run_id!r}")
+            return
+        run = ws.runs[run_id]
+        if isinstance(command, REOPENING) and ws.run_state(run_id) in RUN_TERMINAL:
+            await ws.tx.lock_admission(run.pipeline_id)
+            other = await ws.tx.other_active_run(run.pipeline_id, run.batch_date, run_id)
+            if other is not None:
+                why = (
+                    f"run {other} of the same batch date {run.batch_date} is active: wait for "
+                    "it or cancel it first (two runs never write one partition at once)"
+                )
+                self._refuse(ws, event, request, why)
+                return
+        decision = decide_command(ws.pipelines[run_id].graph, ws.snapshot(run_id), command)
+        if decision.ignored is not None:
+            self._refuse(ws, event, request, decision.ignored)
+            return
+        ws.apply(run_id, decision.transitions)
+        for effect in decision.effects:
+            if isinstance(effect, StopAttempt):
+                ws.stop_attempt(run_id, effect)
+        ws.tx.add_audit(_audit(event, request, "applied", ""))
+        ws.outcome.applied += 1
+        log.info(
+            "command.applied",
+            command=request.command,
+            run_id=run_id,
+            task_id=request.task_id,
+            requested_by=request.requested_by,
+            reason=request.reason,
+        )
+
+    def _refuse(self, ws: WorkingSet, event: CloudEvent, request: RunCommand, why: str) -> None:
+        ws.ignore(event, why, request.run_id, request.task_id)
+        ws.tx.add_audit(_audit(event, request, "refused", why))
+
+
+def _audit(event: CloudEvent, request: RunCommand, outcome: str, why: str) -> AuditEntry:
+    return AuditEntry(
+        event_id=event.id,
+        actor=request.requested_by,
+        command=request.command,
+        run_id=request.run_id,
+        task_id=request.task_id,
+        reason=request.reason or "",
+        outcome=outcome,
+        detail=why,
+    )
