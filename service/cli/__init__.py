@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(EXIT_USAGE)
     from service.cli.common import run_command  # the service's errors, imported once needed
 
-    sys.exit(run_command(_resolve(args.handler), args))
+    try:
+        code = run_command(_resolve(args.handler), args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tributary runs list | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _resolve(handler: str) -> object:
@@ -68,25 +85,33 @@ def _service_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def _pipeline_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = commands.add_parser("validate", help="check pipeline files; exit 1 on any problem")
     validate.add_argument("paths", nargs="+", type=Path, help="pipeline files or directories")
-    validate.add_argument("--format", choices=("text", "json"), default="text")
+    validate.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
+    )
     validate.set_defaults(handler="pipelines:cmd_validate")
 
     plan = commands.add_parser("plan", help="dry run: what a run would do, nothing executed")
     plan.add_argument("pipeline", help="a pipeline id, or a pipeline file")
     plan.add_argument("--partition", required=True, help="e.g. 2026-11-21")
-    plan.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    plan.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="a run parameter"
+    )
     plan.add_argument("--resume-from", metavar="TASK", help="re-run TASK and what depends on it")
     plan.add_argument("--pipelines-dir", type=Path, help="where to find PIPELINE by id")
-    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
+    )
     plan.set_defaults(handler="pipelines:cmd_plan")
 
 
 def _event_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     emit = commands.add_parser("emit-ready", help="produce a dataset.ready event")
-    emit.add_argument("dataset")
+    emit.add_argument("dataset", help="the dataset's name, as pipelines trigger on it")
     emit.add_argument("partition", help="e.g. 2026-11-21")
     emit.add_argument("--version", dest="data_version", help="version or checksum of the data")
-    emit.add_argument("--producer", default="tributary-cli")
+    emit.add_argument(
+        "--producer", default="tributary-cli", help="who produced the data (default: tributary-cli)"
+    )
     emit.set_defaults(handler="events:cmd_emit_ready")
 
     trigger = commands.add_parser(
@@ -132,12 +157,14 @@ def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     runs_parser.set_defaults(help_parser=runs_parser)
     runs = runs_parser.add_subparsers(metavar="ACTION")
     runs_list = runs.add_parser("list", help="the latest runs, newest first")
-    runs_list.add_argument("--limit", type=int, default=20)
-    runs_list.add_argument("--pipeline")
-    runs_list.add_argument("--json", action="store_true")
+    runs_list.add_argument(
+        "--limit", type=_positive, default=20, help="how many runs at most (default 20)"
+    )
+    runs_list.add_argument("--pipeline", help="this pipeline's runs only")
+    runs_list.add_argument("--json", action="store_true", help="print them as JSON")
     runs_list.set_defaults(handler="runs:cmd_runs_list")
     runs_show = runs.add_parser("show", help="one run and its tasks")
-    runs_show.add_argument("run_id")
+    runs_show.add_argument("run_id", help="the run id, e.g. 20261121-142233-8a3f")
     runs_show.set_defaults(handler="runs:cmd_runs_show")
     _run_actions(runs)
     _pipelines_actions(commands)
@@ -145,27 +172,29 @@ def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _run_actions(runs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cancel = runs.add_parser("cancel", help="cancel a run: running attempts stopped, rolled back")
-    cancel.add_argument("run_id")
+    cancel.add_argument("run_id", help="the run id")
     cancel.add_argument("--reason", help="why, for the run's history")
     _api_options(cancel)
     cancel.set_defaults(handler="operate:cmd_cancel")
     retry = runs.add_parser("retry", help="rerun a failed run (or one task) under the same id")
-    retry.add_argument("run_id")
+    retry.add_argument("run_id", help="the run id")
     retry.add_argument("--task", help="retry this task only")
     retry.add_argument("--downstream", action="store_true", help="with --task: and after it")
     retry.add_argument("--reason", help="why, for the run's history")
     _api_options(retry)
     retry.set_defaults(handler="operate:cmd_retry")
     resume = runs.add_parser("resume", help="rerun a finished run from a task on")
-    resume.add_argument("run_id")
+    resume.add_argument("run_id", help="the run id")
     resume.add_argument("--from", dest="from_task", required=True, help="the task to rerun from")
     resume.add_argument("--reason", help="why, for the run's history")
     _api_options(resume)
     resume.set_defaults(handler="operate:cmd_resume")
     mark = runs.add_parser("mark", help="set a task that is not running to success or skipped")
-    mark.add_argument("run_id")
+    mark.add_argument("run_id", help="the run id")
     mark.add_argument("task", help="the task id")
-    mark.add_argument("--state", required=True, choices=("success", "skipped"))
+    mark.add_argument(
+        "--state", required=True, choices=("success", "skipped"), help="the state to set"
+    )
     mark.add_argument("--reason", help="why, for the run's history")
     _api_options(mark)
     mark.set_defaults(handler="operate:cmd_mark")

@@ -73,6 +73,9 @@ def _dev_servers(
         log.info("dev.database_created", database=database_url.rsplit("/", 1)[-1])
     if env_var("redis_url") not in explicit:
         overrides["redis_url"] = _redis(base, started, state_dir)
+    if env_var("redis_key_prefix") not in explicit:  # two dev instances, two databases
+        database = database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+        overrides["redis_key_prefix"] = f"{base.redis_key_prefix}:{database}"
     return overrides
 
 

@@ -44,9 +44,17 @@ def config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | Non
         if not chosen.is_file():
             raise ConfigError(f"configuration file {chosen} does not exist")
         return chosen
-    env = environ.get("TRIBUTARY_ENV", DEFAULT_ENV)
-    candidate = CONFIG_DIR / f"{env}.toml"
-    return candidate if candidate.is_file() else None
+    env = environ.get("TRIBUTARY_ENV")
+    candidate = CONFIG_DIR / f"{env or DEFAULT_ENV}.toml"
+    if candidate.is_file():
+        return candidate
+    if env is not None:  # asked for by name: a typo must not fall back to the defaults
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) if CONFIG_DIR.is_dir() else []
+        raise ConfigError(
+            f"TRIBUTARY_ENV={env} but {candidate} does not exist: create it (it may be empty) "
+            f"or choose one of: {', '.join(known) or 'none here'}"
+        )
+    return None
 
 
 def load_settings(

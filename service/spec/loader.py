@@ -29,6 +29,18 @@ from service.spec.validate import (
     suggest,
 )
 
+# What users of other orchestrators write, and what it is called here.
+OTHER_TOOLS_KEYS = {
+    "depends_on": "requires",
+    "upstream": "requires",
+    "dependencies": "requires",
+    "retries": "retry",
+    "execution_timeout": "timeout",
+    "schedule_interval": "triggers.schedule",
+    "bash_command": "command",
+    "cmd": "command",
+}
+
 PIPELINE_SUFFIXES = (".yaml", ".yml", ".json")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -265,6 +277,8 @@ def _reason(error: ErrorDetails, path: str) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = path.rsplit(".", 1)[-1]
+        if key in OTHER_TOOLS_KEYS:
+            return f"unknown key {key!r} (did you mean {OTHER_TOOLS_KEYS[key]!r}?)"
         return f"unknown key {key!r}{suggest(key, KNOWN_KEYS)}"
     if kind == "missing":
         return "required key is missing"

@@ -32,11 +32,7 @@ def tributary(port: int, *args: str, token: str = OPERATOR) -> subprocess.Comple
             "--token",
             token,
         ],
-        env={
-            **env,
-            "TRIBUTARY_ENV": "prod",
-            "TRIBUTARY_DATABASE_URL": "postgresql://x@127.0.0.1/x",
-        },
+        env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,

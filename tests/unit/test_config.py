@@ -19,6 +19,23 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def away_from_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No config/ directory here: only what a test writes or passes counts."""
+    monkeypatch.chdir(tmp_path)
+
+
+def test_an_environment_without_its_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "prod.toml").write_text("")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**REQUIRED, "TRIBUTARY_ENV": "staging"})
+    assert str(caught.value) == (
+        "TRIBUTARY_ENV=staging but config/staging.toml does not exist: create it (it may be "
+        "empty) or choose one of: prod"
+    )
+
+
 def test_environment_wins_over_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, 'http_port = 9000\nmax_parallel_tasks = 3\ntopic_status = "s"\n')
     settings = load_settings(path, environ={**REQUIRED, "TRIBUTARY_HTTP_PORT": "9100"})
@@ -38,16 +55,14 @@ def test_env_chooses_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_a_missing_required_setting_is_named() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(environ={"TRIBUTARY_ENV": "none", "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS": "k"})
+        load_settings(environ={"TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS": "k"})
     assert "'database_url' is required" in str(caught.value)
     assert "TRIBUTARY_DATABASE_URL" in str(caught.value)
 
 
 def test_a_wrong_value_names_the_variable_and_the_value() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(
-            environ={**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_HTTP_PORT": "eighty"}
-        )
+        load_settings(environ={**REQUIRED, "TRIBUTARY_HTTP_PORT": "eighty"})
     message = str(caught.value)
     assert "'http_port'" in message
     assert "TRIBUTARY_HTTP_PORT" in message
@@ -55,7 +70,7 @@ def test_a_wrong_value_names_the_variable_and_the_value() -> None:
 
 
 def test_a_bad_database_url_is_refused() -> None:
-    env = {**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_DATABASE_URL": "mysql://x"}
+    env = {**REQUIRED, "TRIBUTARY_DATABASE_URL": "mysql://x"}
     with pytest.raises(ConfigError, match=r"postgresql://"):
         load_settings(environ=env)
 
@@ -69,7 +84,7 @@ def test_unknown_keys_in_the_file_get_a_suggestion(tmp_path: Path) -> None:
 
 
 def test_unknown_environment_variables_are_refused() -> None:
-    env = {**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_HTTP_PROT": "1"}
+    env = {**REQUIRED, "TRIBUTARY_HTTP_PROT": "1"}
     with pytest.raises(ConfigError, match=r"TRIBUTARY_HTTP_PROT.*did you mean TRIBUTARY_HTTP_PORT"):
         load_settings(environ=env)
 
@@ -81,7 +96,7 @@ def test_secrets_are_refused_in_files(tmp_path: Path) -> None:
 
 
 def test_secrets_from_the_environment_are_hidden_in_repr() -> None:
-    env = {**REQUIRED, "TRIBUTARY_ENV": "none", "TRIBUTARY_KAFKA_SASL_PASSWORD": "hunter2"}
+    env = {**REQUIRED, "TRIBUTARY_KAFKA_SASL_PASSWORD": "hunter2"}
     settings = load_settings(environ=env)
     assert "hunter2" not in repr(settings)
     assert settings.kafka_sasl_password is not None

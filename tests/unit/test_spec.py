@@ -122,6 +122,11 @@ def test_a_cycle_is_reported_with_unknown_keys_and_misspelled_dependencies() -> 
     assert any("unknown key 'comand'" in m for m in found)
 
 
+def test_other_orchestrators_names_get_ours_suggested() -> None:
+    found = messages(spec(task("a"), {"id": "b", "command": ["x"], "depends_on": ["a"]}))
+    assert "tasks[1].depends_on: unknown key 'depends_on' (did you mean 'requires'?)" in found
+
+
 def test_unknown_keys_get_a_suggestion_and_a_line(tmp_path: Path) -> None:
     found = load_text(
         tmp_path,
