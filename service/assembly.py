@@ -150,7 +150,12 @@ def _orchestration(
     core = Orchestrator.build(
         store=servers.store,
         registry=servers.registry,
-        outgoing=Outgoing(settings.topic_status, settings.topic_requests, settings.event_source),
+        outgoing=Outgoing(
+            settings.topic_status,
+            settings.topic_requests,
+            settings.event_source,
+            settings.topic_cancels,
+        ),
         actor=settings.instance_id,
         remote_by_default=settings.remote_by_default,
         max_lost_attempts=settings.max_lost_attempts,

@@ -9,7 +9,9 @@ uses, outliving the worker) and its offset committed at once: a rebalance never 
 running request to another worker. The worker sends ``task.heartbeat`` for its attempts three
 times per lease (the first one starts the lease) and confirms each heartbeat sent to the keeper,
 which stops an attempt whose heartbeats stop; it sends ``task.completed`` when one ends. A
-restarted worker takes over what its keeper ran meanwhile. The worker knows the broker only.
+restarted worker takes over what its keeper ran meanwhile. Every worker also reads the whole
+cancels topic (no group): a ``task.cancel`` for an attempt it runs stops it (SIGTERM, grace,
+SIGKILL) and runs its rollback. The worker knows the broker only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from service.errors import EventError, TributaryError
 from service.events import (
     CONTENT_TYPE,
     Payload,
+    TaskCancel,
     TaskHeartbeat,
     TaskRequested,
     new_event,
@@ -157,6 +160,14 @@ class Worker(Loop):
         log.info("request.taken", run_id=key.run_id, task_id=key.task_id, attempt=key.attempt)
         self._running[key] = asyncio.create_task(self._report_when_ended(key, ending))
 
+    async def cancel(self, key: AttemptKey, reason: str) -> None:
+        """Stop the attempt and roll it back, if this worker runs it."""
+        if key in self._running:
+            log.info(
+                "attempt.cancelled", run_id=key.run_id, task_id=key.task_id, attempt=key.attempt
+            )
+            await self._keeper.interrupt(key, reason, rollback=True)
+
     async def _take_over(self) -> None:
         inventory = await self._keeper.open()
         for ended in inventory.ended:
@@ -215,6 +226,34 @@ class Worker(Loop):
                 key=key.run_id.encode(),
                 headers=[("content-type", CONTENT_TYPE.encode())],
             )
+
+
+class CancelListener(Loop):
+    """Reads every ``task.cancel`` (all partitions, from when the worker started) and stops
+    the attempts of this worker it names."""
+
+    name = "worker-cancels"
+
+    def __init__(self, worker: Worker, consumer: AIOKafkaConsumer) -> None:
+        super().__init__(idle_wait=0)
+        self._worker = worker
+        self._consumer = consumer
+
+    async def step(self) -> bool:
+        with broker_errors("the cancels topic"):
+            batches = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+        for records in batches.values():
+            for record in records:
+                try:
+                    event = parse_event(record.value)
+                except EventError as exc:
+                    log.warning("cancel.unreadable", reason=str(exc), offset=record.offset)
+                    continue
+                if isinstance(event.payload, TaskCancel):
+                    cancel = event.payload
+                    key = AttemptKey(cancel.run_id, cancel.task_id, cancel.attempt)
+                    await self._worker.cancel(key, cancel.reason)
+        return False
 
 
 class WorkerHeartbeats(Loop):

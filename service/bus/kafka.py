@@ -110,6 +110,7 @@ def service_topics(settings: Settings) -> list[str]:
         settings.topic_status,
         settings.topic_dead_letter,
         settings.topic_requests,
+        settings.topic_cancels,
     ]
 
 

@@ -12,14 +12,16 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
+from aiokafka import AIOKafkaConsumer
+
 from service.app import Service
 from service.bus.dead_letter import DeadLetters
-from service.bus.kafka import ensure_topics, start_clients
+from service.bus.kafka import broker_errors, client_options, ensure_topics, start_clients
 from service.cli.common import settings_for, with_store
 from service.config import Settings
 from service.execution.keeper_client import KeeperClient
 from service.observability import configure_logging, get_logger
-from service.worker import Worker, WorkerHeartbeats
+from service.worker import CancelListener, Worker, WorkerHeartbeats
 
 log = get_logger(__name__)
 
@@ -80,30 +82,57 @@ def _worker(settings: Settings) -> Callable[[asyncio.Event], Awaitable[None]]:
         """A remote worker: requests from Kafka in, heartbeats and completions out."""
         async with contextlib.AsyncExitStack() as stack:
             worker = await _open_worker(settings, stack)
+            cancels = await _cancels_consumer(settings, stack)
             log.info("worker.started", worker_id=settings.instance_id)
             loops = [
                 asyncio.create_task(worker.run(), name="worker"),
                 asyncio.create_task(WorkerHeartbeats(worker).run(), name="worker-heartbeats"),
+                asyncio.create_task(CancelListener(worker, cancels).run(), name="worker-cancels"),
             ]
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, loops[0]}, return_when=asyncio.FIRST_COMPLETED)
             worker.stop()
             await loops[0]  # raises what stopped it, if not the signal
             await worker.drain(settings.shutdown_drain_seconds)
-            loops[1].cancel()
+            for loop in loops[1:]:
+                loop.cancel()
             stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loops[1]
+            for loop in loops[1:]:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
             log.info("worker.stopped", worker_id=settings.instance_id, finished=worker.finished)
 
     return work
+
+
+async def _cancels_consumer(
+    settings: Settings, stack: contextlib.AsyncExitStack
+) -> AIOKafkaConsumer:
+    """Every partition of the cancels topic, from now on, without a group: each worker sees
+    every cancel."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_cancels,
+        **client_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+    )
+    stack.push_async_callback(consumer.stop)
+    with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
+        await consumer.start()
+    return consumer
 
 
 async def _open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> Worker:
     if settings.kafka_create_topics:
         await ensure_topics(
             settings,
-            [settings.topic_requests, settings.topic_completions, settings.topic_dead_letter],
+            [
+                settings.topic_requests,
+                settings.topic_completions,
+                settings.topic_dead_letter,
+                settings.topic_cancels,
+            ],
         )
     producer, consumer = await start_clients(
         settings, stack, [settings.topic_requests], settings.kafka_worker_group

@@ -111,6 +111,10 @@ class Settings(BaseModel):
         default="tributary.requests",
         description="Topic of task.requested events, for remote workers.",
     )
+    topic_cancels: str = Field(
+        default="tributary.cancels",
+        description="Topic of task.cancel events: every remote worker reads it whole.",
+    )
     kafka_worker_group: str = Field(
         default="tributary-workers",
         description="Consumer group of the remote workers (tributary worker).",

@@ -138,6 +138,17 @@ class TaskRequested(_Payload):
 
 
 @dataclass(frozen=True, slots=True)
+class TaskCancel(_Payload):
+    """Out (cancels topic, to every remote worker): stop this attempt and roll it back."""
+
+    TYPE: ClassVar[str] = "task.cancel"
+    run_id: str
+    task_id: str
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunStatus(_Payload):
     """Out (status topic): a run changed state."""
 
@@ -216,6 +227,7 @@ Payload = (
     | TaskCompleted
     | TaskHeartbeat
     | TaskRequested
+    | TaskCancel
     | RunStatus
     | TaskStatus
     | DatasetProduced
@@ -230,6 +242,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         TaskCompleted,
         TaskHeartbeat,
         TaskRequested,
+        TaskCancel,
         RunStatus,
         TaskStatus,
         DatasetProduced,

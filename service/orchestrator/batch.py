@@ -23,6 +23,7 @@ from service.events import (
     RunDeadlineMissed,
     RunRequested,
     RunStatus,
+    TaskCancel,
     TaskCompleted,
     TaskHeartbeat,
     TaskRequested,
@@ -130,6 +131,7 @@ class BatchApplier:
             case (
                 TaskHeartbeat()
                 | TaskRequested()
+                | TaskCancel()
                 | RunStatus()
                 | TaskStatus()
                 | DatasetProduced()

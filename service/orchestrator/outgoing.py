@@ -19,6 +19,7 @@ from service.events import (
     DatasetProduced,
     RunDeadlineMissed,
     RunStatus,
+    TaskCancel,
     TaskCompleted,
     TaskRequested,
     TaskStatus,
@@ -52,6 +53,7 @@ class Outgoing:
     status_topic: str
     requests_topic: str
     source: str  # the CloudEvents source of what Tributary publishes
+    cancels_topic: str = ""  # task.cancel, to every remote worker ("": none sent)
 
     def status(
         self,
@@ -118,6 +120,14 @@ class Outgoing:
         subject = f"{claim.run_id}/{claim.task_id}"
         event = new_event(request, self.source, subject, claim.trace_id)
         return OutboxRow(event.id, self.requests_topic, claim.run_id, event.to_bytes())
+
+    def task_cancel(self, run: LockedRun, task_id: str, attempt: int, why: str) -> list[OutboxRow]:
+        """A cancelled attempt, for whichever remote worker runs it (none, if no topic)."""
+        if not self.cancels_topic:
+            return []
+        cancel = TaskCancel(run.run_id, task_id, attempt, why)
+        event = new_event(cancel, self.source, f"{run.run_id}/{task_id}", run.trace_id)
+        return [OutboxRow(event.id, self.cancels_topic, run.run_id, event.to_bytes())]
 
     def deadline_missed(self, late: MissedDeadline, at: datetime) -> OutboxRow:
         payload = RunDeadlineMissed(

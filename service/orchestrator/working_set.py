@@ -138,6 +138,10 @@ class WorkingSet:
         log.info(
             "attempt.stop_requested", run_id=run_id, task_id=stop.task_id, attempt=stop.attempt
         )
+        why = "cancelled by an operator"
+        self.tx.add_outbox(
+            self._outgoing.task_cancel(self.runs[run_id], stop.task_id, stop.attempt, why)
+        )
         self.outcome.attempts_stopped += 1
 
     def archive(self, result: AttemptResult) -> None:

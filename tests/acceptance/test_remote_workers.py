@@ -1,12 +1,22 @@
-"""Remote workers over Kafka: a worker killed mid-task, and the task finishes on another."""
+"""Remote workers over Kafka: a worker killed mid-task, and the task finishes on another; a
+cancelled run's attempt stopped and rolled back on the worker that runs it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import asyncpg
 
-from tests.support import RunService, ServiceProcess, eventually, produce, requested
+from service.events import RunCommand, new_event
+from tests.support import (
+    RunService,
+    ServiceProcess,
+    eventually,
+    produce,
+    requested,
+    settled,
+)
 
 
 async def test_a_worker_killed_mid_task_hands_it_to_another(
@@ -69,3 +79,40 @@ async def test_a_worker_killed_mid_task_hands_it_to_another(
         for worker in workers:
             if worker.alive:
                 worker.stop()
+
+
+async def test_cancelling_a_run_stops_its_attempt_on_a_remote_worker(
+    run_service: RunService, database_url: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    service = await run_service("remote_slow")
+    worker = service.another(
+        "worker-0", command="worker", instance_id="worker-0", attempt_state_dir=tmp_path / "w0"
+    )
+    worker.start()
+    await worker.wait_started()
+    request = requested("remote_slow", "2026-11-21", params={"marks": str(marks)})
+    topic = service.setting("topic_triggers")
+    await produce(kafka_bootstrap, topic, [(b"remote_slow", request.to_bytes())])
+    pid_file = marks / "crunch.pid"
+    await eventually(lambda: settled(pid_file.exists()), bool, 30, "the remote task to start")
+    conn = await asyncpg.connect(database_url)
+    try:
+        run_id = await conn.fetchval("SELECT run_id FROM runs")
+    finally:
+        await conn.close()
+    cancel = new_event(RunCommand(run_id=run_id, command="cancel", requested_by="ops"), "urn:test")
+    await produce(kafka_bootstrap, topic, [(run_id.encode(), cancel.to_bytes())])
+    leader = int(pid_file.read_text())
+
+    async def alive() -> bool:
+        try:
+            os.killpg(leader, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    await eventually(alive, lambda up: not up, 30, "the worker to stop the cancelled attempt")
+    await eventually(lambda: settled((marks / "rolled").exists()), bool, 30, "its rollback")
+    assert '"attempt.cancelled"' in worker.log_text()
