@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from service.api.problems import ProblemError, problem
+from service.api.responses import ProblemError, problem
 
 OPERATOR = "operator"
 VIEWER = "viewer"

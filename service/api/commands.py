@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from service.api.auth import operator
-from service.api.problems import ProblemError
+from service.api.responses import ProblemError, json_response
 from service.engine.triggers import Refusal, run_for_request
 from service.events import CloudEvent, RunCommand, RunRequested, new_event
 from service.orchestrator.batch import BatchApplier
@@ -28,14 +28,6 @@ from service.store.records import AuditEntry
 SOURCE = "urn:tributary:api"
 MAX_BACKFILL_DAYS = 3660  # ten years of daily runs in one request at most
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
-        status=status,
-        content_type="application/json",
-    )
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -105,7 +97,7 @@ class Commands:
             if refused is not None:
                 raise _bad(refused, 409)
             details = await self._store.run_details(run_id)
-            return _json(details.view() if details else {"run_id": run_id})
+            return json_response(details.view() if details else {"run_id": run_id})
 
         return handle
 
@@ -127,7 +119,7 @@ class Commands:
             raise _bad(refused, 409)
         key = f"manual:{SOURCE}:{event.id}"
         made = await self._store.runs_for_triggers(pipeline_id, [key])
-        return _json({"run_id": made.get(key), "pipeline_id": pipeline_id}, status=201)
+        return json_response({"run_id": made.get(key), "pipeline_id": pipeline_id}, status=201)
 
     async def backfill(self, request: web.Request) -> web.StreamResponse:
         """One run per batch date of the range, oldest first (admission keeps to the
@@ -172,9 +164,9 @@ class Commands:
             if f"manual:{SOURCE}:{e.id}" not in existing
         ]
         if body.get("dry_run"):
-            return _json({"would_create": new, "exist": sorted(set(dates) - set(new))})
+            return json_response({"would_create": new, "exist": sorted(set(dates) - set(new))})
         await self._applier.apply(events)
-        return _json({"created": new, "existed": sorted(set(dates) - set(new))})
+        return json_response({"created": new, "existed": sorted(set(dates) - set(new))})
 
     def pause(self, paused: bool) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -201,7 +193,7 @@ class Commands:
                 )
             if not paused:  # what waited starts now, oldest batch date first
                 await self._applier.admission.admit([pipeline_id])
-            return _json({"pipeline_id": pipeline_id, "paused": paused, "was_paused": was})
+            return json_response({"pipeline_id": pipeline_id, "paused": paused, "was_paused": was})
 
         return handle
 

@@ -6,19 +6,21 @@ Reads come from PostgreSQL, live views from Redis first. The API never talks to 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from service import metrics
+from service import __version__, metrics
 from service.api.auth import Tokens, authenticate
 from service.api.commands import Commands
-from service.api.problems import TITLES, ProblemError, problem
+from service.api.openapi import document
+from service.api.reads import Reads
+from service.api.responses import TITLES, ProblemError, json_response, problem
 from service.clock import utc_now
+from service.engine.states import RunState
 from service.errors import TributaryError
 from service.live_state import LiveState
 from service.orchestrator.batch import BatchApplier
@@ -35,14 +37,6 @@ MAX_LIST = 500
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
-        status=status,
-        content_type="application/json",
-    )
 
 
 def error(status: int, message: str) -> web.Response:
@@ -96,6 +90,7 @@ class Views:
             web.get("/api/runs/{run_id}", self.get_run),
             web.get("/api/runs/{run_id}/state", self.run_state),
             web.get("/api/pipelines", self.list_pipelines),
+            web.get("/api/openapi.json", self.openapi),
         ]
 
     async def list_pipelines(self, request: web.Request) -> web.Response:
@@ -129,20 +124,36 @@ class Views:
         )
 
     async def list_runs(self, request: web.Request) -> web.Response:
+        """The newest runs; ``pipeline``, ``state``, ``from`` and ``to`` (batch dates) choose,
+        ``limit`` and ``offset`` page (``next`` is the next page's address)."""
+        query = request.query
         try:
-            limit = int(request.query.get("limit", "50"))
+            limit = int(query.get("limit", "50"))
+            offset = int(query.get("offset", "0"))
         except ValueError:
-            return error(400, "query parameter 'limit' must be an integer")
-        if not 1 <= limit <= MAX_LIST:
+            return error(400, "query parameters 'limit' and 'offset' must be integers")
+        if not 1 <= limit <= MAX_LIST or offset < 0:
             return error(400, f"query parameter 'limit' must be between 1 and {MAX_LIST}")
-        pipeline = request.query.get("pipeline")
+        pipeline = query.get("pipeline")
         if pipeline is not None:
             checked_id(pipeline, "query parameter 'pipeline'")
+        state = query.get("state")
+        if state is not None and state not in RunState.__members__.values():
+            return error(
+                400, f"query parameter 'state' must be one of {[s.value for s in RunState]}"
+            )
+        dates = (_query_date(query, "from"), _query_date(query, "to"))
         try:
-            runs = await self._store.list_runs(limit, pipeline)
+            runs = await self._store.list_runs(limit, pipeline, state, dates, offset)
         except TributaryError as exc:
             return error(503, str(exc))
-        return json_response({"runs": [asdict(run) for run in runs]})
+        body: dict[str, Any] = {"runs": [asdict(run) for run in runs]}
+        if len(runs) == limit:
+            body["next"] = str(request.rel_url.update_query(offset=offset + limit))
+        return json_response(body)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return json_response(document(__version__))
 
     async def get_run(self, request: web.Request) -> web.Response:
         """The run, its tasks, and what each waiting task waits for since when."""
@@ -186,6 +197,16 @@ class Views:
         if run is None:
             return error(404, f"no run {run_id!r}")
         return run, tasks
+
+
+def _query_date(query: Mapping[str, str], name: str) -> date | None:
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"query parameter {name!r} must be a date such as 2026-11-21") from None
 
 
 def pipeline_view(pipeline: Pipeline, now: datetime) -> dict[str, Any]:
@@ -238,6 +259,7 @@ def make_app(
     """The HTTP app: health, metrics, reads, and (given an applier) operators' commands."""
     app = web.Application(middlewares=[authenticate(tokens or Tokens({})), bad_requests])
     app.add_routes(Views(store, readiness, live, registry).routes())
+    app.add_routes(Reads(store).routes())
     if applier is not None and registry is not None:
         app.add_routes(Commands(store, applier, registry).routes())
     return app

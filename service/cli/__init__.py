@@ -45,6 +45,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _date(text: str) -> object:
+    import datetime  # only when the option is used: --help stays light
+
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
 def _resolve(handler: str) -> object:
     module, _, name = handler.partition(":")
     return getattr(importlib.import_module(f"service.cli.{module}"), name)
@@ -161,6 +170,17 @@ def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "--limit", type=_positive, default=20, help="how many runs at most (default 20)"
     )
     runs_list.add_argument("--pipeline", help="this pipeline's runs only")
+    runs_list.add_argument(
+        "--state",
+        choices=("queued", "running", "success", "failed", "cancelled"),
+        help="runs in this state only",
+    )
+    runs_list.add_argument(
+        "--from", dest="from_date", type=_date, help="batch dates from this one (YYYY-MM-DD)"
+    )
+    runs_list.add_argument(
+        "--to", dest="to_date", type=_date, help="batch dates up to this one (YYYY-MM-DD)"
+    )
     runs_list.add_argument("--json", action="store_true", help="print them as JSON")
     runs_list.set_defaults(handler="runs:cmd_runs_list")
     runs_show = runs.add_parser("show", help="one run and its tasks")

@@ -14,7 +14,10 @@ from service.cli.common import print_table, settings_for, with_store
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     settings = settings_for(args)
-    runs = with_store(settings, lambda store: store.list_runs(args.limit, args.pipeline))
+    dates = (args.from_date, args.to_date)
+    runs = with_store(
+        settings, lambda store: store.list_runs(args.limit, args.pipeline, args.state, dates)
+    )
     if args.json:
         print(orjson.dumps([asdict(run) for run in runs]).decode())
         return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +23,7 @@ from service.store.errors import REFUSED, UNAVAILABLE, redact, translated
 from service.store.migrations import Migration, apply_migrations
 from service.store.outbox import OutboxReader
 from service.store.queries import q
+from service.store.reads import ReadQueries
 from service.store.records import (
     ArchivedLetter,
     CacheHit,
@@ -95,7 +96,7 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Store:
+class Store(ReadQueries):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
@@ -151,8 +152,16 @@ class Store:
     async def pipeline_version_spec(self, pipeline_id: str, spec_hash: str) -> Any:
         return await self._fetchval("pipeline_version_spec", pipeline_id, spec_hash)
 
-    async def list_runs(self, limit: int, pipeline_id: str | None = None) -> list[RunRecord]:
-        rows = await self._fetch("list_runs", limit, pipeline_id)
+    async def list_runs(
+        self,
+        limit: int,
+        pipeline_id: str | None = None,
+        state: str | None = None,
+        dates: tuple[date | None, date | None] = (None, None),
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """The newest runs that match, ``offset`` of them passed over."""
+        rows = await self._fetch("list_runs", limit, pipeline_id, state, *dates, offset)
         return [RunRecord.from_row(dict(row)) for row in rows]
 
     async def get_run(self, run_id: str) -> RunRecord | None:

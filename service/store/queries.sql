@@ -400,13 +400,15 @@ UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[]);
 
 
 -- name: list_runs
--- $1 how many, $2 pipeline id or NULL for all. Newest first.
+-- $1 how many, $2 pipeline id, $3 state, $4 first and $5 last batch date (each NULL: any),
+-- $6 how many to pass over (paging). Newest first.
 SELECT run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params, trace_id,
        created_at, started_at, ended_at
 FROM runs
-WHERE $2::text IS NULL OR pipeline_id = $2
-ORDER BY created_at DESC
-LIMIT $1;
+WHERE ($2::text IS NULL OR pipeline_id = $2) AND ($3::text IS NULL OR state = $3)
+  AND ($4::date IS NULL OR batch_date >= $4) AND ($5::date IS NULL OR batch_date <= $5)
+ORDER BY created_at DESC, run_id DESC
+LIMIT $1 OFFSET $6;
 
 -- name: get_run
 -- $1 run id.
@@ -633,3 +635,26 @@ WHERE t.state = 'cancelled';
 -- name: runs_for_triggers
 -- $1 pipeline, $2 trigger keys: the runs those keys made.
 SELECT trigger_key, run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = ANY($2::text[]);
+
+-- name: run_transitions
+-- $1 run id: its history, oldest first: every state change, who made it, and why.
+SELECT at, task_id, attempt, from_state, to_state, reason, actor
+FROM transitions WHERE run_id = $1 ORDER BY id;
+
+-- name: task_attempt_history
+-- $1 run id, $2 task id: every ended attempt, oldest first.
+SELECT attempt, state, worker_id, started_at, ended_at, exit_code, error_snippet, stderr_tail
+FROM task_attempts WHERE run_id = $1 AND task_id = $2 ORDER BY attempt;
+
+-- name: list_partitions
+-- $1 dataset or NULL for all, $2 how many: announced partition versions, newest first.
+SELECT dataset, partition, version, producer, event_id, recorded_at
+FROM dataset_partitions
+WHERE $1::text IS NULL OR dataset = $1
+ORDER BY recorded_at DESC
+LIMIT $2;
+
+-- name: list_dead_letters
+-- $1 how many: the newest dead letters, each with a preview of what was refused.
+SELECT id, at, topic, partition, "offset", key, reason, size, sha256, head
+FROM dead_letters ORDER BY id DESC LIMIT $1;

@@ -1,5 +1,6 @@
-"""Errors as ``application/problem+json`` (RFC 9457): a status, a title, and a detail a person
-can act on (``error`` repeats it for clients of the first API)."""
+"""What the API answers: JSON, and errors as ``application/problem+json`` (RFC 9457) — a
+status, a title, and a detail a person can act on (``error`` repeats it for clients of the
+first API)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
