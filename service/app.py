@@ -83,6 +83,7 @@ async def _serve_http(
         servers.registry,
         parts.applier,
         Tokens(settings.api_token_roles()),
+        settings.task_log_dir,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -9,6 +9,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from service import __version__, metrics
 from service.api.auth import Tokens, authenticate
 from service.api.commands import Commands
+from service.api.logs import Logs
 from service.api.openapi import document
 from service.api.reads import Reads
 from service.api.responses import TITLES, ProblemError, json_response, problem
@@ -255,11 +257,14 @@ def make_app(
     registry: PipelineRegistry | None = None,
     applier: BatchApplier | None = None,
     tokens: Tokens | None = None,
+    log_dir: Path | None = None,
 ) -> web.Application:
     """The HTTP app: health, metrics, reads, and (given an applier) operators' commands."""
     app = web.Application(middlewares=[authenticate(tokens or Tokens({})), bad_requests])
     app.add_routes(Views(store, readiness, live, registry).routes())
     app.add_routes(Reads(store).routes())
+    if log_dir is not None:
+        app.add_routes(Logs(store, log_dir).routes())
     if applier is not None and registry is not None:
         app.add_routes(Commands(store, applier, registry).routes())
     return app

@@ -103,6 +103,18 @@ PATHS: dict[str, dict[str, Any]] = {
             TASK_ID,
         )
     },
+    "/api/runs/{run_id}/tasks/{task_id}/log": {
+        "get": _read(
+            "an attempt's log: offset/limit bytes, tail lines, or follow (server-sent events)",
+            RUN_ID,
+            TASK_ID,
+            *(
+                {"name": name, "in": "query", "schema": {"type": "integer", "minimum": 0}}
+                for name in ("attempt", "offset", "limit", "tail")
+            ),
+            {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
+        )
+    },
     "/api/pipelines": {"get": _read("deployed pipelines: paused, triggers, next runs")},
     "/api/pipelines/{pipeline_id}/backfill": {
         "post": _command(

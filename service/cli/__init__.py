@@ -188,6 +188,7 @@ def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     runs_show.set_defaults(handler="runs:cmd_runs_show")
     _run_actions(runs)
     _pipelines_actions(commands)
+    _logs_command(commands)
 
 
 def _run_actions(runs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -218,6 +219,17 @@ def _run_actions(runs: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     mark.add_argument("--reason", help="why, for the run's history")
     _api_options(mark)
     mark.set_defaults(handler="operate:cmd_mark")
+
+
+def _logs_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    logs = commands.add_parser("logs", help="a task's log (the latest attempt, or --attempt N)")
+    logs.add_argument("run_id", help="the run id")
+    logs.add_argument("task", help="the task id")
+    logs.add_argument("--attempt", type=_positive, help="which attempt (default: the latest)")
+    logs.add_argument("--tail", type=_positive, help="only the last N lines")
+    logs.add_argument("--follow", action="store_true", help="print new lines until it ends")
+    _api_options(logs)
+    logs.set_defaults(handler="operate:cmd_logs")
 
 
 def _pipelines_actions(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

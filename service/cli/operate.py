@@ -7,10 +7,12 @@ answer — what was done, or why it was refused (exit 1) — so nothing fails si
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -19,10 +21,19 @@ from service.cli.common import parse_params, settings_for
 from service.errors import InfrastructureError
 
 TIMEOUT = 30.0  # seconds: the service answers once the command is applied
+FOLLOW_TIMEOUT = 3600.0  # seconds a followed log may stay silent
 
 
 def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """The API's answer; a refusal or an error is printed and exits 1."""
+    with _open(args, method, path, body) as response:
+        return orjson.loads(response.read())
+
+
+@contextlib.contextmanager
+def _open(
+    args: argparse.Namespace, method: str, path: str, body: Any = None, timeout: float = TIMEOUT
+) -> Iterator[Any]:
     base, token = _endpoint(args)
     headers = {"Accept": "application/json"}
     if token:
@@ -33,8 +44,8 @@ def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return orjson.loads(response.read())
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            yield response
     except urllib.error.HTTPError as exc:
         detail = _detail(exc.read()) or exc.reason
         print(f"tributary: {detail} ({exc.code})", file=sys.stderr)
@@ -156,4 +167,29 @@ def cmd_pipelines_list(args: argparse.Namespace) -> int:
         )
         state = "paused" if p.get("paused") else "active"
         print(f"{p['pipeline_id']}  {state}  max_active_runs {p['max_active_runs']}{upcoming}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """An attempt's log; ``--follow`` prints what it gains until the attempt ends."""
+    query: dict[str, Any] = {}
+    if args.attempt:
+        query["attempt"] = args.attempt
+    if args.follow:
+        query["follow"] = 1
+    elif args.tail is not None:
+        query["tail"] = args.tail
+    path = f"/api/runs/{_quoted(args.run_id)}/tasks/{_quoted(args.task)}/log"
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
+    with _open(args, "GET", path, timeout=FOLLOW_TIMEOUT if args.follow else TIMEOUT) as response:
+        if not args.follow:
+            sys.stdout.write(response.read().decode(errors="replace"))
+            return 0
+        for raw in response:  # server-sent events, a line at a time
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.startswith("event: end"):
+                break
+            if line.startswith("data: "):
+                print(line.removeprefix("data: "), flush=True)
     return 0

@@ -3,13 +3,14 @@ service's answer and says it — the run created, the refusal and its reason (ex
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
 import orjson
 
-from tests.support import ROOT, RunService
+from tests.support import ROOT, RunService, eventually
 
 OPERATOR = "cli-operator-token-0123"
 VIEWER = "cli-viewer-token-012345"
@@ -49,6 +50,14 @@ async def test_commands_say_what_the_service_did_or_why_it_refused(run_service: 
     assert created.returncode == 0, created.stderr
     assert created.stdout.startswith("created run ")
     run_id = created.stdout.split()[2]
+
+    logged = await eventually(
+        lambda: asyncio.to_thread(tributary, port, "logs", run_id, "work"),
+        lambda done: done.returncode == 0,
+        30,
+        "the run's log",
+    )
+    assert logged.stdout == "2026-11-21\n"
 
     refused = tributary(port, "trigger", "romy", "--date", "2026-11-21")
     assert refused.returncode == 1

@@ -4,6 +4,7 @@ document, which lists exactly the routes the app answers."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,7 +21,7 @@ async def nothing() -> dict[str, Any]:
 
 
 async def test_reads_choose_page_and_explain(
-    orchestrate: Orchestrate, store: Store, pg: asyncpg.Connection
+    orchestrate: Orchestrate, store: Store, pg: asyncpg.Connection, tmp_path: Path
 ) -> None:
     rig = await orchestrate("roomy", "one_at_a_time")
     await rig.apply([requested("roomy", f"2026-11-{day}") for day in (20, 21, 22)])
@@ -30,7 +31,7 @@ async def test_reads_choose_page_and_explain(
     await store.archive_dead_letters(
         [ArchivedLetter("t", 0, 42, "k", "not JSON", 3, "abc", "{{{", None)]
     )
-    app = make_app(store, nothing, None, rig.registry, rig.applier)
+    app = make_app(store, nothing, None, rig.registry, rig.applier, log_dir=tmp_path)
     async with TestClient(TestServer(app)) as client:
 
         async def get(path: str) -> Any:

@@ -81,7 +81,7 @@ async def api(
 ) -> AsyncIterator[Api]:
     marks = tmp_path / "marks"
     marks.mkdir()
-    rig = await orchestrate("commanded", "backfilled")
+    rig = await orchestrate("commanded", "backfilled", "chatty")
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     completions = CompletionBatcher(
@@ -95,7 +95,7 @@ async def api(
     for loop in (completions, executor, heartbeat, rig.timer_loop(0.05)):
         background(loop.run())
 
-    app = make_app(store, ready, None, rig.registry, rig.applier, TOKENS)
+    app = make_app(store, ready, None, rig.registry, rig.applier, TOKENS, tmp_path / "logs")
     async with TestClient(TestServer(app)) as client:
         yield Api(client, rig, marks)
     await executor.drain(drain_timeout=5)
@@ -197,10 +197,8 @@ async def test_a_paused_pipeline_records_runs_and_starts_them_on_unpause(
     status, body = await api.call("POST", "/api/pipelines/backfilled/pause", reason="db upgrade")
     assert (status, body["paused"]) == (200, True)
     status, body = await api.call("GET", "/api/pipelines")
-    assert {p["pipeline_id"]: p["paused"] for p in body["pipelines"]} == {
-        "backfilled": True,
-        "commanded": False,
-    }
+    paused = {p["pipeline_id"]: p["paused"] for p in body["pipelines"]}
+    assert paused == {"backfilled": True, "commanded": False, "chatty": False}
     run_id = await api.trigger("backfilled")
     await api.rig.applier.admission.sweep()
     assert await run_state(pg, run_id) == "queued"
@@ -230,7 +228,7 @@ async def test_commands_racing_each_other_end_in_one_consistent_state(
     run_id = await api.trigger("commanded")
     await eventually(lambda: states(pg, run_id), lambda s: s.get("flip") == "failed", 20, "flip")
     await api.call("POST", f"/api/runs/{run_id}/cancel")
-    replica = await orchestrate("commanded", "backfilled")  # a second replica's applier
+    replica = await orchestrate("commanded", "backfilled", "chatty")  # a second replica
     other = make_app(
         api.rig.store, api.rig.store.ping, None, replica.registry, replica.applier, TOKENS
     )  # type: ignore[arg-type]
@@ -247,3 +245,25 @@ async def test_commands_racing_each_other_end_in_one_consistent_state(
     again = await api.call("POST", f"/api/runs/{run_id}/cancel", key="k1")
     assert (first[0], again[0]) == (200, 200)
     assert await pg.fetchval("SELECT count(*) FROM audit_log WHERE event_id = 'k1'") == 1
+
+
+async def test_a_log_is_read_whole_by_range_by_tail_and_followed_live(
+    api: Api, pg: asyncpg.Connection
+) -> None:
+    run_id = await api.trigger("chatty")
+    await eventually(lambda: states(pg, run_id), lambda s: s.get("talk") == "running", 20, "talk")
+    log = f"/api/runs/{run_id}/tasks/talk/log"
+    headers = {"Authorization": f"Bearer {VIEWER}"}
+    async with api.client.get(f"{log}?follow=1", headers=headers) as response:
+        assert response.content_type == "text/event-stream"
+        events = (await response.text()).split("\n\n")  # until the attempt ended
+    lines = [e.removeprefix("data: ") for e in events if e.startswith("data: ")]
+    assert [line for line in lines if line.startswith("line")] == ["line 1", "line 2", "line 3"]
+    assert "event: end" in events[-2]
+    tail = await api.client.get(f"{log}?tail=2", headers=headers)
+    assert (await tail.text()).endswith("line 3\ndone\n")
+    first = await api.client.get(f"{log}?offset=0&limit=7", headers=headers)
+    assert (await first.text(), first.headers["X-Log-Next-Offset"]) == ("line 1\n", "7")
+    missing = await api.client.get(f"{log}?attempt=5", headers=headers)
+    assert missing.status == 404
+    assert "has no attempt 5" in (await missing.json(content_type=None))["detail"]
