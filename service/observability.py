@@ -66,9 +66,11 @@ def configure_logging(
     stream: TextIO | None = None,
     debug_file: Path | None = None,
     secrets: Iterable[str] = (),
+    console: bool = False,
 ) -> None:
-    """JSON lines: ``level`` and above on stdout (for a log pipeline), everything from DEBUG
-    in ``debug_file`` (rotating) when given; secrets masked in both."""
+    """JSON lines: ``level`` and above on stdout (for a log pipeline; readable and coloured
+    for people with ``console``), everything from DEBUG in ``debug_file`` (rotating, JSON)
+    when given; secrets masked in both."""
     stream = stream or sys.stdout
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -87,17 +89,14 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            Redactor(secrets),
-            renderer,
-        ],
-    )
+    formatter = _formatter(shared, secrets, renderer)
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    if console:
+        colors = getattr(stream, "isatty", lambda: False)()
+        handler.setFormatter(
+            _formatter(shared, secrets, structlog.dev.ConsoleRenderer(colors=colors))
+        )
     handler.setLevel(level)
     handlers: list[logging.Handler] = [handler]
     if debug_file is not None:
@@ -116,6 +115,23 @@ def configure_logging(
     root.setLevel(logging.DEBUG if debug_file is not None else level)
     # aiokafka reports every reconnect attempt at WARNING/ERROR; keep it but not its chatter.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _formatter(
+    shared: list[structlog.types.Processor],
+    secrets: Iterable[str],
+    renderer: structlog.types.Processor,
+) -> structlog.stdlib.ProcessorFormatter:
+    """Lines of the stdlib's loggers and ours alike: exceptions formatted, secrets masked."""
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            Redactor(secrets),
+            renderer,
+        ],
+    )
 
 
 @contextmanager

@@ -154,9 +154,10 @@ class Commands:
             payload = RunRequested(pipeline_id, day, params, who, body.get("reason") or "backfill")
             event_id = f"backfill:{pipeline_id}:{day}:{key}"
             events.append(new_event(payload, SOURCE, pipeline_id, event_id=event_id))
-        existing = await self._store.runs_for_triggers(
-            pipeline_id, [f"manual:{SOURCE}:{e.id}" for e in events]
-        )
+        keys = {
+            str(first + timedelta(days=n)): f"manual:{SOURCE}:{e.id}" for n, e in enumerate(events)
+        }
+        existing = await self._store.runs_for_triggers(pipeline_id, list(keys.values()))
         dates = [str(first + timedelta(days=n)) for n in range(days)]
         new = [
             d
@@ -166,7 +167,10 @@ class Commands:
         if body.get("dry_run"):
             return json_response({"would_create": new, "exist": sorted(set(dates) - set(new))})
         await self._applier.apply(events)
-        return json_response({"created": new, "existed": sorted(set(dates) - set(new))})
+        made = await self._store.runs_for_triggers(pipeline_id, list(keys.values()))
+        run_ids = [made[keys[d]] for d in dates if keys[d] in made]
+        existed = sorted(set(dates) - set(new))
+        return json_response({"created": new, "existed": existed, "run_ids": run_ids})
 
     def pause(self, paused: bool) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:

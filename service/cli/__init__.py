@@ -89,6 +89,11 @@ def _service_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     dev.set_defaults(handler="dev:cmd_dev")
     migrate = commands.add_parser("migrate", help="apply pending database migrations and exit")
     migrate.set_defaults(handler="serving:cmd_migrate")
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script (bash; zsh via bashcompinit)"
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell")
+    completion.set_defaults(handler="completion:cmd_completion")
 
 
 def _pipeline_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -137,6 +142,9 @@ def _event_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         action="store_true",
         help="send run.requested to Kafka and return at once, without the service's answer",
     )
+    trigger.add_argument(
+        "--wait", action="store_true", help="follow the run to its end, a line per task change"
+    )
     _api_options(trigger)
     trigger.set_defaults(handler="operate:cmd_trigger")
 
@@ -150,6 +158,9 @@ def _event_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "--param", action="append", default=[], metavar="NAME=VALUE", help="a run parameter"
     )
     backfill.add_argument("--dry-run", action="store_true", help="list what would be created")
+    backfill.add_argument(
+        "--wait", action="store_true", help="follow the runs to their end (exit 1 if one fails)"
+    )
     backfill.add_argument("--reason", help="why, for the runs' history")
     _api_options(backfill)
     backfill.set_defaults(handler="operate:cmd_backfill")
@@ -185,6 +196,7 @@ def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     runs_list.set_defaults(handler="runs:cmd_runs_list")
     runs_show = runs.add_parser("show", help="one run and its tasks")
     runs_show.add_argument("run_id", help="the run id, e.g. 20261121-142233-8a3f")
+    runs_show.add_argument("--json", action="store_true", help="print it whole, as JSON")
     runs_show.set_defaults(handler="runs:cmd_runs_show")
     _run_actions(runs)
     _pipelines_actions(commands)

@@ -31,7 +31,7 @@ DEV_REDIS_PORT = 16379  # a private redis-server's port when no Redis answers
 def cmd_dev(args: argparse.Namespace) -> int:
     """Bring up Kafka, PostgreSQL and Redis as needed, then serve the example pipelines."""
     base = load_settings(args.config)
-    configure_logging(base.log_level)
+    configure_logging(base.log_level, console=base.console_logs())
     started = devenv.StartedProcesses()
     try:
         overrides = _dev_servers(base, started, devenv.DEV_STATE_DIR)
@@ -42,7 +42,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
             overrides["cli_token"] = token
         settings = load_settings(args.config, overrides=overrides)
         configure_logging(
-            settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
+            settings.log_level,
+            debug_file=settings.debug_log_file,
+            secrets=settings.secret_values(),
+            console=settings.console_logs(),
         )
         endpoints = {k: v for k, v in overrides.items() if k != "kafka_enable_idempotence"}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +22,7 @@ from service.cli.common import parse_params, settings_for
 from service.errors import InfrastructureError
 
 TIMEOUT = 30.0  # seconds: the service answers once the command is applied
+FOLLOW_POLL = 1.0  # seconds between looks at followed runs
 FOLLOW_TIMEOUT = 3600.0  # seconds a followed log may stay silent
 
 
@@ -127,7 +129,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         )
     else:
         line = f"created {len(answer['created'])} run(s), {len(answer['existed'])} existed"
-    return _show(args, answer, line)
+    _show(args, answer, line)
+    if not args.wait or args.dry_run or not answer.get("run_ids"):
+        return 0
+    return 0 if follow_runs(args, answer["run_ids"]) else 1
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -151,7 +156,10 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         "reason": args.reason,
     }
     answer = call(args, "POST", "/api/runs", body)
-    return _show(args, answer, f"created run {answer['run_id']} of {args.pipeline}")
+    _show(args, answer, f"created run {answer['run_id']} of {args.pipeline}")
+    if not args.wait:
+        return 0
+    return 0 if follow_runs(args, [answer["run_id"]]) else 1
 
 
 def cmd_pipelines_list(args: argparse.Namespace) -> int:
@@ -193,3 +201,30 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if line.startswith("data: "):
                 print(line.removeprefix("data: "), flush=True)
     return 0
+
+
+ENDED = ("success", "failed", "cancelled")
+
+
+def follow_runs(args: argparse.Namespace, run_ids: list[str]) -> bool:
+    """A line per task state change until every run has ended; whether all succeeded."""
+    seen: dict[tuple[str, str], str] = {}
+    ended: dict[str, str] = {}
+    while len(ended) < len(run_ids):
+        for run_id in run_ids:
+            if run_id in ended:
+                continue
+            view = call(args, "GET", f"/api/runs/{_quoted(run_id)}")
+            for task in view["tasks"]:
+                key = (run_id, task["task_id"])
+                if seen.get(key) != task["state"]:
+                    seen[key] = task["state"]
+                    prefix = f"{run_id} " if len(run_ids) > 1 else ""
+                    print(f"  {prefix}{task['task_id']}: {task['state']}", flush=True)
+            state = view["run"]["state"]
+            if state in ENDED:
+                ended[run_id] = state
+                print(f"run {run_id} {state}", flush=True)
+        if len(ended) < len(run_ids):
+            time.sleep(FOLLOW_POLL)
+    return all(state == "success" for state in ended.values())

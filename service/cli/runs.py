@@ -6,10 +6,14 @@ import argparse
 import sys
 from dataclasses import asdict
 from datetime import UTC
+from pathlib import Path
+from typing import Any
 
 import orjson
 
 from service.cli.common import print_table, settings_for, with_store
+from service.store import Store
+from service.store.run_views import RunDetails
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
@@ -47,9 +51,53 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     settings = settings_for(args)
 
-    details = with_store(settings, lambda store: store.run_details(args.run_id))
+    async def fetch(store: Store) -> tuple[RunDetails | None, list[str]]:
+        details = await store.run_details(args.run_id)
+        if details is None:
+            return None, []
+        run = details.run
+        spec = await store.pipeline_version_spec(run.pipeline_id, run.spec_hash)
+        order = [task["id"] for task in spec["tasks"]] if spec else []
+        return details, order
+
+    details, order = with_store(settings, fetch)
     if details is None:
         print(f"tributary: no run {args.run_id!r}", file=sys.stderr)
         return 1
-    print(orjson.dumps(details.view(), option=orjson.OPT_INDENT_2).decode())
+    view = details.view()
+    if args.json:
+        print(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print_run(view, order, settings.task_log_dir)
     return 0
+
+
+def print_run(view: dict[str, Any], order: list[str], log_dir: Path) -> None:
+    """The run, then its tasks in the pipeline's order: state, attempts, timing, what each
+    waits for or why it failed, and where its log is; then the operators' commands."""
+    run = view["run"]
+    print(
+        f"run {run['run_id']}  {run['pipeline_id']}  batch date {run['batch_date']}  "
+        f"{run['state']}  (created {run['created_at']:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    rank = {task_id: n for n, task_id in enumerate(order)}
+    tasks = sorted(view["tasks"], key=lambda t: rank.get(t["task_id"], len(rank)))
+    rows = [("TASK", "STATE", "ATTEMPT", "EXIT", "SECONDS", "NOTE")]
+    for task in tasks:
+        seconds = "-"
+        if task["started_at"] and task["ended_at"]:
+            seconds = f"{(task['ended_at'] - task['started_at']).total_seconds():.2f}"
+        note = "; ".join(w["waits_for"] for w in task.get("waiting_for", []))
+        if not note and task["error_snippet"]:
+            note = task["error_snippet"].strip().splitlines()[-1][:80]
+        exit_code = "-" if task["exit_code"] is None else str(task["exit_code"])
+        rows.append(
+            (task["task_id"], task["state"], str(task["attempt"]), exit_code, seconds, note)
+        )
+    print_table(rows)
+    print(f"logs: {log_dir / run['run_id']}/<task>/<attempt>.log, or tributary logs RUN TASK")
+    for command in view.get("commands", []):
+        outcome = "" if command["outcome"] == "applied" else f" — refused: {command['detail']}"
+        print(
+            f"  {command['at']:%Y-%m-%d %H:%M:%S} {command['actor']}: {command['command']}{outcome}"
+        )

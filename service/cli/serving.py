@@ -29,7 +29,10 @@ log = get_logger(__name__)
 def configured(args: argparse.Namespace) -> Settings:
     settings = settings_for(args)
     configure_logging(
-        settings.log_level, debug_file=settings.debug_log_file, secrets=settings.secret_values()
+        settings.log_level,
+        debug_file=settings.debug_log_file,
+        secrets=settings.secret_values(),
+        console=settings.console_logs(),
     )
     return settings
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -202,6 +203,15 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level written to stdout."
     )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="stdout's lines: json (for a log pipeline), console (readable, coloured), "
+        "or auto: console on a terminal, json otherwise. The debug file is always JSON.",
+    )
+
+    def console_logs(self) -> bool:
+        return self.log_format == "console" or (self.log_format == "auto" and sys.stdout.isatty())
+
     debug_log_file: Path | None = Field(
         default=None,
         description="Also write everything from DEBUG to this rotating file (10 MB x 5).",

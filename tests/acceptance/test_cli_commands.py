@@ -46,10 +46,12 @@ async def test_commands_say_what_the_service_did_or_why_it_refused(run_service: 
     service = await run_service("roomy", "backfilled", api_tokens=orjson.dumps(TOKENS).decode())
     port = service.http_port()
 
-    created = tributary(port, "trigger", "roomy", "--date", "2026-11-21")
+    created = tributary(port, "trigger", "roomy", "--date", "2026-11-21", "--wait")
     assert created.returncode == 0, created.stderr
     assert created.stdout.startswith("created run ")
     run_id = created.stdout.split()[2]
+    assert "  work: success\n" in created.stdout  # followed, a line per change
+    assert created.stdout.endswith(f"run {run_id} success\n")
 
     logged = await eventually(
         lambda: asyncio.to_thread(tributary, port, "logs", run_id, "work"),

@@ -7,10 +7,16 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from service.cli import build_parser
+from service.cli.completion import bash_script
 from service.cli.events import announcement_warnings
+from service.cli.runs import print_run
 
 
 def every_parser(
@@ -52,3 +58,60 @@ def test_announcing_what_nothing_listens_for_is_warned_about() -> None:
     assert unreadable.startswith("orders_daily will not start: partition 'yesterday'")
     assert announcement_warnings(examples, "orders_raw", "2026-11-21") == []
     assert announcement_warnings(examples, "dim_customer", "2026-11-20") == []  # waited for
+
+
+def test_runs_show_prints_the_tasks_in_the_pipelines_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    at = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
+
+    def task(task_id: str, state: str, attempt: int, **more: Any) -> dict[str, Any]:
+        return {
+            "task_id": task_id,
+            "state": state,
+            "attempt": attempt,
+            "exit_code": more.get("exit_code"),
+            "started_at": at if attempt else None,
+            "ended_at": at + timedelta(seconds=1.5) if attempt else None,
+            "error_snippet": more.get("error"),
+            **({"waiting_for": more["waits"]} if "waits" in more else {}),
+        }
+
+    view = {
+        "run": {
+            "run_id": "r1",
+            "pipeline_id": "p",
+            "batch_date": date(2026, 11, 21),
+            "state": "running",
+            "created_at": at,
+        },
+        "tasks": [
+            task("load", "queued", 0, waits=[{"waits_for": "dim 2026-11-20"}]),
+            task("extract", "failed", 2, exit_code=3, error="boom\nno such table"),
+        ],
+        "commands": [
+            {"at": at, "actor": "alice", "command": "retry", "outcome": "applied", "detail": ""}
+        ],
+    }
+    print_run(view, ["extract", "load"], Path("/logs"))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("run r1  p  batch date 2026-11-21  running")
+    assert out[2].split() == ["extract", "failed", "2", "3", "1.50", "no", "such", "table"]
+    assert out[3].split() == ["load", "queued", "0", "-", "-", "dim", "2026-11-20"]
+    assert out[-1] == "  2026-11-21 03:00:00 alice: retry"
+
+
+def test_the_bash_completion_offers_commands_actions_and_options() -> None:
+    script = bash_script(build_parser())
+
+    def complete(*words: str) -> list[str]:
+        probe = (
+            f"{script}\nCOMP_WORDS=({' '.join(words)}); COMP_CWORD={len(words) - 1}; "
+            '_tributary; echo "${COMPREPLY[@]}"'
+        )
+        done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    assert complete("tributary", "ba") == ["backfill"]
+    assert complete("tributary", "runs", "re") == ["resume", "retry"]
+    assert complete("tributary", "runs", "cancel", "--re") == ["--reason"]

@@ -76,3 +76,23 @@ def test_info_goes_to_the_stream_and_debug_to_the_rotating_file(tmp_path: Path) 
     assert "detail.step" in written
     assert "run.created" in written
     assert "tok-9876" not in written
+
+
+def test_console_lines_are_for_people_and_the_debug_file_stays_json(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    debug_file = tmp_path / "debug.log"
+    try:
+        configure_logging(
+            "INFO", stream=stream, debug_file=debug_file, secrets=["tok-9876"], console=True
+        )
+        get_logger("test").info("run.created", run_id="r1", token="tok-9876")
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.close()
+        logging.getLogger().handlers[:] = []
+    [line] = stream.getvalue().splitlines()
+    assert "run.created" in line
+    assert "run_id=r1" in line
+    assert not line.startswith("{")  # not JSON
+    assert "tok-9876" not in line
+    assert orjson.loads(debug_file.read_text().splitlines()[0])["event"] == "run.created"
