@@ -25,7 +25,9 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps([asdict(run) for run in runs]).decode())
         return 0
-    rows = [("RUN ID", "PIPELINE", "BATCH DATE", "STATE", "CREATED (UTC)", "DURATION")]
+    rows = [
+        ("RUN ID", "PIPELINE", "BATCH DATE", "STATE", "CREATED (UTC)", "DURATION", "PARAMS")
+    ]
     for run in runs:
         duration = (
             (run.ended_at - run.started_at).total_seconds()
@@ -40,6 +42,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
                 run.state,
                 f"{run.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
                 f"{duration:.2f}s" if duration is not None else "-",
+                " ".join(f"{k}={v}" for k, v in sorted(run.params.items())) or "-",
             )
         )
     print_table(rows)
