@@ -27,6 +27,7 @@ from service.loops.consumer import EventConsumer
 from service.loops.dispatcher import RemoteDispatcher
 from service.loops.executor import LocalExecutor
 from service.loops.heartbeat import LeaseKeeper
+from service.loops.log_collector import LogCollector
 from service.loops.relay import Listener, OutboxRelay
 from service.loops.timers import TimerLoop
 from service.loops.watchdog import Watchdog
@@ -90,6 +91,7 @@ class Components:
     timers: TimerLoop
     dispatcher: RemoteDispatcher
     checks: CheckPoker
+    log_collector: LogCollector
     watchdog: Watchdog
 
     def start(self) -> dict[str, asyncio.Task[None]]:
@@ -102,6 +104,7 @@ class Components:
             self.timers,
             self.dispatcher,
             self.checks,
+            self.log_collector,
             self.heartbeat,
             self.watchdog,
         ]
@@ -210,7 +213,8 @@ def _loops(
         poll_interval=settings.timer_poll_interval_seconds,
     )
     watched = [consumer, completions, executor, relay, heartbeat, watcher, timers, dispatcher]
-    watched.append(checks)
+    log_collector = LogCollector(consumer=servers.logs, log_dir=settings.task_log_dir)
+    watched += [checks, log_collector]
     watchdog = Watchdog(loops=watched, consumer=consumer, stall_seconds=settings.stall_seconds)
     return Components(
         servers=servers,
@@ -226,6 +230,7 @@ def _loops(
         timers=timers,
         dispatcher=dispatcher,
         checks=checks,
+        log_collector=log_collector,
         watchdog=watchdog,
     )
 

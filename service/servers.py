@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from service.bus.dead_letter import DeadLetter
-from service.bus.kafka import ensure_topics, service_topics, start_clients
+from service.bus.kafka import (
+    broker_errors,
+    ensure_topics,
+    make_consumer,
+    service_topics,
+    start_clients,
+)
 from service.config import Settings
 from service.execution.keeper_client import KeeperClient
 from service.live_state import LiveState
@@ -33,6 +39,7 @@ class Servers:
     consumer: AIOKafkaConsumer
     live: LiveState | None
     keeper: KeeperClient
+    logs: AIOKafkaConsumer  # remote workers' attempt logs (a group of its own)
 
 
 async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) -> Servers:
@@ -48,7 +55,12 @@ async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) 
     keeper = KeeperClient(settings.attempt_state_dir, settings.lease_ttl_seconds)
     keeper.own()  # a second process on the same directory is refused now, not later
     stack.push_async_callback(keeper.close)
-    return Servers(store, registry, producer, consumer, live, keeper)
+    logs = make_consumer(settings, f"{settings.kafka_consumer_group}-logs")
+    stack.push_async_callback(logs.stop)
+    with broker_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
+        await logs.start()
+    logs.subscribe([settings.topic_logs])
+    return Servers(store, registry, producer, consumer, live, keeper, logs)
 
 
 async def _open_kafka(

@@ -11,12 +11,15 @@ times per lease (the first one starts the lease) and confirms each heartbeat sen
 which stops an attempt whose heartbeats stop; it sends ``task.completed`` when one ends. A
 restarted worker takes over what its keeper ran meanwhile. Every worker also reads the whole
 cancels topic (no group): a ``task.cancel`` for an attempt it runs stops it (SIGTERM, grace,
-SIGKILL) and runs its rollback. The worker knows the broker only.
+SIGKILL) and runs its rollback. Each attempt's log goes to the service in pieces
+(``task.log``), as it grows and in full before the completion. The worker knows the broker
+only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from pathlib import Path
@@ -35,6 +38,7 @@ from service.events import (
     Payload,
     TaskCancel,
     TaskHeartbeat,
+    TaskLog,
     TaskRequested,
     new_event,
     parse_event,
@@ -70,6 +74,7 @@ class Worker(Loop):
         log_dir: Path,
         max_parallel: int,
         lease_seconds: float,
+        logs_topic: str = "",
     ) -> None:
         super().__init__(idle_wait=0)  # getmany waits for records itself
         self._consumer = consumer
@@ -84,6 +89,7 @@ class Worker(Loop):
         self.lease_seconds = lease_seconds
         self._running: dict[AttemptKey, asyncio.Task[None]] = {}
         self._taken_over = False
+        self.logs = LogShipper(producer, logs_topic, self._source, log_dir)
         self._in_hand: tuple[TopicPartition, int] | None = None  # a request being taken
         self.finished = 0
 
@@ -193,8 +199,17 @@ class Worker(Loop):
             self._running.pop(key, None)
             self.wake()
 
+    async def ship_logs(self) -> None:
+        """What the running attempts' logs gained, to the service."""
+        for key in list(self._running):
+            with contextlib.suppress(TributaryError):  # the next round sends it
+                await self.logs.ship(key)
+
     async def _report(self, ended: Ended) -> None:
         key = ended.key
+        with contextlib.suppress(TributaryError):  # the log is shipped before the completion
+            await self.logs.ship(key)
+        self.logs.forget(key)
         payload = completion(
             *_ids(key), ended.outcome, self._worker_id, ended.started_at, ended.ended_at
         )
@@ -226,6 +241,59 @@ class Worker(Loop):
                 key=key.run_id.encode(),
                 headers=[("content-type", CONTENT_TYPE.encode())],
             )
+
+
+class LogShipper:
+    """Sends each attempt's log to the service in pieces (``task.log``, base64, each with its
+    offset), what it gained since the last round; the end of it before the completion."""
+
+    PIECE = 64 * 1024  # bytes per event: well under any broker's message limit
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, source: str, log_dir: Path) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._source = source
+        self._log_dir = log_dir
+        self._sent: dict[AttemptKey, int] = {}  # bytes of each log shipped so far
+
+    async def ship(self, key: AttemptKey) -> None:
+        if not self._topic:
+            return
+        path = self._log_dir / key.run_id / key.task_id / f"{key.attempt}.log"
+        offset = self._sent.get(key, 0)
+        try:
+            with path.open("rb") as log_file:
+                log_file.seek(offset)
+                pieces = iter(lambda: log_file.read(self.PIECE), b"")
+                for piece in pieces:
+                    data = base64.b64encode(piece).decode()
+                    event = new_event(TaskLog(*_ids(key), offset, data), self._source)
+                    with broker_errors("the logs topic"):
+                        await self._producer.send_and_wait(
+                            self._topic,
+                            event.to_bytes(),
+                            key=key.run_id.encode(),
+                            headers=[("content-type", CONTENT_TYPE.encode())],
+                        )
+                    offset += len(piece)
+                    self._sent[key] = offset
+        except FileNotFoundError:
+            return  # not started writing yet
+
+    def forget(self, key: AttemptKey) -> None:
+        self._sent.pop(key, None)
+
+
+class WorkerLogShipping(Loop):
+    name = "worker-logs"
+
+    def __init__(self, worker: Worker, interval: float = 1.0) -> None:
+        super().__init__(idle_wait=interval)
+        self._worker = worker
+
+    async def step(self) -> bool:
+        await self._worker.ship_logs()
+        return False
 
 
 class CancelListener(Loop):

@@ -242,6 +242,7 @@ def service_environment(
         "topic_status": f"{topic_prefix}.status",
         "topic_requests": f"{topic_prefix}.requests",
         "topic_cancels": f"{topic_prefix}.cancels",
+        "topic_logs": f"{topic_prefix}.logs",
         "topic_dead_letter": f"{topic_prefix}.dead-letter",
         "redis_url": REDIS_URL,
         "redis_key_prefix": f"{redis_prefix}:{topic_prefix}",

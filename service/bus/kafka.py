@@ -111,6 +111,7 @@ def service_topics(settings: Settings) -> list[str]:
         settings.topic_dead_letter,
         settings.topic_requests,
         settings.topic_cancels,
+        settings.topic_logs,
     ]
 
 

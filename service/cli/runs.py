@@ -25,9 +25,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     if args.json:
         print(orjson.dumps([asdict(run) for run in runs]).decode())
         return 0
-    rows = [
-        ("RUN ID", "PIPELINE", "BATCH DATE", "STATE", "CREATED (UTC)", "DURATION", "PARAMS")
-    ]
+    rows = [("RUN ID", "PIPELINE", "BATCH DATE", "STATE", "CREATED (UTC)", "DURATION", "PARAMS")]
     for run in runs:
         duration = (
             (run.ended_at - run.started_at).total_seconds()

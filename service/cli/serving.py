@@ -21,7 +21,7 @@ from service.cli.common import settings_for, with_store
 from service.config import Settings
 from service.execution.keeper_client import KeeperClient
 from service.observability import configure_logging, get_logger
-from service.worker import CancelListener, Worker, WorkerHeartbeats
+from service.worker import CancelListener, Worker, WorkerHeartbeats, WorkerLogShipping
 
 log = get_logger(__name__)
 
@@ -91,6 +91,7 @@ def _worker(settings: Settings) -> Callable[[asyncio.Event], Awaitable[None]]:
                 asyncio.create_task(worker.run(), name="worker"),
                 asyncio.create_task(WorkerHeartbeats(worker).run(), name="worker-heartbeats"),
                 asyncio.create_task(CancelListener(worker, cancels).run(), name="worker-cancels"),
+                asyncio.create_task(WorkerLogShipping(worker).run(), name="worker-logs"),
             ]
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, loops[0]}, return_when=asyncio.FIRST_COMPLETED)
@@ -135,6 +136,7 @@ async def _open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> 
                 settings.topic_completions,
                 settings.topic_dead_letter,
                 settings.topic_cancels,
+                settings.topic_logs,
             ],
         )
     producer, consumer = await start_clients(
@@ -155,6 +157,7 @@ async def _open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> 
         log_dir=settings.task_log_dir,
         max_parallel=settings.max_parallel_tasks,
         lease_seconds=settings.lease_ttl_seconds,
+        logs_topic=settings.topic_logs,
     )
 
 

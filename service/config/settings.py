@@ -116,6 +116,11 @@ class Settings(BaseModel):
         default="tributary.cancels",
         description="Topic of task.cancel events: every remote worker reads it whole.",
     )
+    topic_logs: str = Field(
+        default="tributary.logs",
+        description="Topic of task.log events: remote workers' attempt logs, which the "
+        "service writes into its task_log_dir.",
+    )
     kafka_worker_group: str = Field(
         default="tributary-workers",
         description="Consumer group of the remote workers (tributary worker).",

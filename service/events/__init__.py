@@ -22,6 +22,7 @@ from service.events.payloads import (
     TaskCancel,
     TaskCompleted,
     TaskHeartbeat,
+    TaskLog,
     TaskRequested,
     TaskStatus,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "TaskCancel",
     "TaskCompleted",
     "TaskHeartbeat",
+    "TaskLog",
     "TaskRequested",
     "TaskStatus",
     "decode_event",

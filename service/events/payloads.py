@@ -149,6 +149,18 @@ class TaskCancel(_Payload):
 
 
 @dataclass(frozen=True, slots=True)
+class TaskLog(_Payload):
+    """Out (logs topic, from remote workers): a piece of an attempt's log, at its offset."""
+
+    TYPE: ClassVar[str] = "task.log"
+    run_id: str
+    task_id: str
+    attempt: int
+    offset: int
+    data: str  # base64 of the bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RunStatus(_Payload):
     """Out (status topic): a run changed state."""
 
@@ -228,6 +240,7 @@ Payload = (
     | TaskHeartbeat
     | TaskRequested
     | TaskCancel
+    | TaskLog
     | RunStatus
     | TaskStatus
     | DatasetProduced
@@ -243,6 +256,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         TaskHeartbeat,
         TaskRequested,
         TaskCancel,
+        TaskLog,
         RunStatus,
         TaskStatus,
         DatasetProduced,

@@ -26,6 +26,7 @@ from service.events import (
     TaskCancel,
     TaskCompleted,
     TaskHeartbeat,
+    TaskLog,
     TaskRequested,
     TaskStatus,
 )
@@ -132,6 +133,7 @@ class BatchApplier:
                 TaskHeartbeat()
                 | TaskRequested()
                 | TaskCancel()
+                | TaskLog()
                 | RunStatus()
                 | TaskStatus()
                 | DatasetProduced()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from service.events import RunCommand, new_event
@@ -116,3 +117,35 @@ async def test_cancelling_a_run_stops_its_attempt_on_a_remote_worker(
     await eventually(alive, lambda up: not up, 30, "the worker to stop the cancelled attempt")
     await eventually(lambda: settled((marks / "rolled").exists()), bool, 30, "its rollback")
     assert '"attempt.cancelled"' in worker.log_text()
+
+
+async def test_a_remote_attempts_log_is_served_by_the_service(
+    run_service: RunService, database_url: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    service = await run_service("remote_job")
+    worker = service.another(
+        "worker-0",
+        command="worker",
+        instance_id="worker-0",
+        attempt_state_dir=tmp_path / "w0",
+        task_log_dir=tmp_path / "worker-logs",  # its own disk: the log must travel
+    )
+    worker.start()
+    await worker.wait_started()
+    request = requested("remote_job", "2026-11-21")
+    await produce(kafka_bootstrap, service.setting("topic_triggers"), [(b"rj", request.to_bytes())])
+    conn = await asyncpg.connect(database_url)
+    try:
+        await eventually(
+            lambda: conn.fetchval("SELECT state FROM runs"),
+            lambda state: state == "success",
+            60,
+            "the run to succeed",
+        )
+        run_id = await conn.fetchval("SELECT run_id FROM runs")
+    finally:
+        await conn.close()
+    url = f"http://127.0.0.1:{service.http_port()}/api/runs/{run_id}/tasks/crunch/log"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200, await response.text()
+        assert await response.text() == "crunched\n"  # written on the worker, served here
