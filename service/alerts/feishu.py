@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from service.alerts.rules import RECOVERED, RUN_FAILED, TASK_TIMED_OUT, Alert
+from service.alerts.rules import RECOVERED, RUN_CANCELLED, RUN_FAILED, TASK_TIMED_OUT, Alert
 
 RETRYABLE_CODES = frozenset({11232})
 PERMANENT_CODES = frozenset({9499, 19021, 19022, 19024})
@@ -22,6 +22,7 @@ TITLES = {
     "task_failed": ("Task failed", "red"),
     TASK_TIMED_OUT: ("Task timed out", "orange"),
     RUN_FAILED: ("Run failed", "red"),
+    RUN_CANCELLED: ("Run cancelled", "grey"),
     RECOVERED: ("Recovered", "green"),
     "dead_letter": ("Event dead-lettered", "orange"),
     "service_error": ("Service error", "red"),

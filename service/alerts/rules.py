@@ -12,6 +12,7 @@ from service.events import Payload, RunDeadlineMissed, RunStatus, TaskStatus
 TASK_FAILED = "task_failed"  # failed after its last attempt
 TASK_TIMED_OUT = "task_timed_out"  # timed out after its last attempt
 RUN_FAILED = "run_failed"
+RUN_CANCELLED = "run_cancelled"  # an operator cancelled it
 RECOVERED = "recovered"  # a pipeline that had alerted succeeded again
 DEAD_LETTER = "dead_letter"  # input refused and kept on the dead-letter topic
 SERVICE_ERROR = "service_error"  # the service itself logged an error
@@ -70,6 +71,8 @@ class AlertRules:
                 why = f"not done by its deadline {utc_timestamp(payload.deadline_at)} "
                 why += f"(still {payload.state})"
                 return [Alert(SLA_MISSED, **_common(payload, why))]
+            case RunStatus(state=RunState.CANCELLED):
+                return [Alert(RUN_CANCELLED, **_common(payload, payload.reason))]
             case RunStatus(state=RunState.FAILED):
                 self.failing.add(payload.pipeline_id)
                 return [Alert(RUN_FAILED, **_common(payload, payload.reason))]

@@ -33,6 +33,7 @@ from service.spec.plan import NEXT_FIRES
 from service.store import Store
 from service.store.records import RunRecord, TaskRecord
 
+LAST_RUNS = 10  # the newest runs a pipeline's view shows
 MAX_LIST = 500
 # What an id in a path or a query may be: plain text, bounded. Anything else is a 400 that
 # says so, never a query the database would refuse (a NUL) or an unbounded one.
@@ -92,6 +93,7 @@ class Views:
             web.get("/api/runs/{run_id}", self.get_run),
             web.get("/api/runs/{run_id}/state", self.run_state),
             web.get("/api/pipelines", self.list_pipelines),
+            web.get("/api/pipelines/{pipeline_id}", self.get_pipeline),
             web.get("/api/openapi.json", self.openapi),
         ]
 
@@ -99,15 +101,32 @@ class Views:
         """The deployed pipelines: what they are for and who owns them, their params and
         tasks, triggers, run concurrency and next scheduled runs."""
         deployed = self._registry.current if self._registry is not None else {}
+        return json_response({"pipelines": await self._pipeline_views(sorted(deployed))})
+
+    async def get_pipeline(self, request: web.Request) -> web.Response:
+        """One deployed pipeline, as the list shows it."""
+        pipeline_id = checked_id(request.match_info["pipeline_id"], "a pipeline id")
+        if self._registry is None or pipeline_id not in self._registry.current:
+            return error(404, f"no deployed pipeline {pipeline_id!r}")
+        [view] = await self._pipeline_views([pipeline_id])
+        return json_response(view)
+
+    async def _pipeline_views(self, pipeline_ids: list[str]) -> list[dict[str, Any]]:
+        assert self._registry is not None
         now = utc_now()
         try:
             paused = await self._store.paused_pipelines()
+            last = await self._store.last_runs(pipeline_ids, LAST_RUNS)
         except TributaryError as exc:
-            return error(503, str(exc))
-        views = [
-            {**pipeline_view(p, now), "paused": p.id in paused} for _, p in sorted(deployed.items())
+            raise ProblemError(503, str(exc)) from None
+        return [
+            {
+                **pipeline_view(self._registry.current[p], now),
+                "paused": p in paused,
+                "last_runs": last[p],
+            }
+            for p in pipeline_ids
         ]
-        return json_response({"pipelines": views})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return json_response({"status": "alive"})

@@ -115,7 +115,8 @@ PATHS: dict[str, dict[str, Any]] = {
             {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
         )
     },
-    "/api/pipelines": {"get": _read("deployed pipelines: paused, triggers, next runs")},
+    "/api/pipelines": {"get": _read("deployed pipelines: paused, triggers, next and last runs")},
+    "/api/pipelines/{pipeline_id}": {"get": _read("one deployed pipeline", PIPELINE_ID)},
     "/api/pipelines/{pipeline_id}/backfill": {
         "post": _command(
             "one run per batch date of a range",

@@ -251,6 +251,10 @@ def _pipelines_actions(commands: argparse._SubParsersAction[argparse.ArgumentPar
     listing = pipelines.add_parser("list", help="each pipeline: paused or not, next run")
     _api_options(listing)
     listing.set_defaults(handler="operate:cmd_pipelines_list")
+    show = pipelines.add_parser("show", help="one pipeline: triggers, next and last runs")
+    show.add_argument("pipeline", help="the pipeline id")
+    _api_options(show)
+    show.set_defaults(handler="operate:cmd_pipelines_show")
     for action, text in (
         ("pause", "its triggers and schedules are recorded, its runs wait"),
         ("unpause", "what waited starts, oldest batch date first"),

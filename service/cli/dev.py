@@ -8,7 +8,7 @@ import asyncio
 import os
 import secrets
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,13 @@ import orjson
 from service import devenv
 from service.app import Service
 from service.cli.serving import serve
-from service.clock import utc_now
 from service.config import Settings, env_var, load_settings
 from service.observability import configure_logging, get_logger
 from service.store import create_database_if_missing
 
 log = get_logger(__name__)
 
+README_DAY = date(2026, 11, 21)  # the example dates the README walks through
 DEV_POSTGRES_PORT = 15432  # a throwaway cluster's port when no PostgreSQL answers
 DEV_REDIS_PORT = 16379  # a private redis-server's port when no Redis answers
 
@@ -115,8 +115,6 @@ def _redis(base: Settings, started: devenv.StartedProcesses, state_dir: Path) ->
 def _banner(service: Service) -> None:
     settings = service.settings
     token = settings.cli_token.get_secret_value() if settings.cli_token else "(your api_tokens)"
-    today = utc_now().date()
-    yesterday = today - timedelta(days=1)
     print(
         f"\nTributary dev is up (Ctrl-C stops it and everything it started):\n"
         f"  HTTP      http://{settings.http_host}:{service.http_port}/api/runs\n"
@@ -125,8 +123,8 @@ def _banner(service: Service) -> None:
         f"  Redis     {settings.redis_url or 'none: running without live state'}\n"
         f"  Pipelines {settings.pipelines_dir}\n"
         f"In another terminal:\n"
-        f"  tributary emit-ready customers_raw {yesterday:%Y%m%d}\n"
-        f"  tributary emit-ready orders_raw {today:%Y-%m-%d}\n"
+        f"  tributary emit-ready customers_raw {README_DAY - timedelta(days=1):%Y%m%d}\n"
+        f"  tributary emit-ready orders_raw {README_DAY:%Y-%m-%d}\n"
         f"  tributary runs list\n"
         f"  tributary runs cancel RUN_ID   (commands send the dev operator token)\n"
         f"API token (operator): {token}\n",

@@ -228,3 +228,19 @@ def follow_runs(args: argparse.Namespace, run_ids: list[str]) -> bool:
         if len(ended) < len(run_ids):
             time.sleep(FOLLOW_POLL)
     return all(state == "success" for state in ended.values())
+
+
+def cmd_pipelines_show(args: argparse.Namespace) -> int:
+    answer = call(args, "GET", f"/api/pipelines/{_quoted(args.pipeline)}")
+    if args.json:
+        return _show(args, answer, "")
+    state = "paused" if answer["paused"] else "active"
+    owner = answer["owner"] or "-"
+    print(f"{answer['pipeline_id']} (version {answer['version']}, {state}), owner {owner}")
+    triggers = answer["triggers"]
+    print(f"  triggered by: {', '.join(triggers['datasets']) or 'no dataset'}")
+    for fire in (triggers["schedule"] or {}).get("next_fires", []):
+        print(f"  scheduled: {fire['at']} (batch date {fire['batch_date']})")
+    last = ", ".join(f"{r['batch_date']} {r['state']}" for r in answer["last_runs"])
+    print(f"  last runs: {last or 'none'}")
+    return 0

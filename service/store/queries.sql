@@ -658,3 +658,15 @@ LIMIT $2;
 -- $1 how many: the newest dead letters, each with a preview of what was refused.
 SELECT id, at, topic, partition, "offset", key, reason, size, sha256, head
 FROM dead_letters ORDER BY id DESC LIMIT $1;
+
+-- name: last_runs
+-- $1 pipeline ids, $2 how many: each pipeline's newest runs.
+SELECT p.pipeline_id, r.run_id, r.batch_date, r.state, r.created_at
+FROM unnest($1::text[]) AS p(pipeline_id)
+CROSS JOIN LATERAL (
+    SELECT run_id, batch_date, state, created_at FROM runs
+    WHERE runs.pipeline_id = p.pipeline_id
+    ORDER BY created_at DESC
+    LIMIT $2
+) AS r
+ORDER BY p.pipeline_id, r.created_at DESC;

@@ -22,5 +22,15 @@ class ReadQueries:
     async def partitions(self, dataset: str | None, limit: int) -> list[dict[str, Any]]:
         return [dict(row) for row in await self._fetch("list_partitions", dataset, limit)]
 
+    async def last_runs(
+        self, pipeline_ids: list[str], count: int
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each pipeline's newest ``count`` runs: id, batch date, state."""
+        found: dict[str, list[dict[str, Any]]] = {p: [] for p in pipeline_ids}
+        for row in await self._fetch("last_runs", pipeline_ids, count):
+            run = dict(row)
+            found[run.pop("pipeline_id")].append(run)
+        return found
+
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         return [dict(row) for row in await self._fetch("list_dead_letters", limit)]

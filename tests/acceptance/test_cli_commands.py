@@ -61,6 +61,10 @@ async def test_commands_say_what_the_service_did_or_why_it_refused(run_service: 
     )
     assert logged.stdout == "2026-11-21\n"
 
+    shown = tributary(port, "pipelines", "show", "roomy")
+    assert shown.stdout.splitlines()[0].startswith("roomy (version 1, active)")
+    assert shown.stdout.splitlines()[-1] == "  last runs: 2026-11-21 success"
+
     refused = tributary(port, "trigger", "romy", "--date", "2026-11-21")
     assert refused.returncode == 1
     assert "no pipeline 'romy' (did you mean 'roomy'?) (409)" in refused.stderr

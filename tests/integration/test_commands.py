@@ -16,9 +16,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 
+from service.alerts.rules import AlertRules
 from service.api.auth import Tokens
 from service.api.http import make_app
 from service.bus.dead_letter import DeadLetters
+from service.events import RunStatus, decode_event
 from service.execution.keeper_client import KeeperClient
 from service.loops.completions import CompletionBatcher
 from service.loops.heartbeat import LeaseKeeper
@@ -140,6 +142,12 @@ async def test_cancel_stops_the_running_task_rolls_it_back_and_leaves_no_process
         run_id,
     )
     assert reason == "cancel by alice: wrong input"  # who and why, in the run's history
+    payloads = [
+        decode_event(r["payload"]).payload for r in await pg.fetch("SELECT payload FROM outbox")
+    ]
+    cancelled = [p for p in payloads if isinstance(p, RunStatus) and p.state == "cancelled"]
+    [alert] = [a for p in cancelled for a in AlertRules().alerts_for(p)]  # one, if routed
+    assert (alert.kind, alert.reason) == ("run_cancelled", "cancel by alice: wrong input")
     audit = await pg.fetchrow("SELECT actor, command, outcome FROM audit_log")
     assert dict(audit) == {"actor": "alice", "command": "cancel", "outcome": "applied"}
     status, body = await api.call("POST", f"/api/runs/{run_id}/cancel")
