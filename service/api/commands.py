@@ -18,6 +18,7 @@ from aiohttp import web
 
 from service.api.auth import operator
 from service.api.responses import ProblemError, json_response
+from service.clock import utc_now
 from service.engine.triggers import Refusal, run_for_request
 from service.events import CloudEvent, RunCommand, RunRequested, new_event
 from service.orchestrator.batch import BatchApplier
@@ -182,19 +183,19 @@ class Commands:
             why = str(body.get("reason") or "")
             async with self._store.transaction(who) as tx:
                 was = await tx.set_paused(pipeline_id, paused, who, why)
-                tx.add_audit(
-                    AuditEntry(
-                        event_id=secrets.token_hex(8),
-                        actor=who,
-                        command="pause" if paused else "unpause",
-                        run_id=None,
-                        task_id=None,
-                        reason=why,
-                        outcome="applied",
-                        detail="" if was != paused else f"it was {'paused' if was else 'active'}",
-                        pipeline_id=pipeline_id,
-                    )
+                entry = AuditEntry(
+                    event_id=secrets.token_hex(8),
+                    actor=who,
+                    command="pause" if paused else "unpause",
+                    run_id=None,
+                    task_id=None,
+                    reason=why,
+                    outcome="applied",
+                    detail="" if was != paused else f"it was {'paused' if was else 'active'}",
+                    pipeline_id=pipeline_id,
                 )
+                tx.add_audit(entry)
+                tx.add_outbox([self._applier.outgoing.command_recorded(entry, utc_now())])
             if not paused:  # what waited starts now, oldest batch date first
                 await self._applier.admission.admit([pipeline_id])
             return json_response({"pipeline_id": pipeline_id, "paused": paused, "was_paused": was})

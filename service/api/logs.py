@@ -57,6 +57,10 @@ class Logs:
             why = f"task {task_id!r} has no attempt {attempt} (it has {task.attempt})"
             raise ProblemError(404, why)
         path = self._log_dir / run_id / task_id / f"{attempt}.log"
+        running = task.state is TaskState.RUNNING and attempt == task.attempt
+        following = request.query.get("follow") in ("1", "true")
+        if following and running:  # its first line may not be written yet: wait for it
+            return await self._follow(request, path, run_id, task_id, attempt, running)
         if not path.is_file():
             where = task.worker_id or "the process that ran it"
             raise ProblemError(
@@ -64,17 +68,14 @@ class Logs:
                 f"the log of attempt {attempt} is not on this service's disk: it is in "
                 f"{where}'s task_log_dir, {run_id}/{task_id}/{attempt}.log",
             )
-        if request.query.get("follow") in ("1", "true"):
-            running = task.state is TaskState.RUNNING and attempt == task.attempt
+        if following:
             return await self._follow(request, path, run_id, task_id, attempt, running)
         tail = _int(request, "tail", None)
         if tail is not None:
             return web.Response(text=_last_lines(path, tail), content_type="text/plain")
         offset = _int(request, "offset", 0) or 0
         limit = min(_int(request, "limit", MAX_BYTES) or MAX_BYTES, MAX_BYTES)
-        with path.open("rb") as log:
-            log.seek(offset)
-            chunk = log.read(limit)
+        chunk = _read(path, offset, limit)
         return web.Response(
             body=chunk,
             content_type="text/plain",
@@ -111,9 +112,7 @@ class Logs:
         await response.prepare(request)
         offset = 0
         while True:
-            with path.open("rb") as log:
-                log.seek(offset)
-                chunk = log.read(MAX_BYTES)
+            chunk = _read(path, offset, MAX_BYTES)
             if chunk:
                 offset += len(chunk)
                 for line in chunk.decode(errors="replace").splitlines():
@@ -133,6 +132,17 @@ class Logs:
             return True  # the database is away: keep following
         task = next((t for t in tasks if t.task_id == task_id), None)
         return task is not None and task.attempt == attempt and task.state is TaskState.RUNNING
+
+
+def _read(path: Path, offset: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``offset``; none from a log not written yet. A local file:
+    quick enough to read on the event loop."""
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            return log.read(limit)
+    except FileNotFoundError:
+        return b""
 
 
 def _last_lines(path: Path, count: int) -> str:

@@ -12,6 +12,7 @@ from service.events.envelope import (
 )
 from service.events.payloads import (
     PAYLOAD_TYPES,
+    CommandRecorded,
     DatasetProduced,
     DatasetReady,
     Payload,
@@ -32,6 +33,7 @@ __all__ = [
     "EVENT_TYPES",
     "PAYLOAD_TYPES",
     "CloudEvent",
+    "CommandRecorded",
     "DatasetProduced",
     "DatasetReady",
     "Payload",

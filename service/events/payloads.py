@@ -161,6 +161,23 @@ class TaskLog(_Payload):
 
 
 @dataclass(frozen=True, slots=True)
+class CommandRecorded(_Payload):
+    """Out (status topic): an operator's command, applied or refused — the audit trail."""
+
+    TYPE: ClassVar[str] = "command.recorded"
+    command_id: str
+    actor: str
+    command: str
+    outcome: str  # applied or refused
+    at: datetime
+    detail: str | None = None
+    reason: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    pipeline_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunStatus(_Payload):
     """Out (status topic): a run changed state."""
 
@@ -241,6 +258,7 @@ Payload = (
     | TaskRequested
     | TaskCancel
     | TaskLog
+    | CommandRecorded
     | RunStatus
     | TaskStatus
     | DatasetProduced
@@ -257,6 +275,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         TaskRequested,
         TaskCancel,
         TaskLog,
+        CommandRecorded,
         RunStatus,
         TaskStatus,
         DatasetProduced,

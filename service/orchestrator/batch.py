@@ -17,6 +17,7 @@ from service.engine.triggers import ANY_SENSIBLE_DATE, BatchDates
 from service.errors import EventError, InfrastructureError
 from service.events import (
     CloudEvent,
+    CommandRecorded,
     DatasetProduced,
     DatasetReady,
     RunCommand,
@@ -85,7 +86,11 @@ class BatchApplier:
             store=store, registry=registry, outgoing=outgoing, hub=hub, actor=actor
         )
         self._completions = CompletionApplier(runs=self.runs, max_lost_attempts=max_lost_attempts)
-        self._commands = CommandApplier()
+        self._commands = CommandApplier(outgoing)
+
+    @property
+    def outgoing(self) -> Outgoing:
+        return self._outgoing
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         """Apply a batch in one transaction (events must have passed :func:`check_applicable`)."""
@@ -134,6 +139,7 @@ class BatchApplier:
                 | TaskRequested()
                 | TaskCancel()
                 | TaskLog()
+                | CommandRecorded()
                 | RunStatus()
                 | TaskStatus()
                 | DatasetProduced()

@@ -5,6 +5,7 @@ says why (``ignored_events``, and the answer the API gives)."""
 
 from __future__ import annotations
 
+from service.clock import utc_now
 from service.engine.commands import (
     REOPENING,
     CancelRun,
@@ -19,6 +20,7 @@ from service.engine.model import StopAttempt
 from service.engine.states import RUN_TERMINAL, TaskState
 from service.events import CloudEvent, RunCommand
 from service.observability import get_logger
+from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.working_set import WorkingSet
 from service.store.records import AuditEntry
 
@@ -51,6 +53,9 @@ def engine_command(request: RunCommand) -> Command | str:
 
 
 class CommandApplier:
+    def __init__(self, outgoing: Outgoing) -> None:
+        self._outgoing = outgoing
+
     async def apply(self, ws: WorkingSet, event: CloudEvent, request: RunCommand) -> None:
         run_id = request.run_id
         await ws.load([run_id])
@@ -80,7 +85,7 @@ class CommandApplier:
         for effect in decision.effects:
             if isinstance(effect, StopAttempt):
                 ws.stop_attempt(run_id, effect)
-        ws.tx.add_audit(_audit(event, request, "applied", ""))
+        self._record(ws, _audit(event, request, "applied", ""))
         ws.outcome.applied += 1
         log.info(
             "command.applied",
@@ -93,7 +98,12 @@ class CommandApplier:
 
     def _refuse(self, ws: WorkingSet, event: CloudEvent, request: RunCommand, why: str) -> None:
         ws.ignore(event, why, request.run_id, request.task_id)
-        ws.tx.add_audit(_audit(event, request, "refused", why))
+        self._record(ws, _audit(event, request, "refused", why))
+
+    def _record(self, ws: WorkingSet, entry: AuditEntry) -> None:
+        """In the audit log and, for downstream consumers, on the status topic."""
+        ws.tx.add_audit(entry)
+        ws.tx.add_outbox([self._outgoing.command_recorded(entry, utc_now())])
 
 
 def _audit(event: CloudEvent, request: RunCommand, outcome: str, why: str) -> AuditEntry:

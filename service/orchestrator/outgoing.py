@@ -16,6 +16,7 @@ from service.engine.model import Transition
 from service.engine.states import RunState, TaskState
 from service.events import (
     CloudEvent,
+    CommandRecorded,
     DatasetProduced,
     RunDeadlineMissed,
     RunStatus,
@@ -28,6 +29,7 @@ from service.events import (
 from service.execution.launch import Launch
 from service.spec.pipeline import Pipeline
 from service.store.records import (
+    AuditEntry,
     ClaimedAttempt,
     ExpiredLease,
     LockedRun,
@@ -128,6 +130,24 @@ class Outgoing:
         cancel = TaskCancel(run.run_id, task_id, attempt, why)
         event = new_event(cancel, self.source, f"{run.run_id}/{task_id}", run.trace_id)
         return [OutboxRow(event.id, self.cancels_topic, run.run_id, event.to_bytes())]
+
+    def command_recorded(self, entry: AuditEntry, at: datetime) -> OutboxRow:
+        """The audit trail's entry for a command, on the status topic."""
+        recorded = CommandRecorded(
+            command_id=entry.event_id,
+            actor=entry.actor,
+            command=entry.command,
+            outcome=entry.outcome,
+            at=at,
+            detail=entry.detail or None,
+            reason=entry.reason or None,
+            run_id=entry.run_id,
+            task_id=entry.task_id,
+            pipeline_id=entry.pipeline_id,
+        )
+        key = entry.run_id or entry.pipeline_id or entry.actor
+        event = new_event(recorded, self.source, key, event_id=f"recorded:{entry.event_id}")
+        return OutboxRow(event.id, self.status_topic, key, event.to_bytes())
 
     def deadline_missed(self, late: MissedDeadline, at: datetime) -> OutboxRow:
         payload = RunDeadlineMissed(

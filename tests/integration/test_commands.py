@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
@@ -20,7 +21,7 @@ from service.alerts.rules import AlertRules
 from service.api.auth import Tokens
 from service.api.http import make_app
 from service.bus.dead_letter import DeadLetters
-from service.events import RunStatus, decode_event
+from service.events import CommandRecorded, RunStatus, decode_event, validate_data
 from service.execution.keeper_client import KeeperClient
 from service.loops.completions import CompletionBatcher
 from service.loops.heartbeat import LeaseKeeper
@@ -155,6 +156,20 @@ async def test_cancel_stops_the_running_task_rolls_it_back_and_leaves_no_process
         409,
         f"run {run_id} is cancelled: only a queued or running run can be cancelled",
     )
+    # The audit trail is on the status topic too, applied and refused alike.
+    rows = await pg.fetch("SELECT payload FROM outbox ORDER BY id")
+    for row in rows:
+        body = orjson.loads(row["payload"])
+        validate_data(body["type"], body["data"])
+    recorded = [
+        p
+        for p in (decode_event(r["payload"]).payload for r in rows)
+        if isinstance(p, CommandRecorded)
+    ]
+    assert [(r.actor, r.command, r.outcome) for r in recorded] == [
+        ("alice", "cancel", "applied"),
+        ("alice", "cancel", "refused"),
+    ]
 
 
 async def test_retry_resume_and_mark_act_on_the_same_run(api: Api, pg: asyncpg.Connection) -> None:
