@@ -92,6 +92,7 @@ class Commands:
                 downstream=bool(body.get("downstream")) if command == "retry_task" else None,
                 state=state,
                 reason=str(body.get("reason") or "") or None,
+                current_version=bool(body.get("current_version")) if command == "retry" else None,
             )
             event = self._event(request, payload, run_id)
             refused = await self._apply(event)

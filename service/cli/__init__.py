@@ -213,6 +213,11 @@ def _run_actions(runs: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     retry.add_argument("run_id", help="the run id")
     retry.add_argument("--task", help="retry this task only")
     retry.add_argument("--downstream", action="store_true", help="with --task: and after it")
+    retry.add_argument(
+        "--current-version",
+        action="store_true",
+        help="follow the pipeline's current version (same tasks), not the run's own",
+    )
     retry.add_argument("--reason", help="why, for the run's history")
     _api_options(retry)
     retry.set_defaults(handler="operate:cmd_retry")

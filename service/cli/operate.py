@@ -98,7 +98,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
         body = {"reason": args.reason, "downstream": args.downstream}
         answer = call(args, "POST", f"/api/runs/{run}/tasks/{_quoted(args.task)}/retry", body)
     else:
-        answer = call(args, "POST", f"/api/runs/{run}/retry", {"reason": args.reason})
+        body = {"reason": args.reason, "current_version": args.current_version}
+        answer = call(args, "POST", f"/api/runs/{run}/retry", body)
     return _show(args, answer, _run_line(answer))
 
 

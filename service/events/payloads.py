@@ -107,6 +107,7 @@ class RunCommand(_Payload):
     downstream: bool | None = None
     state: TaskState | None = None  # mark: success or skipped
     reason: str | None = None
+    current_version: bool | None = None  # retry: follow the pipeline's current version
 
 
 @dataclass(frozen=True, slots=True)

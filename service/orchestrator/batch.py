@@ -86,7 +86,7 @@ class BatchApplier:
             store=store, registry=registry, outgoing=outgoing, hub=hub, actor=actor
         )
         self._completions = CompletionApplier(runs=self.runs, max_lost_attempts=max_lost_attempts)
-        self._commands = CommandApplier(outgoing)
+        self._commands = CommandApplier(outgoing, registry)
 
     @property
     def outgoing(self) -> Outgoing:

@@ -22,6 +22,7 @@ from service.events import CloudEvent, RunCommand
 from service.observability import get_logger
 from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.working_set import WorkingSet
+from service.pipelines import PipelineRegistry
 from service.store.records import AuditEntry
 
 log = get_logger(__name__)
@@ -53,8 +54,9 @@ def engine_command(request: RunCommand) -> Command | str:
 
 
 class CommandApplier:
-    def __init__(self, outgoing: Outgoing) -> None:
+    def __init__(self, outgoing: Outgoing, registry: PipelineRegistry) -> None:
         self._outgoing = outgoing
+        self._registry = registry
 
     async def apply(self, ws: WorkingSet, event: CloudEvent, request: RunCommand) -> None:
         run_id = request.run_id
@@ -77,6 +79,11 @@ class CommandApplier:
                 )
                 self._refuse(ws, event, request, why)
                 return
+        if request.current_version and isinstance(command, RetryRun):
+            refusal = await self._follow_current_version(ws, run_id)
+            if refusal is not None:
+                self._refuse(ws, event, request, refusal)
+                return
         decision = decide_command(ws.pipelines[run_id].graph, ws.snapshot(run_id), command)
         if decision.ignored is not None:
             self._refuse(ws, event, request, decision.ignored)
@@ -95,6 +102,27 @@ class CommandApplier:
             requested_by=request.requested_by,
             reason=request.reason,
         )
+
+    async def _follow_current_version(self, ws: WorkingSet, run_id: str) -> str | None:
+        """Move the run to its pipeline's current version (same tasks); or why it cannot."""
+        run = ws.runs[run_id]
+        current = self._registry.current.get(run.pipeline_id)
+        if current is None:
+            return (
+                f"pipeline {run.pipeline_id!r} is no longer deployed: retry under the run's version"
+            )
+        if current.spec_hash == run.spec_hash:
+            return None
+        before, now = set(ws.pipelines[run_id].graph.order), set(current.graph.order)
+        if before != now:
+            added, removed = sorted(now - before), sorted(before - now)
+            return (
+                f"the current version has other tasks (added {added}, removed {removed}): "
+                "retry under the run's own version, or start a new run"
+            )
+        await ws.tx.set_run_version(run_id, current.spec_hash)
+        ws.pipelines[run_id] = current
+        return None
 
     def _refuse(self, ws: WorkingSet, event: CloudEvent, request: RunCommand, why: str) -> None:
         ws.ignore(event, why, request.run_id, request.task_id)

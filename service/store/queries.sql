@@ -670,3 +670,7 @@ CROSS JOIN LATERAL (
     LIMIT $2
 ) AS r
 ORDER BY p.pipeline_id, r.created_at DESC;
+
+-- name: set_run_version
+-- $1 run id, $2 spec hash: an operator's retry moves the run to its pipeline's current version.
+UPDATE runs SET spec_hash = $2, updated_at = now() WHERE run_id = $1;

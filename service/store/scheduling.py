@@ -81,3 +81,6 @@ class SchedulingQueries:
         """Pause or unpause; whether it was paused before."""
         was: bool = await self.conn.fetchval(q("set_paused"), pipeline_id, paused, who, why)
         return was
+
+    async def set_run_version(self, run_id: str, spec_hash: str) -> None:
+        await self.conn.execute(q("set_run_version"), run_id, spec_hash)
