@@ -52,20 +52,22 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     settings = settings_for(args)
 
-    async def fetch(store: Store) -> tuple[RunDetails | None, list[str]]:
+    async def fetch(store: Store) -> tuple[RunDetails | None, list[str], dict[str, Any]]:
         details = await store.run_details(args.run_id)
         if details is None:
-            return None, []
+            return None, [], {}
         run = details.run
         spec = await store.pipeline_version_spec(run.pipeline_id, run.spec_hash)
         order = [task["id"] for task in spec["tasks"]] if spec else []
-        return details, order
+        retried = [t.task_id for t in details.tasks if t.attempt > 1]
+        history = {t: await store.task_attempts(run.run_id, t) for t in retried}
+        return details, order, history
 
-    details, order = with_store(settings, fetch)
+    details, order, history = with_store(settings, fetch)
     if details is None:
         print(f"tributary: no run {args.run_id!r}", file=sys.stderr)
         return 1
-    view = details.view()
+    view = {**details.view(), "attempts": history}
     if args.json:
         print(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -96,6 +98,10 @@ def print_run(view: dict[str, Any], order: list[str], log_dir: Path) -> None:
             (task["task_id"], task["state"], str(task["attempt"]), exit_code, seconds, note)
         )
     print_table(rows)
+    for task_id, attempts in view.get("attempts", {}).items():
+        for a in attempts:
+            code = "-" if a["exit_code"] is None else a["exit_code"]
+            print(f"  {task_id} attempt {a['attempt']}: {a['state']} (exit {code})")
     print(f"logs: {log_dir / run['run_id']}/<task>/<attempt>.log, or tributary logs RUN TASK")
     for command in view.get("commands", []):
         outcome = "" if command["outcome"] == "applied" else f" — refused: {command['detail']}"

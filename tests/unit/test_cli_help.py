@@ -92,12 +92,14 @@ def test_runs_show_prints_the_tasks_in_the_pipelines_order(
         "commands": [
             {"at": at, "actor": "alice", "command": "retry", "outcome": "applied", "detail": ""}
         ],
+        "attempts": {"extract": [{"attempt": 1, "state": "failed", "exit_code": 3}]},
     }
     print_run(view, ["extract", "load"], Path("/logs"))
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("run r1  p  batch date 2026-11-21  running")
     assert out[2].split() == ["extract", "failed", "2", "3", "1.50", "no", "such", "table"]
     assert out[3].split() == ["load", "queued", "0", "-", "-", "dim", "2026-11-20"]
+    assert "  extract attempt 1: failed (exit 3)" in out
     assert out[-1] == "  2026-11-21 03:00:00 alice: retry"
 
 
