@@ -76,7 +76,7 @@ async def main() -> None:
             }
         }
         env = {
-            "TRIBUTARY_ENV": "sample",
+            "TRIBUTARY_ENV": "bench",
             "TRIBUTARY_DATABASE_URL": url,
             "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
             "TRIBUTARY_KAFKA_ENABLE_IDEMPOTENCE": "false",

@@ -160,6 +160,15 @@ async def eventually(
     return value
 
 
+async def group_gone(leader: int) -> bool:
+    """Whether no process is left in the process group ``leader`` led."""
+    try:
+        os.killpg(leader, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 async def settled(value: T) -> T:
     """A value as an awaitable, for :func:`eventually` probes of in-memory state."""
     return value

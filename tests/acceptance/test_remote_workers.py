@@ -3,7 +3,6 @@ cancelled run's attempt stopped and rolled back on the worker that runs it."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import aiohttp
@@ -14,6 +13,7 @@ from tests.support import (
     RunService,
     ServiceProcess,
     eventually,
+    group_gone,
     produce,
     requested,
     settled,
@@ -107,14 +107,7 @@ async def test_cancelling_a_run_stops_its_attempt_on_a_remote_worker(
     await produce(kafka_bootstrap, topic, [(run_id.encode(), cancel.to_bytes())])
     leader = int(pid_file.read_text())
 
-    async def alive() -> bool:
-        try:
-            os.killpg(leader, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    await eventually(alive, lambda up: not up, 30, "the worker to stop the cancelled attempt")
+    await eventually(lambda: group_gone(leader), bool, 30, "the worker to stop the attempt")
     await eventually(lambda: settled((marks / "rolled").exists()), bool, 30, "its rollback")
     assert '"attempt.cancelled"' in worker.log_text()
 

@@ -5,7 +5,6 @@ resume, mark, backfill (idempotent), pause; tokens and roles; races between comm
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from service.loops.completions import CompletionBatcher
 from service.loops.heartbeat import LeaseKeeper
 from service.store import Store
 from tests.integration.test_executor import local_executor
-from tests.support import Background, Orchestrate, Orchestration, eventually
+from tests.support import Background, Orchestrate, Orchestration, eventually, group_gone
 
 OPERATOR = "operator-token-0123456789"
 VIEWER = "viewer-token-0123456789"
@@ -123,14 +122,7 @@ async def test_cancel_stops_the_running_task_rolls_it_back_and_leaves_no_process
         "wrong input",
     )
 
-    async def alive() -> bool:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    await eventually(alive, lambda up: not up, 20, "the cancelled task's processes to end")
+    await eventually(lambda: group_gone(pid), bool, 20, "the cancelled task's processes to end")
     await eventually(
         lambda: asyncio.sleep(0, (api.marks / "rolled").exists()), bool, 20, "the rollback"
     )

@@ -3,7 +3,6 @@ and its marker, a SQL query on PostgreSQL, a URL on a real HTTP server, and a ti
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from service.probes import Answer, poke
-from tests.support import eventually
+from tests.support import eventually, group_gone
 
 Poke = Callable[..., Awaitable[Answer]]
 
@@ -56,15 +55,8 @@ async def test_a_check_that_does_not_answer_in_time_is_an_error(
     assert (slow.error, slow.result) == (True, "error: no answer within 0.3s")
     leader = int(group.read_text())
 
-    async def group_alive() -> bool:
-        try:
-            os.killpg(leader, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
     # The check and what it started in the background are killed with their group.
-    await eventually(group_alive, lambda alive: not alive, 5, "the check's group to end")
+    await eventually(lambda: group_gone(leader), bool, 5, "the check's group to end")
 
 
 async def test_a_path_is_ready_when_it_and_its_marker_exist(poked: Poke, tmp_path: Path) -> None:
