@@ -18,7 +18,6 @@ A server that cannot be reached fails the tests with a message saying how to sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import subprocess
@@ -42,6 +41,7 @@ from tests.support import (
     ServiceProcess,
     pipelines_dir,
     service_environment,
+    stop_task,
 )
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -212,10 +212,7 @@ async def background() -> AsyncIterator[Background]:
 
     yield start
     for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
 
 @pytest.fixture

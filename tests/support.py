@@ -160,6 +160,17 @@ async def eventually(
     return value
 
 
+async def stop_task(task: asyncio.Task[Any]) -> bool:
+    """Cancel the task and await its end; True when the cancellation ended it (any other
+    exception it raised is raised here)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        return True
+    return False
+
+
 async def group_gone(leader: int) -> bool:
     """Whether no process is left in the process group ``leader`` led."""
     try:

@@ -127,7 +127,8 @@ class Settings(BaseModel):
     )
     remote_by_default: bool = Field(
         default=False,
-        description="Run every task on remote workers, not only those with executor: remote.",
+        description="Run every task on remote workers, not only those with executor: remote "
+        "(except tasks with cache: true, which the service runs: it checks their cache).",
     )
     dispatch_timeout_seconds: float = Field(
         default=300.0,

@@ -231,7 +231,8 @@ def new_tasks(
                 task.resources.memory_mb,
                 task.resources.pool,
                 task.priority,
-                task.executor == "remote" or remote_by_default,
+                # A cached task runs where its cache is checked: in the service.
+                task.executor == "remote" or (remote_by_default and not task.cache),
                 None if limit is None else limit.total_seconds(),
                 None if hold is None else hold.total_seconds(),
             )

@@ -256,6 +256,11 @@ class TaskSpec(TaskDefaults):
     @model_validator(mode="after")
     def _command_form(self) -> TaskSpec:
         _check_command_form(self.command, self.shell)
+        if self.cache and self.executor == "remote":
+            raise ValueError(
+                "cache is checked where the service runs a task: a remote task cannot be "
+                "cached (remove cache, or let the service run it)"
+            )
         return self
 
 

@@ -88,7 +88,8 @@ ENFORCED: dict[str, list[str]] = {
         "acceptance/test_reruns.py::test_a_rerun_of_a_date_leaves_the_published_partition_intact",
     ],
     "TaskSpec.executor": [
-        "acceptance/test_remote_workers.py::test_a_worker_killed_mid_task_hands_it_to_another"
+        "unit/test_spec.py::test_a_remote_task_cannot_be_cached_and_remote_by_default_keeps_cached_tasks_local",
+        "acceptance/test_remote_workers.py::test_a_worker_killed_mid_task_hands_it_to_another",
     ],
     "TaskSpec.priority": [f"{CAPACITY}::test_a_big_task_at_the_head_is_not_overtaken"],
     "TaskSpec.wait_for": [CHAINS, CHECK_WAITS],

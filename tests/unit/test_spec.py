@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from service.engine.triggers import new_tasks
 from service.errors import Problem, SpecError
 from service.spec.base import TriggerRule
 from service.spec.loader import load_pipeline_dir, load_pipeline_file, pipeline_from_data
@@ -455,3 +456,11 @@ def test_json_pipelines_load_and_locate_their_problems(tmp_path: Path) -> None:
     broken.write_text('{"id": "gen",\n "tasks": [}')
     with pytest.raises(SpecError, match=r"not valid JSON"):
         load_pipeline_file(broken)
+
+
+def test_a_remote_task_cannot_be_cached_and_remote_by_default_keeps_cached_tasks_local() -> None:
+    found = "\n".join(messages(spec(task("a", cache=True, executor="remote"))))
+    assert "a remote task cannot be cached" in found
+    pipeline = pipeline_from_data(spec(task("a", cache=True), task("b")), "p.yaml")
+    where = {t.task_id: t.remote for t in new_tasks(pipeline, remote_by_default=True)}
+    assert where == {"a": False, "b": True}

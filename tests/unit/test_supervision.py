@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from service import metrics
 from service.errors import EventError, InfrastructureError
 from service.supervision import Backoff, Loop, persistently
-from tests.support import Background
+from tests.support import Background, stop_task
 
 QUICK = Backoff(first=0.001, maximum=0.002)
 
@@ -69,9 +69,7 @@ async def test_a_server_away_is_retried_and_said_once_each_way(
     task = asyncio.create_task(loop.run())
     async with asyncio.timeout(5):
         await loop.idle.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    assert await stop_task(task)
     assert loop.rounds == 5  # three failures, the round with more work, the idle one
     assert loop.recovered == 3  # after each failure, before the backoff
     assert failures("script") == before + 3
@@ -122,10 +120,8 @@ async def test_a_cancel_that_lands_with_a_wake_up_still_stops_the_loop(ticks: in
     loop.wake()
     for _ in range(ticks):
         await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        async with asyncio.timeout(5):
-            await task
+    async with asyncio.timeout(5):
+        assert await stop_task(task)
 
 
 async def test_persistently_gets_a_call_through() -> None:
