@@ -34,6 +34,17 @@ class Rig:
         await self.orchestration.apply([request])
 
 
+async def run_to_end(rig: Rig, pg: asyncpg.Connection, pipeline_id: str) -> None:
+    """Request a run of the pipeline for 2026-11-21 and wait until no run is unfinished."""
+    await rig.run(pipeline_id, "2026-11-21")
+    await eventually(
+        lambda: pg.fetchval("SELECT count(*) FROM runs WHERE state NOT IN ('success', 'failed')"),
+        lambda unfinished: unfinished == 0,
+        30,
+        "the run to end",
+    )
+
+
 def local_executor(
     orchestration: Orchestration,
     keeper: KeeperClient,
@@ -90,13 +101,7 @@ async def rig(
 
 
 async def test_each_attempt_ends_as_its_spec_says(rig: Rig, pg: asyncpg.Connection) -> None:
-    await rig.run("hard", "2026-11-21")
-    await eventually(
-        lambda: pg.fetchval("SELECT state FROM runs"),
-        lambda s: s in ("success", "failed"),
-        30,
-        "the run to end",
-    )
+    await run_to_end(rig, pg, "hard")
     tasks = {r["task_id"]: r for r in await pg.fetch("SELECT * FROM task_instances")}
     assert {t: r["state"] for t, r in tasks.items()} == {
         "stubborn": "timed_out",
@@ -162,15 +167,7 @@ async def test_a_cached_task_runs_again_only_when_its_inputs_change(
     ran = rig.marks / "expensive"
 
     async def run_once() -> str:
-        await rig.run("cached", "2026-11-21")
-        await eventually(
-            lambda: pg.fetchval(
-                "SELECT count(*) FROM runs WHERE state NOT IN ('success', 'failed')"
-            ),
-            lambda n: n == 0,
-            20,
-            "the run to end",
-        )
+        await run_to_end(rig, pg, "cached")
         state: str = await pg.fetchval(
             "SELECT t.state FROM task_instances t JOIN runs r USING (run_id) "
             "ORDER BY r.created_at DESC LIMIT 1"
@@ -188,13 +185,7 @@ async def test_a_cached_task_runs_again_only_when_its_inputs_change(
 
 
 async def test_commands_run_where_and_how_the_spec_says(rig: Rig, pg: asyncpg.Connection) -> None:
-    await rig.run("shaped", "2026-11-21")
-    await eventually(
-        lambda: pg.fetchval("SELECT state FROM runs"),
-        lambda s: s in ("success", "failed"),
-        30,
-        "the run to end",
-    )
+    await run_to_end(rig, pg, "shaped")
     tasks = {r["task_id"]: r for r in await pg.fetch("SELECT * FROM task_instances")}
     assert (rig.marks / "here").read_text().strip() == str(rig.marks)  # cwd
     assert (rig.marks / "shelled").read_text() == "day 2026-11-21\n"  # shell: true
@@ -211,15 +202,7 @@ async def test_a_cache_hit_needs_skipped_upstream_tasks_and_current_outputs(
     rig: Rig, pg: asyncpg.Connection
 ) -> None:
     async def run_once() -> None:
-        await rig.run("cached_chain", "2026-11-21")
-        await eventually(
-            lambda: pg.fetchval(
-                "SELECT count(*) FROM runs WHERE state NOT IN ('success', 'failed')"
-            ),
-            lambda n: n == 0,
-            20,
-            "the run to end",
-        )
+        await run_to_end(rig, pg, "cached_chain")
 
     def ran(task: str) -> int:
         return (rig.marks / task).read_text().count("ran")
