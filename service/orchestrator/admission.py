@@ -16,28 +16,14 @@ from service.engine.decide import decide
 from service.engine.model import RunCreated
 from service.engine.states import RunState
 from service.orchestrator.outcome import BatchOutcome
-from service.orchestrator.outgoing import Outgoing
-from service.orchestrator.work_hub import WorkHub
-from service.orchestrator.working_set import WorkingSet
-from service.pipelines import PipelineRegistry
-from service.store import Store, Transaction
+from service.orchestrator.writing import Writing
+from service.store import Transaction
 
 
 class Admission:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        registry: PipelineRegistry,
-        outgoing: Outgoing,
-        hub: WorkHub,
-        actor: str,
-    ) -> None:
-        self._store = store
-        self._registry = registry
-        self._outgoing = outgoing
-        self._hub = hub
-        self._actor = actor
+    def __init__(self, writing: Writing) -> None:
+        self._writing = writing
+        self._store, self._registry = writing.store, writing.registry
 
     async def admit(self, pipeline_ids: Iterable[str]) -> BatchOutcome:
         """Start the queued runs of these pipelines that may start now."""
@@ -45,23 +31,16 @@ class Admission:
         outcome = BatchOutcome()
         if not wanted:
             return outcome
-        async with self._store.transaction(self._actor) as tx:
+        async with self._writing.working(outcome) as ws:
             chosen: list[str] = []
             for pipeline_id in wanted:  # in id order, as every taker of these locks
-                chosen += await self._choose(tx, pipeline_id)
-            if not chosen:
-                return outcome
-            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
+                chosen += await self._choose(ws.tx, pipeline_id)
             await ws.load(chosen)
             for run_id in sorted(chosen):
                 if ws.run_state(run_id) is not RunState.QUEUED:
                     continue
                 graph = ws.pipelines[run_id].graph
                 ws.apply(run_id, decide(graph, ws.snapshot(run_id), RunCreated()).transitions)
-            await ws.write()
-            outcome.outbox_written = tx.outbox_written
-        outcome.observe()
-        self._hub.committed(outcome)
         return outcome
 
     async def sweep(self) -> BatchOutcome:

@@ -38,10 +38,8 @@ from service.orchestrator.completions import CompletionApplier
 from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.runs import RunStarter
-from service.orchestrator.work_hub import WorkHub
 from service.orchestrator.working_set import WorkingSet
-from service.pipelines import PipelineRegistry
-from service.store import Store
+from service.orchestrator.writing import Writing
 from service.store.records import ReceivedEvent
 
 log = get_logger(__name__)
@@ -59,58 +57,43 @@ def check_applicable(event: CloudEvent) -> None:
 class BatchApplier:
     def __init__(
         self,
+        writing: Writing,
         *,
-        store: Store,
-        registry: PipelineRegistry,
-        outgoing: Outgoing,
-        hub: WorkHub,
-        actor: str,
         remote_by_default: bool = False,
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
         dates: BatchDates = ANY_SENSIBLE_DATE,
         default_timeout: timedelta | None = None,
     ) -> None:
-        self._store = store
-        self._registry = registry
-        self._outgoing = outgoing
-        self._hub = hub
-        self._actor = actor
+        self._writing = writing
         self.runs = RunStarter(
-            registry=registry,
-            outgoing=outgoing,
+            registry=writing.registry,
+            outgoing=writing.outgoing,
             remote_by_default=remote_by_default,
             dates=dates,
             default_timeout=default_timeout,
         )
-        self.admission = Admission(
-            store=store, registry=registry, outgoing=outgoing, hub=hub, actor=actor
-        )
+        self.admission = Admission(writing)
         self._completions = CompletionApplier(runs=self.runs, max_lost_attempts=max_lost_attempts)
-        self._commands = CommandApplier(outgoing, registry)
+        self._commands = CommandApplier(writing.outgoing, writing.registry)
 
     @property
     def outgoing(self) -> Outgoing:
-        return self._outgoing
+        return self._writing.outgoing
 
     async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
         """Apply a batch in one transaction (events must have passed :func:`check_applicable`)."""
         outcome = BatchOutcome()
         unique = list({(e.source, e.id): e for e in reversed(events)}.values())[::-1]
         outcome.duplicates = len(events) - len(unique)
-        async with self._store.transaction(self._actor) as tx:
-            fresh = await tx.mark_events_processed(
+        async with self._writing.working(outcome) as ws:
+            fresh = await ws.tx.mark_events_processed(
                 [ReceivedEvent(e.source, e.id, e.type) for e in unique]
             )
             todo = [e for e in unique if (e.source, e.id) in fresh]
             outcome.duplicates += len(unique) - len(todo)
-            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
             await ws.load(e.payload.run_id for e in todo if isinstance(e.payload, TaskCompleted))
             for event in todo:
                 await self._apply_one(ws, event)
-            await ws.write()
-            outcome.outbox_written = tx.outbox_written
-        outcome.observe()
-        self._hub.committed(outcome)
         await self._admit(outcome)
         return outcome
 

@@ -14,6 +14,7 @@ from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.schedules import Scheduler
 from service.orchestrator.timers import Timers
 from service.orchestrator.work_hub import WorkHub
+from service.orchestrator.writing import Writing
 from service.pipelines import PipelineRegistry
 from service.store import Store
 
@@ -41,34 +42,15 @@ class Orchestrator:
     ) -> Orchestrator:
         """``actor`` names this process in the transition log."""
         hub = WorkHub()
+        writing = Writing(store, registry, outgoing, hub, actor)
         applier = BatchApplier(
-            store=store,
-            registry=registry,
-            outgoing=outgoing,
-            hub=hub,
-            actor=actor,
+            writing,
             remote_by_default=remote_by_default,
             max_lost_attempts=max_lost_attempts,
             dates=dates,
             default_timeout=default_timeout,
         )
-        timers = Timers(
-            store=store,
-            registry=registry,
-            outgoing=outgoing,
-            applier=applier,
-            hub=hub,
-            actor=actor,
-        )
+        timers = Timers(writing, applier=applier)
         claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
-        scheduler = Scheduler(
-            store=store,
-            registry=registry,
-            outgoing=outgoing,
-            hub=hub,
-            actor=actor,
-            runs=applier.runs,
-            admission=applier.admission,
-            dates=dates,
-        )
+        scheduler = Scheduler(writing, runs=applier.runs, admission=applier.admission, dates=dates)
         return cls(hub, applier, claimer, timers, scheduler)

@@ -17,15 +17,11 @@ from service.engine.triggers import ANY_SENSIBLE_DATE, BatchDates, Refusal, run_
 from service.observability import get_logger
 from service.orchestrator.admission import Admission
 from service.orchestrator.outcome import BatchOutcome
-from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.runs import RunStarter, new_trace_id
-from service.orchestrator.work_hub import WorkHub
-from service.orchestrator.working_set import WorkingSet
-from service.pipelines import PipelineRegistry
+from service.orchestrator.writing import Writing
 from service.spec.cron import next_fire_times
 from service.spec.models import Schedule
 from service.spec.pipeline import Pipeline
-from service.store import Store
 
 log = get_logger(__name__)
 
@@ -37,21 +33,14 @@ PAUSED_LOOK_AGAIN = timedelta(seconds=5)  # how soon a paused schedule is looked
 class Scheduler:
     def __init__(
         self,
+        writing: Writing,
         *,
-        store: Store,
-        registry: PipelineRegistry,
-        outgoing: Outgoing,
-        hub: WorkHub,
-        actor: str,
         runs: RunStarter,
         admission: Admission,
         dates: BatchDates = ANY_SENSIBLE_DATE,
     ) -> None:
-        self._store = store
-        self._registry = registry
-        self._outgoing = outgoing
-        self._hub = hub
-        self._actor = actor
+        self._writing = writing
+        self._registry = writing.registry
         self._runs = runs
         self._admission = admission
         self._dates = dates
@@ -74,7 +63,8 @@ class Scheduler:
 
     async def _fire(self, pipeline: Pipeline, schedule: Schedule, now: datetime) -> int:
         outcome = BatchOutcome()
-        async with self._store.transaction(self._actor) as tx:
+        async with self._writing.working(outcome) as ws:
+            tx = ws.tx
             if await tx.is_paused(pipeline.id):
                 # Its fires are not handled: on unpause, the catch-up policy decides.
                 self._next[pipeline.id] = (pipeline.spec_hash, now + PAUSED_LOOK_AGAIN)
@@ -89,7 +79,6 @@ class Scheduler:
                 max_catchup=schedule.max_catchup,
                 on_time=ON_TIME,
             )
-            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
             for fire_at in fires.run:
                 start = run_for_fire(pipeline, fire_at, self._dates)
                 if isinstance(start, Refusal):
@@ -101,8 +90,6 @@ class Scheduler:
                 if run_id is not None:
                     await tx.record_schedule_fire(pipeline.id, fire_at, run_id)
             await tx.mark_schedule_handled(pipeline.id, fires.handled_until)
-            await ws.write()
-            outcome.outbox_written = tx.outbox_written
         if fires.skipped:
             log.warning(
                 "schedule.missed_fires_skipped",
@@ -110,8 +97,6 @@ class Scheduler:
                 skipped=fires.skipped,
                 catchup=schedule.catchup,
             )
-        outcome.observe()
-        self._hub.committed(outcome)
         await self._admission.admit(outcome.to_admit)
         upcoming = next_fire_times(schedule.cron, schedule.timezone, max(now, handled), 1)
         self._next[pipeline.id] = (pipeline.spec_hash, upcoming[0] if upcoming else NEVER)

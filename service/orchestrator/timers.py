@@ -21,11 +21,8 @@ from service.engine.model import RetryDue, WaitFailed
 from service.observability import get_logger
 from service.orchestrator.batch import BatchApplier
 from service.orchestrator.outcome import BatchOutcome
-from service.orchestrator.outgoing import Outgoing, lost_attempt
-from service.orchestrator.work_hub import WorkHub
-from service.orchestrator.working_set import WorkingSet
-from service.pipelines import PipelineRegistry
-from service.store import Store
+from service.orchestrator.outgoing import lost_attempt
+from service.orchestrator.writing import Writing
 from service.store.run_views import WaitingFor
 
 log = get_logger(__name__)
@@ -45,20 +42,18 @@ def wait_failure(wait: WaitingFor) -> str:
 class Timers:
     def __init__(
         self,
+        writing: Writing,
         *,
-        store: Store,
-        registry: PipelineRegistry,
-        outgoing: Outgoing,
         applier: BatchApplier,
-        hub: WorkHub,
-        actor: str,
     ) -> None:
-        self._store = store
-        self._registry = registry
-        self._outgoing = outgoing
+        self._writing = writing
+        self._store, self._outgoing, self._hub, self._actor = (
+            writing.store,
+            writing.outgoing,
+            writing.hub,
+            writing.actor,
+        )
         self._applier = applier
-        self._hub = hub
-        self._actor = actor
 
     async def fire_due_retries(self, limit: int) -> int:
         """Queue again the tasks whose retry time has come; return how many were due."""
@@ -123,8 +118,7 @@ class Timers:
         on, by another replica or an earlier event). Then admit what ended runs made room for."""
         outcome = BatchOutcome()
         applied = []
-        async with self._store.transaction(self._actor) as tx:
-            ws = WorkingSet(tx, self._registry, self._outgoing, outcome)
+        async with self._writing.working(outcome) as ws:
             await ws.load(run_id for run_id, _ in events)
             for run_id, event in events:
                 if not ws.is_active(run_id):
@@ -133,9 +127,5 @@ class Timers:
                 if decision.ignored is None:
                     ws.apply(run_id, decision.transitions)
                     applied.append((run_id, event))
-            await ws.write()
-            outcome.outbox_written = tx.outbox_written
-        outcome.observe()
-        self._hub.committed(outcome)
         await self._applier.admission.admit(outcome.to_admit)
         return applied
