@@ -18,10 +18,10 @@ from aiohttp import web
 
 from service.alerts.routes import routes_from
 from service.api.auth import Tokens
-from service.api.http import make_app
 from service.assembly import Components, assemble
 from service.bus.kafka import broker_answers
 from service.config import Settings
+from service.dashboard.web import make_web_app
 from service.errors import TributaryError
 from service.loops.watcher import PipelineWatcher
 from service.observability import get_logger
@@ -76,7 +76,7 @@ async def _serve_http(
         checks["loops"] = dict(parts.watchdog.found) or "ok"
         return checks
 
-    app = make_app(
+    app = make_web_app(
         servers.store,
         readiness,
         servers.live,

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from service import metrics
@@ -76,6 +77,10 @@ class LiveState:
     @property
     def channel(self) -> str:
         return f"{self._prefix}:status"
+
+    def subscriber(self) -> PubSub:
+        """A pub/sub connection of its own, for readers of the channel (the dashboard)."""
+        return self._client.pubsub(ignore_subscribe_messages=True)
 
     async def publish(self, events: Sequence[CloudEvent]) -> bool:
         """Stage the events and write what is staged, unless Redis failed a moment ago."""

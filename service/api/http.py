@@ -281,7 +281,7 @@ def make_app(
     """The HTTP app: health, metrics, reads, and (given an applier) operators' commands."""
     app = web.Application(middlewares=[authenticate(tokens or Tokens({})), bad_requests])
     app.add_routes(Views(store, readiness, live, registry).routes())
-    app.add_routes(Reads(store).routes())
+    app.add_routes(Reads(store, registry).routes())
     if log_dir is not None:
         app.add_routes(Logs(store, log_dir).routes())
     if applier is not None and registry is not None:

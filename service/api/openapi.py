@@ -140,6 +140,20 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/api/dead-letters": {"get": _read("the newest dead letters", LIMIT)},
+    "/api/pipelines/{pipeline_id}/heatmap": {
+        "get": _read(
+            "each task's duration, queue wait, state and attempts on the newest batch dates",
+            PIPELINE_ID,
+            {"name": "dates", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        )
+    },
+    "/api/live": {
+        "get": _read(
+            "state changes as server-sent events (Redis, else PostgreSQL); 'mode' says which",
+            {"name": "run_id", "in": "query", "schema": {"type": "string"}},
+            {"name": "pipeline_id", "in": "query", "schema": {"type": "string"}},
+        )
+    },
 }
 
 

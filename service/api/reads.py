@@ -1,34 +1,74 @@
 """Reads beyond the run views: a run's history, a task's attempts, datasets' partitions, dead
-letters — each bounded (``limit``), each a plain JSON document."""
+letters, a pipeline's heat map — each bounded (``limit``, ``dates``), each a plain JSON
+document."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
 from service.api.responses import ProblemError, json_response
 from service.errors import TributaryError
+from service.pipelines import PipelineRegistry
 from service.store import Store
 
 MAX_ROWS = 1000
+HEAT_MAP_DATES = 30  # batch dates a heat map shows unless asked
+MAX_HEAT_MAP_DATES = 366
 
 
 def limit_of(request: web.Request, default: int = 100) -> int:
     """The ``limit`` query parameter, 1 to MAX_ROWS."""
-    text = request.query.get("limit", str(default))
+    return count_of(request, "limit", default, MAX_ROWS)
+
+
+def count_of(request: web.Request, name: str, default: int, most: int, least: int = 1) -> int:
+    """The integer query parameter ``name``, ``least`` to ``most``."""
+    text = request.query.get(name, str(default))
     try:
-        limit = int(text)
+        value = int(text)
     except ValueError:
         raise ProblemError(
-            400, f"query parameter 'limit' must be an integer, got {text!r}"
+            400, f"query parameter {name!r} must be an integer, got {text!r}"
         ) from None
-    if not 1 <= limit <= MAX_ROWS:
-        raise ProblemError(400, f"query parameter 'limit' must be between 1 and {MAX_ROWS}")
-    return limit
+    if not least <= value <= most:
+        raise ProblemError(400, f"query parameter {name!r} must be between {least} and {most}")
+    return value
+
+
+def heat_map_view(
+    pipeline_id: str, tasks: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Rows of the heat_map query as a grid: its dates (oldest first), its tasks (the
+    pipeline's order, then any only older versions had), and a cell per task and date run."""
+    dates = sorted({row["batch_date"] for row in rows})
+    known = set(tasks)
+    extra = sorted({row["task_id"] for row in rows} - known)
+    return {
+        "pipeline_id": pipeline_id,
+        "dates": dates,
+        "tasks": [*tasks, *extra],
+        "cells": [
+            {
+                "task_id": row["task_id"],
+                "batch_date": row["batch_date"],
+                "run_id": row["run_id"],
+                "state": row["state"],
+                "attempts": row["attempt"],
+                "duration_seconds": row["duration_seconds"],
+                "queue_wait_seconds": row["queue_wait_seconds"],
+            }
+            for row in rows
+        ],
+    }
 
 
 class Reads:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, registry: PipelineRegistry | None = None) -> None:
         self._store = store
+        self._registry = registry
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -36,7 +76,28 @@ class Reads:
             web.get("/api/runs/{run_id}/tasks/{task_id}/attempts", self.attempts),
             web.get("/api/datasets", self.datasets),
             web.get("/api/dead-letters", self.dead_letters),
+            web.get("/api/pipelines/{pipeline_id}/heatmap", self.heat_map),
         ]
+
+    async def heat_map(self, request: web.Request) -> web.Response:
+        """Each task's duration, queue wait, state and attempts on the newest ``dates`` batch
+        dates (the newest run of each)."""
+        found = await self.heat_map_of(
+            request.match_info["pipeline_id"],
+            count_of(request, "dates", HEAT_MAP_DATES, MAX_HEAT_MAP_DATES),
+        )
+        return json_response(found)
+
+    async def heat_map_of(self, pipeline_id: str, dates: int) -> dict[str, Any]:
+        """The heat map of a deployed pipeline (404 for another), as the API answers it."""
+        deployed = self._registry.current if self._registry is not None else {}
+        if pipeline_id not in deployed:
+            raise ProblemError(404, f"no deployed pipeline {pipeline_id!r}")
+        try:
+            rows = await self._store.heat_map(pipeline_id, dates)
+        except TributaryError as exc:
+            raise ProblemError(503, str(exc)) from None
+        return heat_map_view(pipeline_id, deployed[pipeline_id].graph.order, rows)
 
     async def history(self, request: web.Request) -> web.Response:
         """Every state change of the run and its tasks, oldest first: when, what, who, why."""

@@ -674,3 +674,78 @@ ORDER BY p.pipeline_id, r.created_at DESC;
 -- name: set_run_version
 -- $1 run id, $2 spec hash: an operator's retry moves the run to its pipeline's current version.
 UPDATE runs SET spec_hash = $2, updated_at = now() WHERE run_id = $1;
+
+-- name: pipeline_figures
+-- $1 pipeline ids, $2 how many of each pipeline's newest ended runs: how many ended and
+-- succeeded, and their duration's median and 95th percentile, in seconds.
+SELECT p.pipeline_id,
+       count(r.run_id) AS ended,
+       count(r.run_id) FILTER (WHERE r.state = 'success') AS succeeded,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY r.seconds) AS p50_seconds,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY r.seconds) AS p95_seconds
+FROM unnest($1::text[]) AS p(pipeline_id)
+LEFT JOIN LATERAL (
+    SELECT run_id, state, extract(epoch FROM ended_at - started_at)::float8 AS seconds
+    FROM runs
+    WHERE runs.pipeline_id = p.pipeline_id AND state IN ('success', 'failed', 'cancelled')
+    ORDER BY created_at DESC
+    LIMIT $2
+) AS r ON true
+GROUP BY p.pipeline_id;
+
+-- name: newest_deadlines
+-- $1 pipeline ids: each pipeline's newest run that has an SLA deadline, to tell its SLA state.
+SELECT p.pipeline_id, r.run_id, r.state, r.deadline_at, r.deadline_missed_at, r.ended_at
+FROM unnest($1::text[]) AS p(pipeline_id)
+CROSS JOIN LATERAL (
+    SELECT run_id, state, deadline_at, deadline_missed_at, ended_at FROM runs
+    WHERE runs.pipeline_id = p.pipeline_id AND deadline_at IS NOT NULL
+    ORDER BY created_at DESC
+    LIMIT 1
+) AS r;
+
+-- name: heat_map
+-- $1 pipeline id, $2 how many batch dates: the newest run of each of the newest batch dates,
+-- and each of its tasks: state, attempts, duration and queue wait (seconds; running: so far).
+WITH dates AS (
+    SELECT DISTINCT ON (batch_date) batch_date, run_id
+    FROM runs WHERE pipeline_id = $1
+    ORDER BY batch_date DESC, created_at DESC
+    LIMIT $2
+)
+SELECT d.batch_date, d.run_id, t.task_id, t.state, t.attempt,
+       extract(epoch FROM coalesce(t.ended_at, now()) - t.started_at)::float8 AS duration_seconds,
+       extract(epoch FROM t.started_at - t.queued_at)::float8 AS queue_wait_seconds
+FROM dates AS d
+JOIN task_instances AS t ON t.run_id = d.run_id
+ORDER BY d.batch_date, t.task_id;
+
+-- name: run_attempts
+-- $1 run id: every ended attempt of every task of the run, for its Gantt chart.
+SELECT task_id, attempt, state, started_at, ended_at
+FROM task_attempts WHERE run_id = $1
+ORDER BY started_at NULLS LAST, task_id, attempt;
+
+-- name: transitions_after
+-- $1 the last transition seen, $2 how many: the state changes since, oldest first, each with
+-- its run's pipeline (the dashboard's live feed when Redis is away).
+SELECT t.id, t.run_id, r.pipeline_id, t.task_id, t.attempt, t.to_state AS state, t.at
+FROM transitions AS t
+JOIN runs AS r ON r.run_id = t.run_id
+WHERE t.id > $1
+ORDER BY t.id
+LIMIT $2;
+
+-- name: last_transition
+SELECT coalesce(max(id), 0) FROM transitions;
+
+-- name: newest_partitions
+-- $1 datasets: the newest announced version of each, if any.
+SELECT n.*
+FROM unnest($1::text[]) AS d(dataset)
+CROSS JOIN LATERAL (
+    SELECT dataset, partition, version, producer, event_id, recorded_at FROM dataset_partitions
+    WHERE dataset_partitions.dataset = d.dataset
+    ORDER BY recorded_at DESC
+    LIMIT 1
+) AS n;

@@ -1,6 +1,7 @@
-"""What the API and the CLI read beyond runs and tasks: a run's history (every transition, who
-made it and why), a task's attempts, datasets' partitions, dead letters. Mixed into
-:class:`Store`; every row comes back as a plain mapping, ready for JSON."""
+"""What the API, the dashboard and the CLI read beyond runs and tasks: a run's history (every
+transition, who made it and why), a task's attempts, datasets' partitions, dead letters, each
+pipeline's figures and heat map, and the changes since a transition (the live feed's fallback).
+Mixed into :class:`Store`; every row comes back as a plain mapping, ready for JSON."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ class ReadQueries:
     async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         raise NotImplementedError  # the Store's
 
+    async def _fetchval(self, name: str, *args: Any) -> Any:
+        raise NotImplementedError  # the Store's
+
     async def run_history(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(row) for row in await self._fetch("run_transitions", run_id)]
 
@@ -21,6 +25,11 @@ class ReadQueries:
 
     async def partitions(self, dataset: str | None, limit: int) -> list[dict[str, Any]]:
         return [dict(row) for row in await self._fetch("list_partitions", dataset, limit)]
+
+    async def newest_partitions(self, datasets: list[str]) -> dict[str, dict[str, Any]]:
+        """The newest announced version of each of ``datasets`` that has one."""
+        rows = await self._fetch("newest_partitions", datasets)
+        return {row["dataset"]: dict(row) for row in rows}
 
     async def last_runs(
         self, pipeline_ids: list[str], count: int
@@ -34,3 +43,30 @@ class ReadQueries:
 
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         return [dict(row) for row in await self._fetch("list_dead_letters", limit)]
+
+    async def pipeline_figures(
+        self, pipeline_ids: list[str], runs: int
+    ) -> dict[str, dict[str, Any]]:
+        """Over each pipeline's newest ``runs`` ended runs: ended, succeeded, p50 and p95
+        duration (seconds)."""
+        rows = await self._fetch("pipeline_figures", pipeline_ids, runs)
+        return {row["pipeline_id"]: dict(row) for row in rows}
+
+    async def newest_deadlines(self, pipeline_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each pipeline's newest run with an SLA deadline: state, deadline, when missed."""
+        rows = await self._fetch("newest_deadlines", pipeline_ids)
+        return {row["pipeline_id"]: dict(row) for row in rows}
+
+    async def heat_map(self, pipeline_id: str, dates: int) -> list[dict[str, Any]]:
+        """The tasks of the newest run of each of the pipeline's newest ``dates`` batch dates."""
+        return [dict(row) for row in await self._fetch("heat_map", pipeline_id, dates)]
+
+    async def run_attempts(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self._fetch("run_attempts", run_id)]
+
+    async def transitions_after(self, last_id: int, limit: int) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self._fetch("transitions_after", last_id, limit)]
+
+    async def last_transition(self) -> int:
+        found: int = await self._fetchval("last_transition")
+        return found
