@@ -324,8 +324,7 @@ def _alert_sender(
 
     sender = AlertSender(
         routes,
-        settings.alert_dashboard_url_template,
-        settings.alert_logs_url_template,
+        *settings.alert_links(),
         settings.alert_fold_window_seconds,
         domain_of,
     )

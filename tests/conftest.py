@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import hypothesis
 import pytest
 import redis.asyncio as aioredis
 
@@ -43,6 +44,11 @@ from tests.support import (
     service_environment,
     stop_task,
 )
+
+# Properties are checked by what they find, never by how long an example takes: a loaded
+# machine (CI's two cores, a bench beside the tests) must not fail a correct property.
+hypothesis.settings.register_profile("tributary", deadline=None)
+hypothesis.settings.load_profile("tributary")
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"

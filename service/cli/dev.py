@@ -117,7 +117,8 @@ def _banner(service: Service) -> None:
     token = settings.cli_token.get_secret_value() if settings.cli_token else "(your api_tokens)"
     print(
         f"\nTributary dev is up (Ctrl-C stops it and everything it started):\n"
-        f"  HTTP      http://{settings.http_host}:{service.http_port}/api/runs\n"
+        f"  Dashboard http://{settings.http_host}:{service.http_port}/  (sign in with the token)\n"
+        f"  API       http://{settings.http_host}:{service.http_port}/api/runs\n"
         f"  Kafka     {settings.kafka_bootstrap_servers}\n"
         f"  Postgres  {settings.database_url}\n"
         f"  Redis     {settings.redis_url or 'none: running without live state'}\n"

@@ -10,11 +10,12 @@ import socket
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from service.config import urls
 from service.config.json_secrets import checked_api_tokens, checked_check_databases
 
 DEFAULT_ENV = "dev"
@@ -39,10 +40,12 @@ class Settings(BaseModel):
         description="Names this process in logs, the transition log and claims (default host-pid).",
     )
 
-    database_url: str = Field(description="PostgreSQL URL, postgresql://user@host:5432/db.")
+    database_url: Annotated[str, AfterValidator(urls.postgres_url)] = Field(
+        description="PostgreSQL URL, postgresql://user@host:5432/db."
+    )
     database_pool_size: int = Field(default=10, ge=2, le=200, description="Connections at most.")
 
-    redis_url: str | None = Field(
+    redis_url: Annotated[str | None, AfterValidator(urls.redis_url)] = Field(
         default=None, description="Redis URL for live state; unset runs without live state."
     )
     redis_key_prefix: str = Field(default="tributary", description="Prefix of every Redis key.")
@@ -156,13 +159,16 @@ class Settings(BaseModel):
         description="Pipeline id or domain -> sink names; 'default' for the rest "
         "(unset: every sink gets every alert).",
     )
-    alert_dashboard_url_template: str = Field(
-        default="http://127.0.0.1:8080/api/runs/{run_id}",
-        description="The 'Open run' link of alerts; {run_id}, {pipeline_id}, {task_id}.",
+    alert_dashboard_url_template: str | None = Field(
+        default=None,
+        description="The 'Open run' link of alerts; {run_id}, {pipeline_id}, {task_id}. "
+        "Unset: the dashboard's run page, <api_url>/runs/{run_id}.",
     )
-    alert_logs_url_template: str = Field(
-        default="http://127.0.0.1:8080/api/runs/{run_id}",
-        description="The 'Logs' link of alerts, e.g. a log search for {trace_id}.",
+    alert_logs_url_template: str | None = Field(
+        default=None,
+        description="The 'Logs' link of alerts, e.g. a log search for {trace_id}. Unset: the "
+        "dashboard's page of the task's attempt and log, <api_url>/runs/{run_id}/tasks/"
+        "{task_id} (the run's page for an alert about the whole run).",
     )
     alert_fold_window_seconds: float = Field(
         default=300.0,
@@ -249,7 +255,8 @@ class Settings(BaseModel):
     api_url: str | None = Field(
         default=None,
         description="Where tributary commands (runs cancel, backfill, …) reach the service's "
-        "API. Unset: http://<http_host>:<http_port>.",
+        "API, and where alert links send people (the dashboard). Unset: "
+        "http://<http_host>:<http_port>.",
     )
     cli_token: SecretStr | None = Field(
         default=None,
@@ -260,6 +267,14 @@ class Settings(BaseModel):
 
     def api_base(self) -> str:
         return (self.api_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    def alert_links(self) -> tuple[str, str]:
+        """The templates of alerts' 'Open run' and 'Logs' links, defaults filled in."""
+        pages = self.api_base()
+        return (
+            self.alert_dashboard_url_template or pages + "/runs/{run_id}",
+            self.alert_logs_url_template or pages + "/runs/{run_id}/tasks/{task_id}",
+        )
 
     def api_token_roles(self) -> dict[str, tuple[str, str]]:
         """api_tokens as token -> (name, role)."""
@@ -374,22 +389,6 @@ class Settings(BaseModel):
     consumer_batch_size: int = Field(
         default=500, ge=1, description="Events applied in one database transaction at most."
     )
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgres://", "postgresql://")):
-            raise ValueError("must be a postgresql:// URL")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
 
 
 SECRET_SETTINGS = frozenset(

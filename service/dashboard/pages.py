@@ -4,12 +4,14 @@ figure comes from the same store reads the API serves."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from markupsafe import Markup, escape
 
 from service.api.http import LAST_RUNS, checked_id, pipeline_view
 from service.api.reads import HEAT_MAP_DATES, MAX_HEAT_MAP_DATES, Reads, count_of
@@ -27,6 +29,7 @@ from service.store import Store
 FIGURES_WINDOW = 30  # success rate and durations over each pipeline's newest ended runs
 RUNS_PAGE = 50
 FILTERS = ("domain", "tag", "owner")
+PLAIN = re.compile(r"^[A-Za-z0-9_.:-]*$")  # needs no escaping in HTML
 METRICS = {"duration": "duration", "queue_wait": "queue wait"}
 
 
@@ -96,7 +99,8 @@ class Pages:
             paused = await self._store.paused_pipelines()
             last = await self._store.last_runs(pipeline_ids, LAST_RUNS)
             found = await self._store.pipeline_figures(pipeline_ids, FIGURES_WINDOW)
-            deadlines = await self._store.newest_deadlines(pipeline_ids)
+            with_sla = [p for p in pipeline_ids if self._registry.current[p].spec.sla]
+            deadlines = await self._store.newest_deadlines(with_sla) if with_sla else {}
         except TributaryError as exc:
             raise ProblemError(503, str(exc)) from None
         return [
@@ -192,7 +196,9 @@ def pipeline_row(
         "success_text": figures.NOTHING if rate is None else f"{rate:.0%} of {found['ended']}",
         "p50": figures.duration_text(found["p50_seconds"]),
         "p95": figures.duration_text(found["p95_seconds"]),
-        "sla": figures.sla_state(deadline if pipeline.spec.sla else None, now),
+        "sla": figures.sla_state(deadline, now)
+        if pipeline.spec.sla
+        else figures.SlaState("none", "no SLA"),
     }
 
 
@@ -209,21 +215,53 @@ def triggers_text(triggers: dict[str, Any]) -> str:
 
 
 def heat_grid(heat: dict[str, Any], metric: str) -> dict[str, Any]:
-    """The heat map as the page draws it: a cell per (task, date), each with its heat."""
+    """The heat map as the page draws it: a row per task, a cell per date (None where the
+    date's run has no such task), each cell with its heat, link and words ready."""
     key = f"{metric}_seconds"
     cells = heat["cells"]
     levels = figures.heat_levels([cell[key] for cell in cells])
+    plain = {text: _plain(text) for cell in cells for text in (cell["run_id"], cell["task_id"])}
+    grid = {
+        (cell["task_id"], cell["batch_date"]): _heat_cell(cell, level, plain)
+        for cell, level in zip(cells, levels, strict=True)
+    }
     values = [cell[key] for cell in cells if cell[key] is not None and cell[key] > 0]
     return {
         "dates": heat["dates"],
-        "tasks": heat["tasks"],
-        "grid": {
-            (cell["task_id"], cell["batch_date"]): {**cell, "level": level, "value": cell[key]}
-            for cell, level in zip(cells, levels, strict=True)
-        },
+        "rows": [
+            {"task": task, "cells": [grid.get((task, day)) for day in heat["dates"]]}
+            for task in heat["tasks"]
+        ],
         "low": min(values, default=None),
         "high": max(values, default=None),
     }
+
+
+def _heat_cell(cell: dict[str, Any], level: int | None, plain: dict[str, str]) -> Markup:
+    """One cell's link, as HTML: drawn here rather than in the template, since a heat map
+    has thousands. Ids are plain (letters, digits, ``_.:-``), so escaped only if not."""
+    state = cell["state"]
+    attempts = cell["attempts"]
+    marked = state != "success"
+    classes = f"cell heat-{'none' if level is None else level}" + (
+        f" cell-{state}" if marked else ""
+    )
+    run_id, task_id = plain[cell["run_id"]], plain[cell["task_id"]]
+    label = (
+        f"{task_id} on {cell['batch_date']}: {figures.word(state)}, "
+        f"duration {figures.duration_text(cell['duration_seconds'])}, "
+        f"queue wait {figures.duration_text(cell['queue_wait_seconds'])}, "
+        f"{attempts} attempt{'' if attempts == 1 else 's'}"
+    )
+    return Markup(
+        f'<a class="{classes}" href="/runs/{run_id}/tasks/{task_id}" data-run="{run_id}" '
+        f'data-task="{task_id}" data-cell title="{label}" aria-label="{label}">'
+        f"{figures.icon(state) if marked else ''}</a>"
+    )
+
+
+def _plain(text: str) -> str:
+    return text if PLAIN.match(text) else str(escape(text))
 
 
 ROLES = ("triggers", "waiters", "producers")

@@ -31,7 +31,13 @@ class RunPages:
         return [
             web.get("/runs/{run_id}", self.run),
             web.get("/runs/{run_id}/tasks/{task_id}", self.attempt),
+            web.get("/runs/{run_id}/tasks/", self.tasks),
         ]
+
+    async def tasks(self, request: web.Request) -> web.Response:
+        """A link to no task in particular (an alert about the whole run): the run's tasks."""
+        run_id = checked_id(request.match_info["run_id"], "a run id")
+        raise web.HTTPSeeOther(f"/runs/{run_id}#tasks")
 
     async def run(self, request: web.Request) -> web.Response:
         """A run: graph, tasks, attempts, params, trigger, waits, commands, history."""

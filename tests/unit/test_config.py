@@ -142,3 +142,24 @@ def test_a_wrong_value_never_shows_a_password_or_a_secret() -> None:
     assert "hunter2" not in text
     assert "got 'mysql://bob:***@db/x'" in text
     assert "setting 'http_port'" in text
+
+
+def test_alert_links_open_the_dashboards_pages_unless_set(tmp_path: Path) -> None:
+    path = write(tmp_path, "http_port = 9000\n")
+    settings = load_settings(path, environ=REQUIRED)
+    assert settings.alert_links() == (
+        "http://127.0.0.1:9000/runs/{run_id}",
+        "http://127.0.0.1:9000/runs/{run_id}/tasks/{task_id}",
+    )
+    public = load_settings(
+        path,
+        environ={
+            **REQUIRED,
+            "TRIBUTARY_API_URL": "https://tributary.example.com/",
+            "TRIBUTARY_ALERT_LOGS_URL_TEMPLATE": "https://logs.example.com/?q={trace_id}",
+        },
+    )
+    assert public.alert_links() == (
+        "https://tributary.example.com/runs/{run_id}",
+        "https://logs.example.com/?q={trace_id}",
+    )
