@@ -1,7 +1,10 @@
 """The service: every loop of one Tributary process, built from the settings, started together,
 stopped in order.
 
-The settings (alert sinks included) are checked before any server is touched. Each loop runs
+The settings (alert sinks included) are checked before any server is touched. Servers that do
+not answer yet are waited for (``startup_wait_seconds``), the port answering meanwhile that the
+process is alive but not ready: under an orchestrator, a broker that starts later is no crash
+loop. Each loop runs
 under the supervisor (``service/supervision.py``): a server away for a while is waited out; a
 loop that stops for any other reason stops the whole service loudly instead of letting it limp
 on. Shutdown stops intake first, lets running attempts finish (up to the drain timeout),
@@ -12,24 +15,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from typing import Any
 
 from aiohttp import web
 
 from service.alerts.routes import routes_from
 from service.api.auth import Tokens
+from service.api.waiting import Waiting
 from service.assembly import Components, assemble
 from service.bus.kafka import broker_answers
 from service.config import Settings
 from service.dashboard.web import make_web_app
-from service.errors import TributaryError
+from service.errors import InfrastructureError, TributaryError
 from service.loops.watcher import PipelineWatcher
 from service.observability import get_logger
 from service.servers import Servers
+from service.supervision import Backoff
 
 log = get_logger(__name__)
 
 READINESS_TIMEOUT = 2.0  # seconds per dependency check
+STARTUP_BACKOFF = Backoff(first=0.5, maximum=10.0)  # between tries of the servers at start
 
 
 class Service:
@@ -47,7 +55,9 @@ class Service:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            parts = await assemble(self.settings, self.alert_routes, stack)
+            parts = await self._assemble_when_reachable(stack, stop)
+            if parts is None:
+                return  # stopped while waiting for the servers
             self._watcher = parts.watcher
             self.http_port = await _serve_http(self.settings, parts, stack)
             running = parts.start()
@@ -64,6 +74,61 @@ class Service:
                 log.info("service.stopping")
                 await parts.shutdown(running, self.settings.shutdown_drain_seconds)
                 log.info("service.stopped")
+
+    async def _assemble_when_reachable(
+        self, stack: contextlib.AsyncExitStack, stop: asyncio.Event
+    ) -> Components | None:
+        """Connect to the servers and build the loops; while PostgreSQL or Kafka does not
+        answer, say so, serve /healthz (alive) and /readyz (503: what it waits for), and try
+        again with backoff, up to startup_wait_seconds. None: stopped meanwhile."""
+        waiting = Waiting()
+        runner = web.AppRunner(waiting.app(), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.settings.http_host, self.settings.http_port).start()
+            give_up_at = time.monotonic() + self.settings.startup_wait_seconds
+            while True:
+                attempt = contextlib.AsyncExitStack()
+                try:
+                    parts = await assemble(self.settings, self.alert_routes, attempt)
+                except InfrastructureError as exc:
+                    await attempt.aclose()
+                    waiting.tried(str(exc))
+                    delay = _next_try(waiting.tries, give_up_at, exc)
+                    log.warning(
+                        "service.waiting",
+                        waiting_for=str(exc),
+                        tries=waiting.tries,
+                        retry_in=round(delay, 2),
+                        http_port=runner.addresses[0][1],
+                    )
+                    if await _stopped_within(stop, delay):
+                        return None
+                    continue
+                except BaseException:
+                    await attempt.aclose()
+                    raise
+                await stack.enter_async_context(attempt)
+                return parts
+        finally:
+            await runner.cleanup()
+
+
+def _next_try(tries: int, give_up_at: float, error: InfrastructureError) -> float:
+    """Seconds until the next try; raises when start-up has waited long enough."""
+    left = give_up_at - time.monotonic()
+    if left <= 0:
+        raise InfrastructureError(
+            f"gave up waiting for the servers (startup_wait_seconds): {error}"
+        ) from error
+    return min(STARTUP_BACKOFF.delay(tries, random.uniform(-1.0, 1.0)), left)
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()
 
 
 async def _serve_http(

@@ -1,5 +1,7 @@
 """Prometheus metrics, served on ``/metrics``. Base units (seconds), counters end in ``_total``,
-labels only of low cardinality (states, outcomes, topics; never run or task ids).
+labels only of bounded cardinality: states, outcomes, topics, and the deployed pipelines' ids
+(``pipeline``) and task ids (``task``, on the two task histograms) — never run ids, batch
+dates or anything an event can make up. See docs/operations.md for the series count.
 
 Every metric lives in :data:`REGISTRY`, one per process.
 """
@@ -16,19 +18,33 @@ DURATION_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600
 
 RUNS_ENDED = Counter(
     "tributary_runs_ended_total",
-    "Runs that reached a terminal state.",
-    ["state"],
+    "Runs that reached a terminal state, by pipeline and state.",
+    ["pipeline", "state"],
+    registry=REGISTRY,
+)
+RUN_DURATION = Histogram(
+    "tributary_run_duration_seconds",
+    "From a run's start to its end, by pipeline and final state.",
+    ["pipeline", "state"],
+    buckets=DURATION_BUCKETS,
     registry=REGISTRY,
 )
 TASKS_ENDED = Counter(
     "tributary_tasks_ended_total",
-    "Task instances that reached a terminal state.",
-    ["state"],
+    "Task instances that reached a terminal state, by pipeline and state.",
+    ["pipeline", "state"],
     registry=REGISTRY,
 )
 RETRIES_SCHEDULED = Counter(
     "tributary_task_retries_scheduled_total",
-    "Failed attempts given another one.",
+    "Failed attempts given another one, by pipeline.",
+    ["pipeline"],
+    registry=REGISTRY,
+)
+SLA_MISSED = Counter(
+    "tributary_sla_missed_total",
+    "Runs found past their SLA deadline, by pipeline.",
+    ["pipeline"],
     registry=REGISTRY,
 )
 ATTEMPTS_LOST = Counter(
@@ -38,20 +54,22 @@ ATTEMPTS_LOST = Counter(
 )
 TASK_DURATION = Histogram(
     "tributary_task_duration_seconds",
-    "How long attempts run, by outcome.",
-    ["outcome"],
+    "How long attempts ran (local and remote), by pipeline, task and outcome.",
+    ["pipeline", "task", "outcome"],
     buckets=DURATION_BUCKETS,
     registry=REGISTRY,
 )
 QUEUE_WAIT = Histogram(
     "tributary_task_queue_wait_seconds",
-    "From a task being queued to its attempt starting.",
+    "From a task being queued to its attempt being claimed, by pipeline and task.",
+    ["pipeline", "task"],
     buckets=(*LATENCY_BUCKETS, 30, 60, 300, 900),
     registry=REGISTRY,
 )
 SCHEDULING_LATENCY = Histogram(
     "tributary_scheduling_latency_seconds",
-    "From an attempt ending to the commit that queued its successors.",
+    "From an attempt ending to the commit that queued its successors, by pipeline.",
+    ["pipeline"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )

@@ -10,7 +10,9 @@ TOKENS_SHAPE = 'a JSON object: {name: {"token": "at least 16 characters", "role"
 DATABASES_SHAPE = "a JSON object: {name: postgresql URL}"
 
 
-def checked_api_tokens(value: SecretStr) -> SecretStr:
+def checked_api_tokens(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
     try:
         found = orjson.loads(value.get_secret_value())
     except orjson.JSONDecodeError:
@@ -27,7 +29,9 @@ def checked_api_tokens(value: SecretStr) -> SecretStr:
     return value
 
 
-def checked_check_databases(value: SecretStr) -> SecretStr:
+def checked_check_databases(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
     try:
         found = orjson.loads(value.get_secret_value())
     except orjson.JSONDecodeError:

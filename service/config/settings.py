@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from service.config import urls
 from service.config.json_secrets import checked_api_tokens, checked_check_databases
@@ -229,7 +229,7 @@ class Settings(BaseModel):
         description="Also write everything from DEBUG to this rotating file (10 MB x 5).",
     )
 
-    check_databases: SecretStr | None = Field(
+    check_databases: Annotated[SecretStr | None, AfterValidator(checked_check_databases)] = Field(
         default=None,
         json_schema_extra={"secret": True},
         description="Databases that sql checks (wait_for) may query, as JSON: {name: "
@@ -244,7 +244,7 @@ class Settings(BaseModel):
         description="How long one poke of a check may take; longer counts as an error.",
     )
 
-    api_tokens: SecretStr | None = Field(
+    api_tokens: Annotated[SecretStr | None, AfterValidator(checked_api_tokens)] = Field(
         default=None,
         json_schema_extra={"secret": True},
         description='API bearer tokens as JSON: {name: {"token": "…", "role": "viewer" or '
@@ -283,21 +283,11 @@ class Settings(BaseModel):
         found = orjson.loads(self.api_tokens.get_secret_value())
         return {entry["token"]: (name, entry["role"]) for name, entry in found.items()}
 
-    @field_validator("api_tokens")
-    @classmethod
-    def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
-        return value if value is None else checked_api_tokens(value)
-
     def check_dsns(self) -> dict[str, str]:
         """check_databases as name -> DSN."""
         if self.check_databases is None:
             return {}
         return dict(orjson.loads(self.check_databases.get_secret_value()))
-
-    @field_validator("check_databases")
-    @classmethod
-    def _check_databases(cls, value: SecretStr | None) -> SecretStr | None:
-        return value if value is None else checked_check_databases(value)
 
     def secret_values(self) -> list[str]:
         """Every secret's text, and the URLs and secrets inside alert_sinks, for redaction."""
@@ -331,6 +321,12 @@ class Settings(BaseModel):
         default_factory=dict,
         description="Named pools: how many tasks of each may run at once across all "
         'replicas, e.g. {"warehouse": 2} (a TOML table, or JSON in the variable).',
+    )
+    startup_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long start-up waits, retrying with backoff, for PostgreSQL and Kafka "
+        "to answer (/healthz alive, /readyz 503 meanwhile) before it gives up (exit 1).",
     )
     shutdown_drain_seconds: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long running attempts may finish."

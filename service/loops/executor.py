@@ -116,9 +116,6 @@ class LocalExecutor(Loop):
             return False
         claims = await self._claimer.claim(self._worker_id, free, self._lease_seconds)
         for claim in claims:
-            if claim.queued_at is not None:
-                wait = (claim.started_at - claim.queued_at).total_seconds()
-                metrics.QUEUE_WAIT.observe(max(wait, 0.0))
             self._track(claim, self._execute(claim))
         metrics.TASKS_RUNNING.set(len(self._running))
         metrics.FREE_SLOTS.set(self._node.slots - len(self._running))
@@ -224,7 +221,6 @@ class LocalExecutor(Loop):
     def _report(self, ended: Ended, key: AttemptKey) -> None:
         done = ended.outcome
         seconds = (ended.ended_at - ended.started_at).total_seconds()
-        metrics.TASK_DURATION.labels(str(done.outcome)).observe(max(seconds, 0.0))
         log.info(
             "attempt.ended",
             outcome=done.outcome,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from service import metrics
 from service.engine.decide import start_attempt
 from service.engine.model import TaskSnapshot
 from service.engine.states import TaskState
@@ -76,6 +77,7 @@ class Claimer:
             written = tx.outbox_written
         if claims:
             self._hub.committed(BatchOutcome(outbox_written=written))
+            observe_queue_waits(claims)
         return claims
 
     async def dispatch_remote(
@@ -90,6 +92,7 @@ class Claimer:
             written = tx.outbox_written
         if claims:
             self._hub.committed(BatchOutcome(outbox_written=written))
+            observe_queue_waits(claims)
         return Dispatched(len(claims) - len(unrenderable), unrenderable)
 
     async def redispatch(
@@ -144,3 +147,11 @@ class Claimer:
             before = TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)
             record_transitions(tx, self._outgoing, claim.run(), pipeline, [start_attempt(before)])
         return claims
+
+
+def observe_queue_waits(claims: list[ClaimedAttempt]) -> None:
+    """Each committed claim's wait in the queue, by pipeline and task."""
+    for claim in claims:
+        if claim.queued_at is not None:
+            wait = max((claim.started_at - claim.queued_at).total_seconds(), 0.0)
+            metrics.QUEUE_WAIT.labels(claim.pipeline_id, claim.task_id).observe(wait)

@@ -59,10 +59,14 @@ class CompletionApplier:
         for effect in decision.effects:
             await self._carry_out(ws, run_id, completed, effect)
         ws.outcome.applied += 1
+        pipeline_id = ws.runs[run_id].pipeline_id
+        if completed.started_at is not None and completed.ended_at is not None:
+            took = max((completed.ended_at - completed.started_at).total_seconds(), 0.0)
+            ws.outcome.task_durations.append((pipeline_id, task_id, str(completed.outcome), took))
         queued = any(t.to_state == TaskState.QUEUED for t in decision.transitions)
         if queued and completed.ended_at is not None:
             latency = (utc_now() - completed.ended_at).total_seconds()
-            ws.outcome.scheduling_latencies.append(latency)
+            ws.outcome.scheduling_latencies.append((pipeline_id, latency))
 
     async def _carry_out(
         self, ws: WorkingSet, run_id: str, completed: TaskCompleted, effect: Effect

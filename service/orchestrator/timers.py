@@ -96,6 +96,8 @@ class Timers:
             written = tx.outbox_written
         if late:
             self._hub.committed(BatchOutcome(outbox_written=written))
+            for run in late:
+                metrics.SLA_MISSED.labels(run.pipeline_id).inc()
         return len(late)
 
     async def fail_waits(self, limit: int) -> int:

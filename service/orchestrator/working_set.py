@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from service.clock import utc_now
 from service.engine.model import RunSnapshot, StopAttempt, TaskSnapshot, Transition
 from service.engine.states import RUN_TERMINAL, RunState, TaskState
 from service.events import CloudEvent
@@ -98,7 +99,7 @@ class WorkingSet:
                 self._run_moves[run_id] = RunMove(run_id, start, t.to_state)
                 self._run_states[run_id] = RunState(t.to_state)
                 if self._run_states[run_id] in RUN_TERMINAL:
-                    self.outcome.to_admit.add(self.runs[run_id].pipeline_id)
+                    self._run_ended(self.runs[run_id], t.to_state)
                 continue
             key = (run_id, t.task_id)
             moved = self._task_moves.get(key)
@@ -123,7 +124,13 @@ class WorkingSet:
         run = self.runs[run_id]
         pipeline = self.pipelines[run_id]
         record_transitions(self.tx, self._outgoing, run, pipeline, transitions, details)
-        self.outcome.count(transitions)
+        self.outcome.count(run.pipeline_id, transitions)
+
+    def _run_ended(self, run: LockedRun, state: str) -> None:
+        self.outcome.to_admit.add(run.pipeline_id)
+        if run.started_at is not None:
+            took = (utc_now() - run.started_at).total_seconds()
+            self.outcome.run_durations.append((run.pipeline_id, state, max(took, 0.0)))
 
     def created(self, run_id: str, reason: str) -> None:
         """Log the creation of a new run (its row is inserted queued, not moved there)."""

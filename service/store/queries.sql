@@ -103,7 +103,7 @@ FROM unnest($2::text[], $3::int[], $4::jsonb[], $5::float8[], $6::float8[], $7::
 -- name: lock_runs
 -- $1 run ids. Serializes every change to these runs, across replicas; always locked in
 -- run id order, so two transactions never wait on each other in a circle.
-SELECT run_id, pipeline_id, spec_hash, batch_date, state, trace_id, params
+SELECT run_id, pipeline_id, spec_hash, batch_date, state, trace_id, params, started_at
 FROM runs WHERE run_id = ANY($1::text[])
 ORDER BY run_id
 FOR UPDATE;

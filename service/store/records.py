@@ -64,6 +64,7 @@ class LockedRun:
     state: RunState
     trace_id: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None  # as locked: None for a run not started before
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> LockedRun:

@@ -48,7 +48,6 @@ PIPELINES = {
     "orders_daily": PARTITION,
     "revenue_report": PARTITION,
 }
-ALL_TASKS = sum(len(example_tasks(pipeline_id)) for pipeline_id in PIPELINES)
 
 
 def status_events(records: list[Any]) -> list[dict[str, Any]]:
@@ -272,12 +271,25 @@ async def check_http(port: int, run_id: str) -> None:
         async with http.get(f"{base}/metrics") as response:
             assert response.status == 200
             scraped = await response.text()
+        per_pipeline = [
+            line
+            for p in PIPELINES
+            for line in (
+                f'tributary_runs_ended_total{{pipeline="{p}",state="success"}} 1.0',
+                f'tributary_run_duration_seconds_count{{pipeline="{p}",state="success"}} 1.0',
+                f'tributary_tasks_ended_total{{pipeline="{p}",state="success"}} '
+                f"{len(example_tasks(p))}.0",
+                *(
+                    f'tributary_task_duration_seconds_count{{outcome="success",pipeline="{p}",'
+                    f'task="{t}"}} 1.0'
+                    for t in example_tasks(p)
+                ),
+                f'tributary_task_queue_wait_seconds_count{{pipeline="{p}",task=',
+            )
+        ]
         for line in (
-            f'tributary_runs_ended_total{{state="success"}} {len(PIPELINES)}.0',
-            f'tributary_tasks_ended_total{{state="success"}} {ALL_TASKS}.0',
-            "tributary_scheduling_latency_seconds_count",
-            "tributary_task_queue_wait_seconds_count",
-            f'tributary_task_duration_seconds_count{{outcome="success"}} {ALL_TASKS}.0',
+            *per_pipeline,
+            'tributary_scheduling_latency_seconds_count{pipeline="orders_daily"}',
             "tributary_outbox_published_total",
             "tributary_dead_letters_total{topic=",
             "tributary_live_state_available 1.0",
