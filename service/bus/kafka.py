@@ -48,7 +48,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "request_timeout_ms": REQUEST_TIMEOUT_MS,
     }
     if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context()
+        options["ssl_context"] = tls_context(settings)
     if settings.kafka_sasl_mechanism:
         password = settings.kafka_sasl_password
         options.update(
@@ -57,6 +57,22 @@ def client_options(settings: Settings) -> dict[str, Any]:
             sasl_plain_password=password.get_secret_value() if password else None,
         )
     return options
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Certificates checked against the system's CAs or kafka_ssl_cafile; this client's own
+    certificate presented when one is set (mutual TLS)."""
+    context = ssl.create_default_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+    )
+    if settings.kafka_ssl_certfile is not None:
+        password = settings.kafka_ssl_key_password
+        context.load_cert_chain(
+            settings.kafka_ssl_certfile,
+            settings.kafka_ssl_keyfile,
+            password.get_secret_value() if password else None,
+        )
+    return context
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:

@@ -132,7 +132,10 @@ def _did_you_mean(key: str, env: bool = False) -> str:
 def _describe(exc: ValidationError, path: Path | None, environ: Mapping[str, str]) -> str:
     lines = []
     for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "?"
+        if not error["loc"]:  # a rule across settings: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = str(error["loc"][0])
         variable = env_var(name)
         if variable in environ:
             origin = f"from environment variable {variable}"

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, ConfigDict, Field, SecretStr
 
 from service.config import urls
 from service.config.json_secrets import checked_api_tokens, checked_check_databases
+from service.config.kafka import KafkaSettings
 
 DEFAULT_ENV = "dev"
 
@@ -29,7 +30,7 @@ def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class Settings(BaseModel):
+class Settings(KafkaSettings):
     """Everything the service reads from its environment, validated once."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,55 +54,6 @@ class Settings(BaseModel):
         default=86_400, gt=0, description="How long live run state stays in Redis (seconds)."
     )
 
-    kafka_bootstrap_servers: str = Field(description="Kafka brokers, host:port[,host:port…].")
-    kafka_client_id: str = Field(default="tributary", description="Kafka client id.")
-    kafka_consumer_group: str = Field(
-        default="tributary", description="Consumer group shared by every replica."
-    )
-    kafka_enable_idempotence: bool = Field(
-        default=True,
-        description="Idempotent producer: on for Apache Kafka/Redpanda/MSK, off for Tansu.",
-    )
-    kafka_session_timeout_ms: int = Field(
-        default=10_000, ge=1_000, description="Consumer session timeout (ms)."
-    )
-    kafka_heartbeat_interval_ms: int = Field(
-        default=3_000, ge=100, description="Consumer heartbeat interval (ms)."
-    )
-    kafka_fetch_max_wait_ms: int = Field(
-        default=500,
-        ge=1,
-        le=30_000,
-        description="Longest a fetch waits for data. Apache Kafka answers as soon as data "
-        "arrives; Tansu tends to hold the fetch, so keep it short (20-50) there.",
-    )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="How to talk to the brokers."
-    )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        default=None, description="SASL mechanism, when the cluster requires SASL."
-    )
-    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
-    kafka_sasl_password: SecretStr | None = Field(
-        default=None, json_schema_extra={"secret": True}, description="SASL password (secret)."
-    )
-    kafka_max_message_bytes: int = Field(
-        default=1_048_576,
-        ge=10_000,
-        description="Largest record Tributary produces (bytes; the producer's "
-        "max_request_size). Refused input larger than this is dead-lettered as a bounded "
-        "envelope (reason, origin, size, sha256, the first KiB).",
-    )
-    kafka_create_topics: bool = Field(
-        default=True, description="Create missing topics at start-up."
-    )
-    kafka_topic_partitions: int = Field(
-        default=4, ge=1, description="Partitions of topics Tributary creates."
-    )
-    kafka_topic_replication_factor: int = Field(
-        default=1, ge=1, description="Replication factor of topics Tributary creates."
-    )
-
     topic_triggers: str = Field(
         default="tributary.triggers", description="Topic of dataset.ready events."
     )
@@ -123,10 +75,6 @@ class Settings(BaseModel):
         default="tributary.logs",
         description="Topic of task.log events: remote workers' attempt logs, which the "
         "service writes into its task_log_dir.",
-    )
-    kafka_worker_group: str = Field(
-        default="tributary-workers",
-        description="Consumer group of the remote workers (tributary worker).",
     )
     remote_by_default: bool = Field(
         default=False,

@@ -96,7 +96,12 @@ def test_secrets_are_refused_in_files(tmp_path: Path) -> None:
 
 
 def test_secrets_from_the_environment_are_hidden_in_repr() -> None:
-    env = {**REQUIRED, "TRIBUTARY_KAFKA_SASL_PASSWORD": "hunter2"}
+    env = {
+        **REQUIRED,
+        "TRIBUTARY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "TRIBUTARY_KAFKA_SASL_MECHANISM": "PLAIN",
+        "TRIBUTARY_KAFKA_SASL_PASSWORD": "hunter2",
+    }
     settings = load_settings(environ=env)
     assert "hunter2" not in repr(settings)
     assert settings.kafka_sasl_password is not None
@@ -163,3 +168,43 @@ def test_alert_links_open_the_dashboards_pages_unless_set(tmp_path: Path) -> Non
         "https://tributary.example.com/runs/{run_id}",
         "https://logs.example.com/?q={trace_id}",
     )
+
+
+def test_kafka_security_settings_the_protocol_would_not_use_are_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            environ={
+                **REQUIRED,
+                "TRIBUTARY_KAFKA_SASL_MECHANISM": "PLAIN",
+                "TRIBUTARY_KAFKA_SASL_PASSWORD": "hunter2-secret",
+            }
+        )
+    assert str(caught.value) == (
+        "invalid configuration:\n  kafka_sasl_mechanism, kafka_sasl_password set, but "
+        "kafka_security_protocol is PLAINTEXT, which does not use them: choose SSL, "
+        "SASL_PLAINTEXT or SASL_SSL, or unset them"
+    )  # and never the password
+    with pytest.raises(ConfigError, match="SASL_SSL needs kafka_sasl_mechanism"):
+        load_settings(environ={**REQUIRED, "TRIBUTARY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(ConfigError, match="kafka_ssl_certfile and kafka_ssl_keyfile go together"):
+        load_settings(
+            environ={
+                **REQUIRED,
+                "TRIBUTARY_KAFKA_SECURITY_PROTOCOL": "SSL",
+                "TRIBUTARY_KAFKA_SSL_CERTFILE": "/etc/tributary/client.pem",
+            }
+        )
+    tls = load_settings(
+        environ={
+            **REQUIRED,
+            "TRIBUTARY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "TRIBUTARY_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "TRIBUTARY_KAFKA_SASL_USERNAME": "tributary",
+            "TRIBUTARY_KAFKA_SASL_PASSWORD": "hunter2-secret",
+        }
+    )
+    from service.bus.kafka import client_options
+
+    options = client_options(tls)
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["ssl_context"].verify_mode.name == "CERT_REQUIRED"

@@ -80,3 +80,21 @@ def test_the_dashboard_covers_what_operators_watch() -> None:
         "TributaryRunsFailing",
         "TributarySLAMissed",
     }
+
+
+def test_the_compose_stack_names_real_settings_and_files() -> None:
+    from service.config import Settings
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    settings = set(Settings.model_fields)
+    for name, service in compose["services"].items():
+        for variable in service.get("environment", {}):
+            if variable.startswith("TRIBUTARY_"):
+                assert variable.removeprefix("TRIBUTARY_").lower() in settings, (name, variable)
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / "deploy" / source).exists(), (name, source)
+    tributary = [s for s in compose["services"].values() if "build" in s]
+    assert len(tributary) == 4  # two replicas, two workers
+    assert all(s["stop_grace_period"] == "45s" for s in tributary)
