@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import time
 from typing import Any
 
 from aiohttp import web
@@ -32,12 +30,11 @@ from service.errors import InfrastructureError, TributaryError
 from service.loops.watcher import PipelineWatcher
 from service.observability import get_logger
 from service.servers import Servers
-from service.supervision import Backoff
+from service.supervision import when_reachable
 
 log = get_logger(__name__)
 
 READINESS_TIMEOUT = 2.0  # seconds per dependency check
-STARTUP_BACKOFF = Backoff(first=0.5, maximum=10.0)  # between tries of the servers at start
 
 
 class Service:
@@ -86,49 +83,27 @@ class Service:
         await runner.setup()
         try:
             await web.TCPSite(runner, self.settings.http_host, self.settings.http_port).start()
-            give_up_at = time.monotonic() + self.settings.startup_wait_seconds
-            while True:
-                attempt = contextlib.AsyncExitStack()
-                try:
-                    parts = await assemble(self.settings, self.alert_routes, attempt)
-                except InfrastructureError as exc:
-                    await attempt.aclose()
-                    waiting.tried(str(exc))
-                    delay = _next_try(waiting.tries, give_up_at, exc)
-                    log.warning(
-                        "service.waiting",
-                        waiting_for=str(exc),
-                        tries=waiting.tries,
-                        retry_in=round(delay, 2),
-                        http_port=runner.addresses[0][1],
-                    )
-                    if await _stopped_within(stop, delay):
-                        return None
-                    continue
-                except BaseException:
-                    await attempt.aclose()
-                    raise
-                await stack.enter_async_context(attempt)
-                return parts
+            port = runner.addresses[0][1]
+
+            def said(error: InfrastructureError, tries: int, delay: float) -> None:
+                waiting.tried(str(error))
+                log.warning(
+                    "service.waiting",
+                    waiting_for=str(error),
+                    tries=tries,
+                    retry_in=round(delay, 2),
+                    http_port=port,
+                )
+
+            return await when_reachable(
+                lambda attempt: assemble(self.settings, self.alert_routes, attempt),
+                stack,
+                give_up_after=self.settings.startup_wait_seconds,
+                stop=stop,
+                waiting=said,
+            )
         finally:
             await runner.cleanup()
-
-
-def _next_try(tries: int, give_up_at: float, error: InfrastructureError) -> float:
-    """Seconds until the next try; raises when start-up has waited long enough."""
-    left = give_up_at - time.monotonic()
-    if left <= 0:
-        raise InfrastructureError(
-            f"gave up waiting for the servers (startup_wait_seconds): {error}"
-        ) from error
-    return min(STARTUP_BACKOFF.delay(tries, random.uniform(-1.0, 1.0)), left)
-
-
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    return stop.is_set()
 
 
 async def _serve_http(

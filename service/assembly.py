@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,7 +42,7 @@ from service.orchestrator.schedules import Scheduler
 from service.orchestrator.timers import Timers
 from service.orchestrator.work_hub import WorkHub
 from service.pipelines import PipelineRegistry, RunContexts
-from service.servers import Servers, archived, connect_servers
+from service.servers import Servers, archived, connect_servers, ensure_queue_topics
 from service.store.records import ClaimBudget
 from service.supervision import Loop
 
@@ -250,6 +251,7 @@ def _side_loops(
         registry=servers.registry,
         directory=settings.pipelines_dir,
         interval=settings.pipelines_reload_interval_seconds,
+        after_load=functools.partial(ensure_queue_topics, settings, servers.registry),
     )
     timers = TimerLoop(
         timers=core.timers,

@@ -93,6 +93,15 @@ class PipelineRegistry:
     def current(self) -> dict[str, Pipeline]:
         return dict(self._current)
 
+    def queues(self) -> set[str]:
+        """The worker queues the deployed pipelines' tasks name."""
+        return {
+            task.queue
+            for pipeline in self._current.values()
+            for task in pipeline.spec.tasks
+            if task.queue is not None
+        }
+
     def triggered_by(self, dataset: str) -> list[Pipeline]:
         return self._by_trigger.get(dataset, [])
 

@@ -18,6 +18,7 @@ from service.bus.kafka import (
     start_clients,
 )
 from service.config import Settings
+from service.config.kafka import requests_topic
 from service.execution.keeper_client import KeeperClient
 from service.live_state import LiveState
 from service.observability import get_logger
@@ -50,7 +51,7 @@ async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) 
         store, NodeCapacity(settings.node_cpu_cores, settings.node_memory_mb)
     )
     await registry.load(settings.pipelines_dir)
-    producer, consumer = await _open_kafka(settings, stack)
+    producer, consumer = await _open_kafka(settings, stack, registry.queues())
     live = await _open_live_state(settings, stack)
     keeper = KeeperClient(settings.attempt_state_dir, settings.lease_ttl_seconds)
     keeper.own()  # a second process on the same directory is refused now, not later
@@ -64,10 +65,10 @@ async def connect_servers(settings: Settings, stack: contextlib.AsyncExitStack) 
 
 
 async def _open_kafka(
-    settings: Settings, stack: contextlib.AsyncExitStack
+    settings: Settings, stack: contextlib.AsyncExitStack, queues: set[str]
 ) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
     if settings.kafka_create_topics:
-        created = await ensure_topics(settings, service_topics(settings))
+        created = await ensure_topics(settings, service_topics(settings, queues))
         if created:
             log.info("kafka.topics_created", topics=created)
     return await start_clients(
@@ -108,3 +109,13 @@ def archived(letter: DeadLetter) -> ArchivedLetter:
         head=text(envelope["head"]),
         traceback=text(letter.traceback) if letter.traceback is not None else None,
     )
+
+
+async def ensure_queue_topics(settings: Settings, registry: PipelineRegistry) -> None:
+    """The requests topic of every queue the deployed pipelines name (after a reload may have
+    added one): a request to a queue is never published to a topic that does not exist."""
+    if settings.kafka_create_topics:
+        topics = [requests_topic(settings.topic_requests, q) for q in sorted(registry.queues())]
+        created = await ensure_topics(settings, topics) if topics else []
+        if created:
+            log.info("kafka.topics_created", topics=created)

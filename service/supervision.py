@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from service import metrics
-from service.errors import TributaryError
+from service.errors import InfrastructureError, TributaryError
 from service.observability import get_logger
 
 log = get_logger(__name__)
@@ -198,3 +198,47 @@ class Loop(ABC):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._wakeup.wait()
+
+
+STARTUP_BACKOFF = Backoff(first=0.5, maximum=10.0)  # between tries of the servers at start
+
+
+async def when_reachable(
+    connect: Callable[[contextlib.AsyncExitStack], Awaitable[T]],
+    stack: contextlib.AsyncExitStack,
+    *,
+    give_up_after: float,
+    stop: asyncio.Event,
+    waiting: Callable[[InfrastructureError, int, float], None],
+) -> T | None:
+    """``connect(stack)`` at start-up, tried again with backoff while a server does not answer
+    (each failed try's half-made connections closed, ``waiting(error, tries, delay)`` told),
+    for up to ``give_up_after`` seconds; then the last error, as why it gave up. None when
+    ``stop`` is set meanwhile."""
+    give_up_at = time.monotonic() + give_up_after
+    tries = 0
+    while True:
+        attempt = contextlib.AsyncExitStack()
+        try:
+            made = await connect(attempt)
+        except InfrastructureError as exc:
+            await attempt.aclose()
+            tries += 1
+            left = give_up_at - time.monotonic()
+            if left <= 0:
+                raise InfrastructureError(
+                    f"gave up waiting for the servers (startup_wait_seconds): {exc}"
+                ) from exc
+            delay = min(STARTUP_BACKOFF.delay(tries, random.uniform(-1.0, 1.0)), left)
+            waiting(exc, tries, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            if stop.is_set():
+                return None
+            continue
+        except BaseException:
+            await attempt.aclose()
+            raise
+        await stack.enter_async_context(attempt)
+        return made

@@ -75,6 +75,7 @@ class Worker(Loop):
         max_parallel: int,
         lease_seconds: float,
         logs_topic: str = "",
+        capacity: tuple[float, int] | None = None,
     ) -> None:
         super().__init__(idle_wait=0)  # getmany waits for records itself
         self._consumer = consumer
@@ -86,6 +87,9 @@ class Worker(Loop):
         self._source = f"urn:tributary:worker:{worker_id}"
         self._log_dir = log_dir
         self._max_parallel = max_parallel
+        self._capacity = capacity  # (cpu cores, memory MB) of this node; None: unbounded
+        self._holds: dict[AttemptKey, tuple[float, int]] = {}  # what each attempt holds
+        self._waiting_for_room = False  # a request that does not fit waits, unread
         self.lease_seconds = lease_seconds
         self._running: dict[AttemptKey, asyncio.Task[None]] = {}
         self._taken_over = False
@@ -104,7 +108,7 @@ class Worker(Loop):
         if self._stopping:
             return False
         assigned = self._consumer.assignment()
-        if self.free <= 0:
+        if self.free <= 0 or self._waiting_for_room:
             self._consumer.pause(*assigned)
         else:
             self._consumer.resume(*assigned)
@@ -112,13 +116,29 @@ class Worker(Loop):
             batches: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
                 timeout_ms=POLL_TIMEOUT_MS, max_records=max(self.free, 1)
             )
+        unread = {tp: records[0].offset for tp, records in batches.items()}
         for tp, records in batches.items():
             for record in records:
                 self._in_hand = (tp, record.offset)
-                await self._take(record)
+                if not await self._take(record):  # no room for it now: read it again later
+                    self._waiting_for_room = True
+                    for where, offset in unread.items():
+                        self._consumer.seek(where, offset)
+                    self._in_hand = None
+                    return False
                 await self._commit(tp, record.offset + 1)
+                unread[tp] = record.offset + 1
         self._in_hand = None
         return bool(batches)
+
+    def _fits(self, cpu_cores: float, memory_mb: int) -> bool:
+        """Room on this node for an attempt holding that much; one bigger than the whole
+        node runs when nothing else does."""
+        if self._capacity is None or not self._running:
+            return True
+        cpu = sum(held[0] for held in self._holds.values()) + cpu_cores
+        memory = sum(held[1] for held in self._holds.values()) + memory_mb
+        return cpu <= self._capacity[0] + 1e-9 and memory <= self._capacity[1]
 
     async def recover(self) -> None:
         """A request not taken in full: read it again next round."""
@@ -139,8 +159,9 @@ class Worker(Loop):
         if still:
             await asyncio.wait(still)
 
-    async def _take(self, record: Record) -> None:
-        """Start the requested attempt in the keeper, or dead-letter or discard the request."""
+    async def _take(self, record: Record) -> bool:
+        """Start the requested attempt in the keeper, or dead-letter or discard the request;
+        False when it does not fit the node's free resources yet (nothing done)."""
         try:
             event = parse_event(record.value)
             if not isinstance(event.payload, TaskRequested):
@@ -153,18 +174,23 @@ class Worker(Loop):
                 record.key, record.value, str(exc), record.topic, record.partition, record.offset
             )
             await self._dead_letters.send([letter])
-            return
+            return True
         key = AttemptKey(request.run_id, request.task_id, request.attempt)
         if request.pickup_by is not None and utc_now() > request.pickup_by:
             log.warning("request.expired", attempt=str(key), pickup_by=str(request.pickup_by))
-            return  # requested again meanwhile: that request runs it
+            return True  # requested again meanwhile: that request runs it
         if key in self._running:
-            return  # a request delivered twice
+            return True  # a request delivered twice
+        holds = (request.cpu_cores or 0.0, request.memory_mb or 0)
+        if not self._fits(*holds):
+            return False
         await self._send(TaskHeartbeat(*_ids(key), self._worker_id), key)  # the lease starts
         log_path = self._log_dir / key.run_id / key.task_id / f"{key.attempt}.log"
         ending = await self._keeper.start(key, launch, log_path)
         log.info("request.taken", run_id=key.run_id, task_id=key.task_id, attempt=key.attempt)
+        self._holds[key] = holds
         self._running[key] = asyncio.create_task(self._report_when_ended(key, ending))
+        return True
 
     async def cancel(self, key: AttemptKey, reason: str) -> None:
         """Stop the attempt and roll it back, if this worker runs it."""
@@ -197,6 +223,8 @@ class Worker(Loop):
                 await self._report(ended)
         finally:
             self._running.pop(key, None)
+            self._holds.pop(key, None)
+            self._waiting_for_room = False  # room was made: look at the waiting request again
             self.wake()
 
     async def ship_logs(self) -> None:

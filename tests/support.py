@@ -313,7 +313,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", self.command],
+                [sys.executable, "-m", "service", *self.command.split()],
                 env=env,
                 cwd=ROOT,
                 stdout=log,
@@ -331,7 +331,7 @@ class ServiceProcess:
 
     @property
     def started_event(self) -> str:
-        return "worker.started" if self.command == "worker" else "service.started"
+        return "worker.started" if self.command.startswith("worker") else "service.started"
 
     def http_port(self) -> int:
         started = [e for e in self.log_events() if e.get("event") == "service.started"]

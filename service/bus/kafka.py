@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from service.config import Settings
+from service.config.kafka import requests_topic
 from service.errors import InfrastructureError
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code, reported per topic rather than raised
@@ -119,7 +120,7 @@ def make_consumer(settings: Settings, group: str | None = None) -> AIOKafkaConsu
     )
 
 
-def service_topics(settings: Settings) -> list[str]:
+def service_topics(settings: Settings, queues: Iterable[str] = ()) -> list[str]:
     return [
         settings.topic_triggers,
         settings.topic_completions,
@@ -128,6 +129,7 @@ def service_topics(settings: Settings) -> list[str]:
         settings.topic_requests,
         settings.topic_cancels,
         settings.topic_logs,
+        *(requests_topic(settings.topic_requests, queue) for queue in sorted(set(queues))),
     ]
 
 

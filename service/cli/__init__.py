@@ -82,6 +82,12 @@ def _service_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     worker = commands.add_parser(
         "worker", help="run tasks requested over Kafka (executor: remote), any number of them"
     )
+    worker.add_argument(
+        "--queue",
+        metavar="NAME",
+        help="take only the tasks with this queue (their queue: key); default: the tasks "
+        "without one (or the worker_queue setting)",
+    )
     worker.set_defaults(handler="serving:cmd_worker")
     dev = commands.add_parser(
         "dev", help="run the service on embedded defaults: starts what it needs, loads examples"

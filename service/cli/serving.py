@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer
@@ -19,8 +21,11 @@ from service.bus.dead_letter import DeadLetters
 from service.bus.kafka import broker_errors, client_options, ensure_topics, start_clients
 from service.cli.common import settings_for, with_store
 from service.config import Settings
+from service.config.kafka import QUEUE_PATTERN, requests_topic
+from service.errors import InfrastructureError
 from service.execution.keeper_client import KeeperClient
 from service.observability import configure_logging, get_logger
+from service.supervision import when_reachable
 from service.worker import CancelListener, Worker, WorkerHeartbeats, WorkerLogShipping
 
 log = get_logger(__name__)
@@ -76,7 +81,17 @@ async def serve_until_signalled(
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    asyncio.run(serve_until_signalled(_worker(configured(args))))
+    settings = configured(args)
+    if args.queue is not None:
+        if not re.fullmatch(QUEUE_PATTERN, args.queue):
+            print(
+                f"tributary worker: --queue {args.queue!r}: a queue is 1 to 100 letters, "
+                "digits, '_' or '-'",
+                file=sys.stderr,
+            )
+            return 2
+        settings = settings.model_copy(update={"worker_queue": args.queue})
+    asyncio.run(serve_until_signalled(_worker(settings)))
     return 0
 
 
@@ -84,9 +99,35 @@ def _worker(settings: Settings) -> Callable[[asyncio.Event], Awaitable[None]]:
     async def work(stop: asyncio.Event) -> None:
         """A remote worker: requests from Kafka in, heartbeats and completions out."""
         async with contextlib.AsyncExitStack() as stack:
-            worker = await _open_worker(settings, stack)
-            cancels = await _cancels_consumer(settings, stack)
-            log.info("worker.started", worker_id=settings.instance_id)
+
+            async def connect(
+                attempt: contextlib.AsyncExitStack,
+            ) -> tuple[Worker, AIOKafkaConsumer]:
+                return await _open_worker(settings, attempt), await _cancels_consumer(
+                    settings, attempt
+                )
+
+            def said(error: InfrastructureError, tries: int, delay: float) -> None:
+                log.warning(
+                    "worker.waiting", waiting_for=str(error), tries=tries, retry_in=round(delay, 2)
+                )
+
+            opened = await when_reachable(
+                connect,
+                stack,
+                give_up_after=settings.startup_wait_seconds,
+                stop=stop,
+                waiting=said,
+            )
+            if opened is None:
+                return  # stopped while waiting for the broker
+            worker, cancels = opened
+            log.info(
+                "worker.started",
+                worker_id=settings.instance_id,
+                queue=settings.worker_queue,
+                requests_topic=requests_topic(settings.topic_requests, settings.worker_queue),
+            )
             loops = [
                 asyncio.create_task(worker.run(), name="worker"),
                 asyncio.create_task(WorkerHeartbeats(worker).run(), name="worker-heartbeats"),
@@ -128,20 +169,24 @@ async def _cancels_consumer(
 
 
 async def _open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> Worker:
+    """A worker of its queue: its requests topic, its queue's group (workers of one queue
+    share its requests), this node's resources."""
+    requests = requests_topic(settings.topic_requests, settings.worker_queue)
+    group = settings.kafka_worker_group + (
+        f".{settings.worker_queue}" if settings.worker_queue else ""
+    )
     if settings.kafka_create_topics:
         await ensure_topics(
             settings,
             [
-                settings.topic_requests,
+                requests,
                 settings.topic_completions,
                 settings.topic_dead_letter,
                 settings.topic_cancels,
                 settings.topic_logs,
             ],
         )
-    producer, consumer = await start_clients(
-        settings, stack, [settings.topic_requests], settings.kafka_worker_group
-    )
+    producer, consumer = await start_clients(settings, stack, [requests], group)
     keeper = KeeperClient(settings.attempt_state_dir, settings.lease_ttl_seconds)
     keeper.own()
     stack.push_async_callback(keeper.close)
@@ -158,6 +203,7 @@ async def _open_worker(settings: Settings, stack: contextlib.AsyncExitStack) -> 
         max_parallel=settings.max_parallel_tasks,
         lease_seconds=settings.lease_ttl_seconds,
         logs_topic=settings.topic_logs,
+        capacity=(settings.node_cpu_cores, settings.node_memory_mb),
     )
 
 

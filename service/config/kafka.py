@@ -10,7 +10,13 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 TLS = ("SSL", "SASL_SSL")
+QUEUE_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"  # as a task's queue: key (spec/base.py)
 SASL = ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+def requests_topic(base: str, queue: str | None) -> str:
+    """Where the requests of a queue's tasks go: the requests topic, or one of its own."""
+    return base if queue is None else f"{base}.{queue}"
 
 
 class KafkaSettings(BaseModel):
@@ -85,7 +91,7 @@ class KafkaSettings(BaseModel):
     )
     worker_queue: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_-]{1,100}$",
+        pattern=QUEUE_PATTERN,
         description="The queue a tributary worker takes tasks from (tasks with that queue: "
         "key), as --queue does; unset: the tasks without a queue. Workers only.",
     )

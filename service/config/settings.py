@@ -147,12 +147,14 @@ class Settings(KafkaSettings):
     node_cpu_cores: float = Field(
         default_factory=lambda: float(os.cpu_count() or 1),
         gt=0,
-        description="CPU cores one node offers tasks (default: this machine's).",
+        description="CPU cores one node (the service's, or a worker's) offers tasks "
+        "(default: this machine's).",
     )
     node_memory_mb: int = Field(
         default_factory=_machine_memory_mb,
         ge=1,
-        description="Memory in MB one node offers tasks (default: this machine's).",
+        description="Memory in MB one node (the service's, or a worker's) offers tasks "
+        "(default: this machine's).",
     )
 
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
@@ -274,7 +276,8 @@ class Settings(KafkaSettings):
         default=300.0,
         ge=0,
         description="How long start-up waits, retrying with backoff, for PostgreSQL and Kafka "
-        "to answer (/healthz alive, /readyz 503 meanwhile) before it gives up (exit 1).",
+        "to answer (/healthz alive, /readyz 503 meanwhile; a worker waits for Kafka alike) "
+        "before it gives up (exit 1).",
     )
     shutdown_drain_seconds: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long running attempts may finish."

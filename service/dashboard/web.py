@@ -25,7 +25,6 @@ from service.pipelines import PipelineRegistry
 from service.store import Store
 
 STATIC = Path(__file__).with_name("static")
-FEED = web.AppKey("feed", LiveFeed)
 SIGN_IN_DAYS = 7
 
 
@@ -42,7 +41,6 @@ def make_web_app(
     app = make_app(store, readiness, live, registry, applier, tokens, log_dir)
     templates = Templates()
     feed = LiveFeed(store, live)
-    app[FEED] = feed
     guard = SignIn(tokens, templates)
     app.add_routes(guard.routes())
     app.add_routes(LiveEvents(feed).routes())

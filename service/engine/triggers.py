@@ -232,7 +232,9 @@ def new_tasks(
                 task.resources.pool,
                 task.priority,
                 # A cached task runs where its cache is checked: in the service.
-                task.executor == "remote" or (remote_by_default and not task.cache),
+                task.executor == "remote"
+                or task.queue is not None
+                or (remote_by_default and not task.cache),
                 None if limit is None else limit.total_seconds(),
                 None if hold is None else hold.total_seconds(),
             )

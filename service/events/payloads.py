@@ -136,6 +136,9 @@ class TaskRequested(_Payload):
     launch: Mapping[str, Any]  # the attempt fully rendered: see service.execution.launch
     # A worker that takes the request later discards it: it has been requested again.
     pickup_by: datetime | None = None
+    # What the attempt holds of the worker's node while it runs (its resources).
+    cpu_cores: float | None = None
+    memory_mb: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,8 @@ class Claimer:
             except UNRENDERABLE as exc:
                 unrenderable.append((claim, f"cannot render the attempt: {exc!r}"))
                 continue
-            tx.add_outbox([self._outgoing.task_requested(claim, launch, lease_seconds)])
+            queue = pipeline.tasks[claim.task_id].queue
+            tx.add_outbox([self._outgoing.task_requested(claim, launch, lease_seconds, queue)])
         return unrenderable
 
     async def _claim_in(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from service.config.kafka import requests_topic
 from service.engine.model import Transition
 from service.engine.states import RunState, TaskState
 from service.events import (
@@ -106,8 +107,9 @@ class Outgoing:
         return self._row(new_event(produced, self.source, produced.dataset, run.trace_id), run)
 
     def task_requested(
-        self, claim: ClaimedAttempt, launch: Launch, lease_seconds: float
+        self, claim: ClaimedAttempt, launch: Launch, lease_seconds: float, queue: str | None
     ) -> OutboxRow:
+        """For the workers of the task's queue (those without one: the requests topic)."""
         request = TaskRequested(
             run_id=claim.run_id,
             task_id=claim.task_id,
@@ -118,10 +120,13 @@ class Outgoing:
             lease_seconds=lease_seconds,
             launch=launch.to_json(),
             pickup_by=claim.pickup_by,
+            cpu_cores=claim.cpu_cores,
+            memory_mb=claim.memory_mb,
         )
         subject = f"{claim.run_id}/{claim.task_id}"
         event = new_event(request, self.source, subject, claim.trace_id)
-        return OutboxRow(event.id, self.requests_topic, claim.run_id, event.to_bytes())
+        topic = requests_topic(self.requests_topic, queue)
+        return OutboxRow(event.id, topic, claim.run_id, event.to_bytes())
 
     def task_cancel(self, run: LockedRun, task_id: str, attempt: int, why: str) -> list[OutboxRow]:
         """A cancelled attempt, for whichever remote worker runs it (none, if no topic)."""

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 # Ids appear in file names, log paths, Kafka keys and URLs: keep them plain.
 ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+# A worker queue's name: part of a Kafka topic's name (config/kafka.py checks the same).
+QUEUE_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
 PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 URI_PATTERN = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 

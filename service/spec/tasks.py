@@ -16,6 +16,7 @@ from service.spec.base import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_STEP_TIMEOUT,
     ID_PATTERN,
+    QUEUE_PATTERN,
     URI_PATTERN,
     Spec,
     TriggerRule,
@@ -217,6 +218,9 @@ class TaskDefaults(Spec):
     exit_codes: ExitCodes = ExitCodes()
     cache: bool = False
     executor: Literal["local", "remote"] = "local"
+    # Remote workers started with --queue NAME take this task, and only they: a task with a
+    # queue runs remote (large-memory, GPU or warehouse-network machines take their own).
+    queue: str | None = Field(default=None, pattern=QUEUE_PATTERN)
     # Among queued tasks of runs of the same age, higher goes first.
     priority: int = Field(default=0, ge=-1000, le=1000)
     tags: list[str] = Field(default_factory=list)
@@ -256,10 +260,10 @@ class TaskSpec(TaskDefaults):
     @model_validator(mode="after")
     def _command_form(self) -> TaskSpec:
         _check_command_form(self.command, self.shell)
-        if self.cache and self.executor == "remote":
+        if self.cache and (self.executor == "remote" or self.queue is not None):
             raise ValueError(
-                "cache is checked where the service runs a task: a remote task cannot be "
-                "cached (remove cache, or let the service run it)"
+                "cache is checked where the service runs a task: a remote task (executor: "
+                "remote, or a queue) cannot be cached (remove cache, or let the service run it)"
             )
         return self
 

@@ -33,8 +33,13 @@ async def test_the_service_waits_for_a_broker_that_starts_later(
     port = devenv.free_port()
     environment = service_environment(database_url, f"127.0.0.1:{port}", topic_prefix, redis_prefix)
     service = ServiceProcess(environment, tmp_path / "service.log")
+    service.family = [service]
+    worker = service.another(
+        "worker", command="worker", instance_id="w", attempt_state_dir=tmp_path / "w"
+    )
     broker = None
     service.start()
+    worker.start()
     try:
         [first, *_] = await eventually(
             lambda: asyncio.to_thread(waiting_events, service), bool, 30, "service.waiting"
@@ -50,9 +55,14 @@ async def test_the_service_waits_for_a_broker_that_starts_later(
             lambda: asyncio.to_thread(waiting_events, service), lambda e: len(e) >= 2, 30, "a retry"
         )
         assert service.alive
+        await eventually(  # a worker waits for the broker alike
+            lambda: asyncio.to_thread(worker.events, "worker.waiting"), bool, 30, "worker.waiting"
+        )
+        assert worker.alive
 
         broker = devenv.start_tansu(port, tmp_path / "tansu.log")
         await service.wait_started(timeout=60)
+        await worker.wait_started(timeout=60)
         status, ready = await eventually(
             lambda: get(service.http_port(), "/readyz"),
             lambda answer: answer[0] == 200,
@@ -61,8 +71,9 @@ async def test_the_service_waits_for_a_broker_that_starts_later(
         )
         assert ready["checks"]["kafka"] == "ok"
     finally:
-        if service.alive:
-            service.stop()
+        for process in (worker, service):
+            if process.alive:
+                process.stop()
         if broker is not None:
             broker.terminate()
             broker.wait(timeout=10)

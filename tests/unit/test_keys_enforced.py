@@ -91,6 +91,10 @@ ENFORCED: dict[str, list[str]] = {
         "unit/test_spec.py::test_a_remote_task_cannot_be_cached_and_remote_by_default_keeps_cached_tasks_local",
         "acceptance/test_remote_workers.py::test_a_worker_killed_mid_task_hands_it_to_another",
     ],
+    "TaskSpec.queue": [
+        "unit/test_spec.py::test_a_queue_sends_its_task_to_that_queues_workers",
+        "acceptance/test_worker_queues.py::test_each_queue_runs_on_its_own_workers_within_their_resources",
+    ],
     "TaskSpec.priority": [f"{CAPACITY}::test_a_big_task_at_the_head_is_not_overtaken"],
     "TaskSpec.wait_for": [CHAINS, CHECK_WAITS],
     "TaskSpec.inputs": [INPUTS],

@@ -460,7 +460,26 @@ def test_json_pipelines_load_and_locate_their_problems(tmp_path: Path) -> None:
 
 def test_a_remote_task_cannot_be_cached_and_remote_by_default_keeps_cached_tasks_local() -> None:
     found = "\n".join(messages(spec(task("a", cache=True, executor="remote"))))
-    assert "a remote task cannot be cached" in found
+    assert "a remote task (executor: remote, or a queue) cannot be cached" in found
     pipeline = pipeline_from_data(spec(task("a", cache=True), task("b")), "p.yaml")
     where = {t.task_id: t.remote for t in new_tasks(pipeline, remote_by_default=True)}
     assert where == {"a": False, "b": True}
+
+
+def test_a_queue_sends_its_task_to_that_queues_workers() -> None:
+    pipeline = pipeline_from_data(spec(task("a", queue="gpu-large"), task("b")), "p.yaml")
+    assert {t.task_id: t.remote for t in new_tasks(pipeline, remote_by_default=False)} == {
+        "a": True,
+        "b": False,
+    }
+    found = "\n".join(messages(spec(task("a", queue="gpu.large"))))
+    assert "tasks[0].queue" in found  # a queue names a Kafka topic: no dots, no spaces
+    found = "\n".join(messages(spec(task("a", queue="gpu", cache=True))))
+    assert "cannot be cached" in found
+
+
+def test_a_workers_queue_is_checked_as_a_tasks_queue_is() -> None:
+    from service.config import kafka
+    from service.spec import base
+
+    assert kafka.QUEUE_PATTERN == base.QUEUE_PATTERN
