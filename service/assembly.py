@@ -165,6 +165,7 @@ def _orchestration(
         max_lost_attempts=settings.max_lost_attempts,
         dates=BatchDates(settings.earliest_batch_date, settings.latest_batch_date),
         default_timeout=timedelta(seconds=settings.default_task_timeout_seconds) or None,
+        run_dir_root=settings.run_dir_root.resolve(),
     )
     dead_letters = DeadLetters(
         servers.producer,

@@ -118,6 +118,7 @@ class Orchestration:
             outgoing=outgoing,
             actor="test",
             default_timeout=default_timeout,
+            run_dir_root=directory.parent / "runs",
         )
         return cls(
             store, registry, core.hub, core.applier, core.claimer, core.timers, core.scheduler

@@ -147,6 +147,16 @@ PATHS: dict[str, dict[str, Any]] = {
             {"name": "dates", "in": "query", "schema": {"type": "integer", "minimum": 1}},
         )
     },
+    "/api/runs/{run_id}/outputs": {
+        "get": _read("what the run's tasks produced, and what produced each output", RUN_ID)
+    },
+    "/api/tasks/failed": {
+        "get": _read(
+            "tasks failed for good since a while ago, with their error and the retry command",
+            {"name": "since", "in": "query", "schema": {"type": "string"}},
+            LIMIT,
+        )
+    },
     "/api/live": {
         "get": _read(
             "state changes as server-sent events (Redis, else PostgreSQL); 'mode' says which",

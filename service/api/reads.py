@@ -10,8 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from service.api.responses import ProblemError, json_response
+from service.clock import utc_now
 from service.errors import TributaryError
 from service.pipelines import PipelineRegistry
+from service.spec.durations import parse_duration
 from service.store import Store
 
 MAX_ROWS = 1000
@@ -77,7 +79,38 @@ class Reads:
             web.get("/api/datasets", self.datasets),
             web.get("/api/dead-letters", self.dead_letters),
             web.get("/api/pipelines/{pipeline_id}/heatmap", self.heat_map),
+            web.get("/api/runs/{run_id}/outputs", self.outputs),
+            web.get("/api/tasks/failed", self.failed),
         ]
+
+    async def outputs(self, request: web.Request) -> web.Response:
+        """What the run's tasks produced: each output with the attempt, input versions,
+        params, duration, exit code and result behind it."""
+        run_id = request.match_info["run_id"]
+        try:
+            found = await self._store.run_outputs(run_id)
+        except TributaryError as exc:
+            raise ProblemError(503, str(exc)) from None
+        return json_response({"run_id": run_id, "outputs": found})
+
+    async def failed(self, request: web.Request) -> web.Response:
+        """Tasks that failed for good ``since`` ago (``1d``, ``12h``, ``30m``; default 1d),
+        newest first, each with its error snippet and the command that retries it."""
+        text = request.query.get("since", "1d")
+        try:
+            since = utc_now() - parse_duration(text)
+        except ValueError:
+            raise ProblemError(
+                400,
+                f"query parameter 'since' must be a duration such as 1d, 12h or 30m, got {text!r}",
+            ) from None
+        try:
+            found = await self._store.failed_tasks(since, limit_of(request))
+        except TributaryError as exc:
+            raise ProblemError(503, str(exc)) from None
+        for task in found:
+            task["retry"] = f"tributary runs retry {task['run_id']} --task {task['task_id']}"
+        return json_response({"since": since, "failed": found})
 
     async def heat_map(self, request: web.Request) -> web.Response:
         """Each task's duration, queue wait, state and attempts on the newest ``dates`` batch

@@ -104,12 +104,26 @@ def _service_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def _pipeline_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     validate = commands.add_parser("validate", help="check pipeline files; exit 1 on any problem")
-    validate.add_argument("paths", nargs="+", type=Path, help="pipeline files or directories")
+    validate.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="pipeline files (YAML, JSON, or Python modules written with the task SDK) or "
+        "directories",
+    )
     validate.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or JSON"
     )
     validate.set_defaults(handler="pipelines:cmd_validate")
 
+    compile_ = commands.add_parser(
+        "compile", help="a Python module's pipelines (task SDK) as the JSON the service loads"
+    )
+    compile_.add_argument("module", type=Path, help="the module's file, e.g. pipelines/orders.py")
+    compile_.add_argument(
+        "--out", type=Path, help="write <pipeline id>.json into this directory (default: print)"
+    )
+    compile_.set_defaults(handler="pipelines:cmd_compile")
     plan = commands.add_parser("plan", help="dry run: what a run would do, nothing executed")
     plan.add_argument("pipeline", help="a pipeline id, or a pipeline file")
     plan.add_argument("--partition", required=True, help="e.g. 2026-11-21")
@@ -210,6 +224,13 @@ def _run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_actions(runs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    failed = runs.add_parser(
+        "failed", help="tasks failed for good lately: error, and the command to retry each"
+    )
+    failed.add_argument("--since", default="1d", help="how far back: 1d, 12h, 30m (default 1d)")
+    failed.add_argument("--limit", type=_positive, default=100, help="at most this many")
+    failed.set_defaults(handler="operate:cmd_runs_failed")
+    _api_options(failed)
     cancel = runs.add_parser("cancel", help="cancel a run: running attempts stopped, rolled back")
     cancel.add_argument("run_id", help="the run id")
     cancel.add_argument("--reason", help="why, for the run's history")

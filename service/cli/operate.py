@@ -245,3 +245,26 @@ def cmd_pipelines_show(args: argparse.Namespace) -> int:
     last = ", ".join(f"{r['batch_date']} {r['state']}" for r in answer["last_runs"])
     print(f"  last runs: {last or 'none'}")
     return 0
+
+
+def cmd_runs_failed(args: argparse.Namespace) -> int:
+    """Failed tasks to follow up: when, which, why (the error's last line), and how to retry."""
+    query = urllib.parse.urlencode({"since": args.since, "limit": args.limit})
+    answer = call(args, "GET", f"/api/tasks/failed?{query}")
+    if args.json:
+        return _show(args, answer, "")
+    failed = answer["failed"]
+    if not failed:
+        print(f"no task failed since {answer['since']}")
+        return 0
+    for task in failed:
+        error = (task["error_snippet"] or "").strip().splitlines()
+        print(
+            f"{task['ended_at']}  {task['pipeline_id']} {task['batch_date']}  "
+            f"{task['task_id']}: {task['state']} (attempt {task['attempt']}, exit "
+            f"{task['exit_code'] if task['exit_code'] is not None else '-'})"
+        )
+        if error:
+            print(f"    {error[-1][:160]}")
+        print(f"    retry: {task['retry']}")
+    return 0

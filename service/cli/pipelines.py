@@ -1,10 +1,12 @@
-"""``tributary validate`` and ``plan``: pipeline files checked and dry-run, nothing executed."""
+"""``tributary validate``, ``plan`` and ``compile``: pipeline files (YAML, JSON, or Python
+modules written with the task SDK) checked, dry-run and compiled; nothing executed."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -12,7 +14,7 @@ from service.cli.common import parse_params, settings_for
 from service.clock import utc_now
 from service.config import Settings
 from service.errors import ConfigError, Problem, SpecError
-from service.spec.loader import load_pipeline_dir, load_pipeline_file
+from service.spec.loader import load_pipeline_dir, load_pipeline_file, pipeline_from_data
 from service.spec.pipeline import Pipeline
 from service.spec.plan import format_plan, make_plan
 from service.spec.validate import NodeCapacity, suggest
@@ -51,12 +53,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             warnings.extend(result.warnings)
             continue
         try:
-            pipeline = load_pipeline_file(path, capacity)
+            loaded = load_pipelines(path, capacity)
         except SpecError as exc:
             errors.extend(exc.problems)
             continue
-        valid.append(pipeline)
-        warnings.extend(pipeline.warnings)
+        valid.extend(loaded)
+        warnings.extend(w for pipeline in loaded for w in pipeline.warnings)
     if args.format == "json":
         print(
             orjson.dumps(
@@ -101,10 +103,63 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Each pipeline a Python module defines, validated, as the JSON the service loads."""
+    capacity, _, _ = spec_context(args)
+    try:
+        pipelines = load_pipelines(args.module, capacity)  # every problem, or none
+        documents = {d["id"]: d for d in python_documents(args.module)}
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if not pipelines:
+        print(f"tributary compile: {args.module} defines no Pipeline", file=sys.stderr)
+        return 1
+    for pipeline in pipelines:
+        document = orjson.dumps(documents[pipeline.id], option=orjson.OPT_INDENT_2)
+        if args.out is None:
+            print(document.decode())
+            continue
+        args.out.mkdir(parents=True, exist_ok=True)
+        target = args.out / f"{pipeline.id}.json"
+        target.write_bytes(document + b"\n")
+        print(f"wrote {target} (spec hash {pipeline.spec_hash[:12]})", file=sys.stderr)
+    return 0
+
+
+def load_pipelines(path: Path, capacity: NodeCapacity) -> list[Pipeline]:
+    """The pipelines of a file: one from YAML or JSON, each one a Python module defines."""
+    if path.suffix != ".py":
+        return [load_pipeline_file(path, capacity)]
+    found, problems = [], []
+    for document in python_documents(path):
+        try:
+            found.append(pipeline_from_data(document, str(path), capacity))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+    return found
+
+
+def python_documents(path: Path) -> list[dict[str, Any]]:
+    """The documents of the pipelines a Python module defines (imported in this process)."""
+    from service.sdk.pipeline import pipelines_in
+
+    try:
+        return [pipeline.to_spec() for pipeline in pipelines_in(path)]
+    except Exception as exc:  # the module's own error, said where it is
+        raise SpecError([Problem(f"cannot import it: {exc!r}", file=str(path))]) from None
+
+
 def _find_pipeline(name: str, directory: Path, capacity: NodeCapacity) -> Pipeline:
-    """A pipeline file, or a pipeline id in the pipelines directory."""
+    """A pipeline file (of one pipeline), or a pipeline id in the pipelines directory."""
     if Path(name).is_file():
-        return load_pipeline_file(Path(name), capacity)
+        defined = load_pipelines(Path(name), capacity)
+        if len(defined) != 1:
+            raise SpecError([Problem(f"{name} defines {len(defined)} pipelines: name one by id")])
+        return defined[0]
     result = load_pipeline_dir(directory, capacity)
     found = {p.id: p for p in result.pipelines}
     if name in found:

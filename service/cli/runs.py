@@ -75,6 +75,12 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def result_text(result: dict[str, Any], width: int = 80) -> str:
+    """A task's result on one line: ``rows=1204 error_rate=0.002``."""
+    text = " ".join(f"{name}={orjson.dumps(value).decode()}" for name, value in result.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def print_run(view: dict[str, Any], order: list[str], log_dir: Path) -> None:
     """The run, then its tasks in the pipeline's order: state, attempts, timing, what each
     waits for or why it failed, and where its log is; then the operators' commands."""
@@ -93,6 +99,8 @@ def print_run(view: dict[str, Any], order: list[str], log_dir: Path) -> None:
         note = "; ".join(w["waits_for"] for w in task.get("waiting_for", []))
         if not note and task["error_snippet"]:
             note = task["error_snippet"].strip().splitlines()[-1][:80]
+        if not note and task.get("result"):
+            note = result_text(task["result"])
         exit_code = "-" if task["exit_code"] is None else str(task["exit_code"])
         rows.append(
             (task["task_id"], task["state"], str(task["attempt"]), exit_code, seconds, note)

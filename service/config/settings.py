@@ -254,6 +254,11 @@ class Settings(KafkaSettings):
                     found += [str(v) for k, v in sink.items() if k in ("url", "secret") and v]
         return found
 
+    run_dir_root: Path = Field(
+        default=Path(".tributary/runs"),
+        description="{run_dir} of a task's command, env or cwd: <run_dir_root>/<pipeline>/"
+        "<run id>, a working directory per run, made before each attempt where it runs.",
+    )
     task_log_dir: Path = Field(
         default=Path("logs/tasks"),
         description="Attempt output goes to <task_log_dir>/<run_id>/<task_id>/<attempt>.log.",

@@ -48,6 +48,7 @@ class RunPages:
                 raise ProblemError(404, f"no run {run_id!r}")
             history = await self._store.run_history(run_id)
             ended = await self._store.run_attempts(run_id)
+            outputs = await self._store.run_outputs(run_id)
             pipeline = await self._registry.version(details.run.pipeline_id, details.run.spec_hash)
         except TributaryError as exc:
             raise ProblemError(503, str(exc)) from None
@@ -73,6 +74,7 @@ class RunPages:
             span=span,
             commands=view["commands"],
             history=history,
+            outputs=outputs,
             triggered_by=triggered_by(details.run, history),
             duration=figures.seconds_between(details.run.started_at, details.run.ended_at),
             live_filter=f"run_id={run_id}",

@@ -7,9 +7,9 @@ Readiness is examined only for the successors of the task that just ended (O(out
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import assert_never
+from typing import Any, assert_never
 
 from service.engine.model import (
     AnnounceOutputs,
@@ -39,6 +39,7 @@ from service.engine.states import (
 )
 from service.errors import IllegalTransition
 from service.spec.base import TriggerRule
+from service.spec.conditions import Comparison, failed_expectations
 from service.spec.graph import TaskGraph
 
 
@@ -114,9 +115,19 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
             lost=True,
         )
         return draft.decision()
+    outcome, retryable = event.outcome, event.retryable
+    broken = (
+        failed_expectations(graph.expectations.get(event.task_id, ()), event.result)
+        if outcome is TaskState.SUCCESS
+        else []
+    )
+    if broken:  # the data is wrong: running it again will not change that
+        outcome, retryable = TaskState.FAILED, False
+        why = f"attempt {event.attempt} ended failed: expectation_failed: " + "; ".join(broken)
+    draft.results[event.task_id] = event.result
     policy = graph.retries[event.task_id]
     tries = event.attempt - task.base - task.lost  # what counts against max_attempts
-    if should_retry(policy, tries, event.outcome, event.exit_code, event.retryable):
+    if should_retry(policy, tries, outcome, event.exit_code, retryable):
         retry_at = event.at + backoff_delay(policy, tries, event.jitter_sample)
         draft.move_task(
             event.task_id,
@@ -126,8 +137,8 @@ def _on_attempt_finished(graph: TaskGraph, run: RunSnapshot, event: AttemptFinis
             retry_at=retry_at,
         )
         return draft.decision()
-    draft.move_task(event.task_id, event.outcome, why)
-    if event.outcome is TaskState.SUCCESS:
+    draft.move_task(event.task_id, outcome, why)
+    if outcome is TaskState.SUCCESS:
         draft.effect(AnnounceOutputs(event.task_id, event.attempt))
         if event.cache_key:
             draft.effect(RememberCacheKey(event.task_id, event.attempt, event.cache_key))
@@ -149,9 +160,25 @@ def _propagate(graph: TaskGraph, draft: Draft, finished: str) -> None:
             if verdict is None:
                 continue
             new_state, reason = verdict
+            if new_state is TaskState.QUEUED and task_id in graph.conditions:
+                new_state, reason = _when(graph.conditions[task_id], draft.results, reason)
             draft.move_task(task_id, new_state, f"{reason} (after {upstream})")
             if new_state is not TaskState.QUEUED:
                 frontier.append(task_id)
+
+
+def _when(
+    condition: tuple[Comparison, ...],
+    results: Mapping[str, Mapping[str, Any] | None],
+    reason: str,
+) -> tuple[TaskState, str]:
+    """Queued if every comparison of the task's when: holds of its upstream results, else
+    skipped, saying which does not and what was found."""
+    for comparison in condition:
+        result = results.get(comparison.task_id or "")
+        if not comparison.holds(result):
+            return TaskState.SKIPPED, f"when: {comparison} is false ({comparison.explain(result)})"
+    return TaskState.QUEUED, f"{reason}; when: {' and '.join(map(str, condition))}"
 
 
 def readiness(rule: TriggerRule, upstream: Sequence[TaskState]) -> tuple[TaskState, str] | None:
@@ -206,6 +233,10 @@ class Draft:
         self._changed: dict[str, TaskState] = {}
         self._transitions: list[Transition] = []
         self._effects: list[Effect] = []
+        # What each task reported, as this decision leaves it (for when: conditions).
+        self.results: dict[str, Mapping[str, Any] | None] = {
+            task_id: task.result for task_id, task in run.tasks.items()
+        }
 
     def task_state(self, task_id: str) -> TaskState:
         return self._changed.get(task_id) or self._run.tasks[task_id].state

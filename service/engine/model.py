@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from service.engine.states import RunState, TaskState
 
@@ -34,6 +35,7 @@ class TaskSnapshot:
     attempt: int
     lost: int = 0  # attempts lost through no fault of the task (not counted against retries)
     base: int = 0  # attempts before its retry budget last started afresh (an operator's rerun)
+    result: Mapping[str, Any] | None = None  # what its latest attempt reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class AttemptFinished:
     # such retries per task instance.
     lost: bool = False
     lost_budget: int = 0
+    result: Mapping[str, Any] | None = None  # what the attempt reported
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,7 @@ class TaskCompleted(_Payload):
     reason: str | None = None
     cache_key: str | None = None  # the key a success of a cached task is recorded under
     lost: bool = False  # through no fault of the task: retried without using its retries
+    result: Mapping[str, Any] | None = None  # what the task reported (at most 64 KiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +222,7 @@ class TaskStatus(_Payload):
     error_snippet: str | None = None
     duration_seconds: float | None = None  # on the end of an attempt
     retry_at: datetime | None = None  # on up_for_retry
+    result: Mapping[str, Any] | None = None  # what the ended attempt reported
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ class Ended:
             "stderr_tail": result.stderr_tail,
             "timed_out": result.timed_out,
             "interrupted": result.interrupted,
+            "task_result": done.task_result,
             "started_at": utc_timestamp(self.started_at),
             "ended_at": utc_timestamp(self.ended_at),
         }
@@ -89,6 +90,7 @@ class Ended:
             data["reason"],
             data["cache_key"],
             data["lost"],
+            data.get("task_result"),
         )
         return cls(
             AttemptKey.parse(data["key"]),

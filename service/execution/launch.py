@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+import orjson
+
 from service.spec.params import ParamValue
 from service.spec.pipeline import Pipeline
 from service.spec.render import render_task, template_values
@@ -38,6 +40,7 @@ class Launch:
     # and what it writes.
     inputs: tuple[tuple[str, str], ...] = ()
     outputs: tuple[tuple[str, str], ...] = ()
+    output_uris: tuple[str, ...] = ()  # of each output, rendered (a file:// one gets metadata)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +55,7 @@ class Launch:
                 "inherit_env": tuple(data.get("inherit_env", ())),
                 "inputs": tuple((d, p) for d, p in data.get("inputs", ())),
                 "outputs": tuple((d, p) for d, p in data.get("outputs", ())),
+                "output_uris": tuple(data.get("output_uris", ())),
             }
         )
 
@@ -65,8 +69,11 @@ def prepare_launch(
     batch_date: date,
     trace_id: str,
     params: Mapping[str, ParamValue],
+    results: Mapping[str, Mapping[str, Any] | None] | None = None,
+    run_dir: str | None = None,
 ) -> Launch:
-    """The launch of ``attempt`` of ``task_id`` in a run with these (resolved) parameters."""
+    """The launch of ``attempt`` of ``task_id`` in a run with these (resolved) parameters and
+    what its tasks reported so far."""
     spec = pipeline.tasks[task_id]
     values = template_values(
         batch_date=batch_date,
@@ -75,17 +82,12 @@ def prepare_launch(
         task_id=task_id,
         pipeline_id=pipeline.id,
         params=params,
+        results=results,
+        run_dir=run_dir,
     )
     task = render_task(pipeline, task_id, values)
-    context = {
-        "TRIBUTARY_RUN_ID": run_id,
-        "TRIBUTARY_TASK_ID": task_id,
-        "TRIBUTARY_ATTEMPT": str(attempt),
-        "TRIBUTARY_BATCH_DATE": batch_date.isoformat(),
-        "TRIBUTARY_TRACE_ID": trace_id,
-        "TRIBUTARY_PIPELINE_ID": pipeline.id,
-        **{f"TRIBUTARY_PARAM_{name.upper()}": str(values[f"params.{name}"]) for name in params},
-    }
+    inputs, outputs = _refs(pipeline, task_id, values)
+    context = _context(pipeline, task_id, values, params, trace_id, inputs, outputs)
     return Launch(
         argv=task.argv,
         env={**task.env, **context},
@@ -103,16 +105,49 @@ def prepare_launch(
         skip_codes=spec.exit_codes.skip,
         fatal_codes=spec.exit_codes.fatal,
         inherit_env=tuple(spec.inherit_env),
-        inputs=tuple(
-            (ref.name, partition.render(values))
-            for ref, (_, partition) in zip(
-                spec.inputs, pipeline.templates[task_id].inputs, strict=True
-            )
-        ),
-        outputs=tuple(
-            (ref.name, partition.render(values))
-            for ref, (_, partition) in zip(
-                spec.outputs, pipeline.templates[task_id].outputs, strict=True
-            )
-        ),
+        inputs=tuple((ref["dataset"], ref["partition"]) for ref in inputs),
+        outputs=tuple((ref["dataset"], ref["partition"]) for ref in outputs),
+        output_uris=tuple(ref["uri"] for ref in outputs),
+    )
+
+
+def _context(
+    pipeline: Pipeline,
+    task_id: str,
+    values: Mapping[str, str | date],
+    params: Mapping[str, ParamValue],
+    trace_id: str,
+    inputs: list[dict[str, str]],
+    outputs: list[dict[str, str]],
+) -> dict[str, str]:
+    """The run's context, as the task sees it in its environment (and the task SDK reads)."""
+    return {
+        "TRIBUTARY_RUN_ID": str(values["run_id"]),
+        "TRIBUTARY_TASK_ID": task_id,
+        "TRIBUTARY_ATTEMPT": str(values["attempt"]),
+        "TRIBUTARY_BATCH_DATE": str(values["batch_date"]),
+        "TRIBUTARY_TRACE_ID": trace_id,
+        "TRIBUTARY_PIPELINE_ID": pipeline.id,
+        **{f"TRIBUTARY_PARAM_{name.upper()}": str(values[f"params.{name}"]) for name in params},
+        "TRIBUTARY_PARAMS": orjson.dumps(dict(params)).decode(),
+        "TRIBUTARY_INPUTS": orjson.dumps(inputs).decode(),
+        "TRIBUTARY_OUTPUTS": orjson.dumps(outputs).decode(),
+        **({"TRIBUTARY_RUN_DIR": str(values["run_dir"])} if "run_dir" in values else {}),
+    }
+
+
+def _refs(
+    pipeline: Pipeline, task_id: str, values: Mapping[str, str | date]
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The task's inputs and outputs, rendered: dataset, URI and partition each."""
+    spec, compiled = pipeline.tasks[task_id], pipeline.templates[task_id]
+    return (
+        [
+            {"dataset": ref.name, "uri": uri.render(values), "partition": part.render(values)}
+            for ref, (uri, part) in zip(spec.inputs, compiled.inputs, strict=True)
+        ],
+        [
+            {"dataset": ref.name, "uri": uri.render(values), "partition": part.render(values)}
+            for ref, (uri, part) in zip(spec.outputs, compiled.outputs, strict=True)
+        ],
     )

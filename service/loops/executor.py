@@ -33,7 +33,7 @@ from service.execution.launch import Launch
 from service.execution.process import ProcessExit
 from service.loops.completions import CompletionBatcher
 from service.observability import bound, get_logger
-from service.orchestrator.claims import UNRENDERABLE, Claimer, launch_for
+from service.orchestrator.claims import UNRENDERABLE, Claimer
 from service.orchestrator.work_hub import Work, WorkHub
 from service.pipelines import PipelineRegistry
 from service.spec.pipeline import Pipeline
@@ -255,7 +255,7 @@ class LocalExecutor(Loop):
             lambda: self._registry.version(claim.pipeline_id, claim.spec_hash), self.name
         )
         try:
-            launch = launch_for(pipeline, claim)
+            launch = self._claimer.launch(pipeline, claim)
         except UNRENDERABLE as exc:  # will not render next time either: not retried
             now = utc_now()
             return Ended(key_of(claim), unrunnable(exc, retryable=False), now, now)

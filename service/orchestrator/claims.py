@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from service import metrics
 from service.engine.decide import start_attempt
@@ -42,9 +43,12 @@ class Dispatched:
     unrenderable: list[tuple[ClaimedAttempt, str]]
 
 
-def launch_for(pipeline: Pipeline, claim: ClaimedAttempt) -> Launch:
-    """The launch of a claimed attempt, with the run's parameters resolved and the time limit
-    its task instance was created with (its own timeout or the default_task_timeout)."""
+def launch_for(
+    pipeline: Pipeline, claim: ClaimedAttempt, run_dir_root: Path | None = None
+) -> Launch:
+    """The launch of a claimed attempt, with the run's parameters resolved, what its tasks
+    reported, its run's directory, and the time limit its task instance was created with (its
+    own timeout or the default_task_timeout)."""
     launch = prepare_launch(
         pipeline,
         claim.task_id,
@@ -53,6 +57,10 @@ def launch_for(pipeline: Pipeline, claim: ClaimedAttempt) -> Launch:
         batch_date=claim.batch_date,
         trace_id=claim.trace_id,
         params=resolve_params(pipeline.spec.params, claim.params),
+        results=claim.results,
+        run_dir=None
+        if run_dir_root is None
+        else str(run_dir_root / claim.pipeline_id / claim.run_id),
     )
     if claim.time_limit_seconds is None:
         return launch  # created before time limits were stored: the spec's own
@@ -61,12 +69,22 @@ def launch_for(pipeline: Pipeline, claim: ClaimedAttempt) -> Launch:
 
 class Claimer:
     def __init__(
-        self, *, store: Store, registry: PipelineRegistry, outgoing: Outgoing, hub: WorkHub
+        self,
+        *,
+        store: Store,
+        registry: PipelineRegistry,
+        outgoing: Outgoing,
+        hub: WorkHub,
+        run_dir_root: Path | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._outgoing = outgoing
         self._hub = hub
+        self._run_dir_root = run_dir_root
+
+    def launch(self, pipeline: Pipeline, claim: ClaimedAttempt) -> Launch:
+        return launch_for(pipeline, claim, self._run_dir_root)
 
     async def claim(
         self, worker_id: str, budget: ClaimBudget, lease_seconds: float
@@ -126,7 +144,7 @@ class Claimer:
         for claim in claims:
             pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
             try:
-                launch = launch_for(pipeline, claim)
+                launch = self.launch(pipeline, claim)
             except UNRENDERABLE as exc:
                 unrenderable.append((claim, f"cannot render the attempt: {exc!r}"))
                 continue

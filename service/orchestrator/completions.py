@@ -50,12 +50,14 @@ class CompletionApplier:
             cache_key=completed.cache_key,
             lost=completed.lost,
             lost_budget=self._max_lost,
+            result=completed.result,
         )
         decision = decide(ws.pipelines[run_id].graph, ws.snapshot(run_id), finished)
         if decision.ignored:
             ws.ignore(event, decision.ignored, run_id, task_id)
             return
         ws.apply(run_id, decision.transitions, {task_id: _details(completed)})
+        ws.record_result(run_id, task_id, completed.result)
         for effect in decision.effects:
             await self._carry_out(ws, run_id, completed, effect)
         ws.outcome.applied += 1
@@ -82,10 +84,13 @@ class CompletionApplier:
                         completed.error_snippet,
                         completed.stderr_tail,
                         completed.ended_at or utc_now(),
+                        completed.result,
                     )
                 )
             case AnnounceOutputs():
-                await self._runs.announce_outputs(ws, run_id, effect.task_id, effect.attempt)
+                await self._runs.announce_outputs(
+                    ws, run_id, effect.task_id, effect.attempt, completed
+                )
             case RememberCacheKey():
                 pipeline_id = ws.runs[run_id].pipeline_id
                 ws.remember(
@@ -103,4 +108,6 @@ def _details(completed: TaskCompleted) -> AttemptDetails:
     duration = None
     if completed.started_at is not None and completed.ended_at is not None:
         duration = round(max((completed.ended_at - completed.started_at).total_seconds(), 0), 3)
-    return AttemptDetails(completed.exit_code, completed.signal, completed.error_snippet, duration)
+    return AttemptDetails(
+        completed.exit_code, completed.signal, completed.error_snippet, duration, completed.result
+    )

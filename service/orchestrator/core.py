@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from service.engine.triggers import ANY_SENSIBLE_DATE, BatchDates
 from service.orchestrator.batch import DEFAULT_MAX_LOST_ATTEMPTS, BatchApplier
@@ -39,6 +40,7 @@ class Orchestrator:
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
         dates: BatchDates = ANY_SENSIBLE_DATE,
         default_timeout: timedelta | None = None,
+        run_dir_root: Path | None = None,
     ) -> Orchestrator:
         """``actor`` names this process in the transition log."""
         hub = WorkHub()
@@ -51,6 +53,8 @@ class Orchestrator:
             default_timeout=default_timeout,
         )
         timers = Timers(writing, applier=applier)
-        claimer = Claimer(store=store, registry=registry, outgoing=outgoing, hub=hub)
+        claimer = Claimer(
+            store=store, registry=registry, outgoing=outgoing, hub=hub, run_dir_root=run_dir_root
+        )
         scheduler = Scheduler(writing, runs=applier.runs, admission=applier.admission, dates=dates)
         return cls(hub, applier, claimer, timers, scheduler)

@@ -9,8 +9,10 @@ replica that notices builds the same event and it applies once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from service.config.kafka import requests_topic
 from service.engine.model import Transition
@@ -49,6 +51,7 @@ class AttemptDetails:
     signal: str | None = None
     error_snippet: str | None = None
     duration_seconds: float | None = None
+    result: Mapping[str, Any] | None = None  # what the task reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,7 @@ class Outgoing:
             error_snippet=details.error_snippet,
             duration_seconds=details.duration_seconds,
             retry_at=t.retry_at,
+            result=details.result,
         )
         subject = f"{run.run_id}/{t.task_id}"
         return self._row(new_event(payload, self.source, subject, run.trace_id), run)

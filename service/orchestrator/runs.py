@@ -5,7 +5,9 @@ records the data and inserts each new run once, queued; admission starts it."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from service.clock import utc_now
 from service.engine.states import RunState
@@ -23,14 +25,14 @@ from service.engine.triggers import (
     task_waits,
 )
 from service.errors import ConcurrencyError
-from service.events import CloudEvent, DatasetProduced, DatasetReady, RunRequested
+from service.events import CloudEvent, DatasetProduced, DatasetReady, RunRequested, TaskCompleted
 from service.observability import get_logger
 from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.working_set import WorkingSet
 from service.pipelines import PipelineRegistry
 from service.spec.params import resolve_params
 from service.spec.render import template_values
-from service.store.records import DatasetPartition, LockedRun, NewRun
+from service.store.records import DatasetPartition, LockedRun, NewRun, OutputRecord
 
 log = get_logger(__name__)
 
@@ -114,21 +116,29 @@ class RunStarter:
             await self.create(ws, start, trace_id)
 
     async def announce_outputs(
-        self, ws: WorkingSet, run_id: str, task_id: str, attempt: int
+        self, ws: WorkingSet, run_id: str, task_id: str, attempt: int, done: TaskCompleted
     ) -> None:
-        """Record each declared output of a successful task as a dataset partition, publish
-        it, and start what it triggers: pipelines chain through data, not through calls."""
+        """Record each declared output of a successful task as a dataset partition, with what
+        produced it (``done``: the attempt), publish it, and start what it triggers: pipelines
+        chain through data, not through calls."""
         run, pipeline = ws.runs[run_id], ws.pipelines[run_id]
         outputs = pipeline.tasks[task_id].outputs
         if not outputs:
             return
+        params = resolve_params(pipeline.spec.params, run.params)
         values = template_values(
             batch_date=run.batch_date,
             run_id=run.run_id,
             attempt=attempt,
             task_id=task_id,
             pipeline_id=run.pipeline_id,
-            params=resolve_params(pipeline.spec.params, run.params),
+            params=params,
+        )
+        inputs = tuple(
+            (ref.name, partition.render(values))
+            for ref, (_, partition) in zip(
+                pipeline.tasks[task_id].inputs, pipeline.templates[task_id].inputs, strict=True
+            )
         )
         version = f"{run.run_id}/{attempt}"
         for ref, (uri, partition) in zip(outputs, pipeline.templates[task_id].outputs, strict=True):
@@ -148,6 +158,7 @@ class RunStarter:
             await ws.tx.record_dataset_partition(
                 DatasetPartition(ref.name, produced.partition, version, producer, row.event_id)
             )
+            await ws.tx.record_output(_output_record(produced, attempt, inputs, params, done))
             ws.tx.add_outbox([row])
             ws.outcome.datasets_recorded += 1
             await self.start_triggered(
@@ -201,3 +212,29 @@ class RunStarter:
             }
         )
         return run_id
+
+
+def _output_record(
+    produced: DatasetProduced,
+    attempt: int,
+    inputs: tuple[tuple[str, str], ...],
+    params: Mapping[str, Any],
+    done: TaskCompleted,
+) -> OutputRecord:
+    took = None
+    if done.started_at is not None and done.ended_at is not None:
+        took = round(max((done.ended_at - done.started_at).total_seconds(), 0.0), 3)
+    return OutputRecord(
+        produced.run_id,
+        produced.task_id,
+        attempt,
+        produced.dataset,
+        produced.partition,
+        produced.version,
+        produced.uri,
+        inputs,
+        params,
+        took,
+        done.exit_code,
+        done.result,
+    )

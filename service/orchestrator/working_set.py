@@ -8,7 +8,9 @@ at the start of the batch to its state at the end), each guarded in SQL.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from service.clock import utc_now
 from service.engine.model import RunSnapshot, StopAttempt, TaskSnapshot, Transition
@@ -111,7 +113,9 @@ class WorkingSet:
             )
             task = self._tasks[run_id][t.task_id]
             self._tasks[run_id][t.task_id] = (
-                TaskSnapshot(t.task_id, TaskState(t.to_state), task.attempt, 0, task.attempt)
+                TaskSnapshot(
+                    t.task_id, TaskState(t.to_state), task.attempt, 0, task.attempt, task.result
+                )
                 if t.reset
                 else TaskSnapshot(
                     t.task_id,
@@ -119,6 +123,7 @@ class WorkingSet:
                     task.attempt,
                     task.lost + int(t.lost),
                     task.base,
+                    task.result,
                 )
             )
         run = self.runs[run_id]
@@ -131,6 +136,11 @@ class WorkingSet:
         if run.started_at is not None:
             took = (utc_now() - run.started_at).total_seconds()
             self.outcome.run_durations.append((run.pipeline_id, state, max(took, 0.0)))
+
+    def record_result(self, run_id: str, task_id: str, result: Mapping[str, Any] | None) -> None:
+        """What the task's ended attempt reported, for decisions later in this batch."""
+        task = self._tasks[run_id][task_id]
+        self._tasks[run_id][task_id] = dataclasses.replace(task, result=result)
 
     def created(self, run_id: str, reason: str) -> None:
         """Log the creation of a new run (its row is inserted queued, not moved there)."""

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 # Ids appear in file names, log paths, Kafka keys and URLs: keep them plain.
 ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+# A Python task's function: package.module:function.
+PYTHON_TARGET = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 # A worker queue's name: part of a Kafka topic's name (config/kafka.py checks the same).
 QUEUE_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
 PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import graphlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.spec.base import TriggerRule
+from service.spec.conditions import Comparison, parse_expectation, parse_when
 from service.spec.models import PipelineSpec
 from service.spec.tasks import RetryPolicy
 
@@ -20,6 +21,9 @@ class TaskGraph:
     successors: Mapping[str, tuple[str, ...]]
     trigger_rules: Mapping[str, TriggerRule]
     retries: Mapping[str, RetryPolicy]
+    # expect: rules on a task's own result; when: conditions on upstream results.
+    expectations: Mapping[str, tuple[Comparison, ...]] = field(default_factory=dict)
+    conditions: Mapping[str, tuple[Comparison, ...]] = field(default_factory=dict)
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -62,4 +66,10 @@ def build_graph(spec: PipelineSpec, order: tuple[str, ...] | None = None) -> Tas
         successors={task: tuple(succ) for task, succ in successors.items()},
         trigger_rules={task.id: task.trigger_rule for task in spec.tasks},
         retries={task.id: task.retry for task in spec.tasks},
+        expectations={
+            task.id: tuple(parse_expectation(name, rule) for name, rule in task.expect.items())
+            for task in spec.tasks
+            if task.expect
+        },
+        conditions={task.id: parse_when(task.when) for task in spec.tasks if task.when},
     )

@@ -21,6 +21,7 @@ from service.spec.models import KNOWN_KEYS, PipelineSpec
 from service.spec.pipeline import Pipeline, spec_hash
 from service.spec.validate import (
     NodeCapacity,
+    check_conditions,
     check_datasets,
     check_tasks,
     compile_templates,
@@ -95,7 +96,8 @@ def _pipeline_from_data(
         found = _from_pydantic(exc.errors(), data) + graph_problems
         raise SpecError([located(p) for p in found]) from None
     compiled, template_problems = compile_templates(spec)
-    found = graph_problems + check_tasks(spec, capacity) + template_problems
+    found = graph_problems + check_tasks(spec, capacity) + check_conditions(spec)
+    found += template_problems
     errors = [located(p) for p in found if p.severity == "error"]
     if errors:
         raise SpecError(errors)

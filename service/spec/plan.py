@@ -17,7 +17,7 @@ from service.spec.durations import format_duration
 from service.spec.loader import gc_paused
 from service.spec.params import ParamValue, resolve_params
 from service.spec.pipeline import Pipeline
-from service.spec.render import RenderedTask, render_task, template_values
+from service.spec.render import RenderedTask, ShownResults, render_task, template_values
 from service.spec.tasks import RetryPolicy, TaskSpec
 from service.spec.validate import NodeCapacity, suggest
 
@@ -39,6 +39,9 @@ class PlannedTask:
     timeout: str
     retry: str
     cache: str | None
+    expect: str = ""  # its rules on its own result
+    when: str = ""  # its condition on upstream results (skipped when false)
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,7 @@ def _make_plan(
     for number, task_ids in enumerate(pipeline.graph.waves(), start=1):
         tasks = []
         for task_id in task_ids:
-            rendered = render_task(pipeline, task_id, {**base, "task_id": task_id})
+            rendered = render_task(pipeline, task_id, ShownResults(base, task_id=task_id))
             tasks.append(_planned(pipeline.tasks[task_id], rendered, task_id in rerun))
         running = [t for t in tasks if t.action == "run"]
         cpu = sum(t.cpu_cores for t in running)
@@ -165,6 +168,9 @@ def _planned(task: TaskSpec, rendered: RenderedTask, runs: bool) -> PlannedTask:
         timeout=_timeout_text(task.timeout, task.grace_period),
         retry=_retry_text(task.retry),
         cache=CACHE_NOTE if task.cache else None,
+        expect=", ".join(f"{name} {rule.strip()}" for name, rule in task.expect.items()),
+        when=f"{task.when} (else skipped)" if task.when else "",
+        queue=task.queue,
     )
 
 
@@ -236,11 +242,14 @@ def _details(task: PlannedTask) -> list[str]:
             "resources",
             f"{task.cpu_cores:g} cores, {task.memory_mb} MB"
             + (f", pool {task.pool}" if task.pool else "")
-            + (", remote executor" if task.executor == "remote" else ""),
+            + (", remote executor" if task.executor == "remote" else "")
+            + (f", queue {task.queue}" if task.queue else ""),
         ),
         ("timeout", task.timeout),
         ("retry", task.retry),
         ("cache", task.cache or ""),
+        ("expect", task.expect),
+        ("when", task.when),
     ]
     return [f"      {name}: {value}" for name, value in details if value]
 

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import orjson
+
 from service.spec.params import ParamValue
 from service.spec.pipeline import Pipeline
 from service.spec.tasks import CheckWait
-from service.spec.templates import Template
+from service.spec.templates import RESULT_NAME, RUN_DIR, Template
 
 SHELL = "/bin/sh"
 
@@ -37,7 +39,11 @@ def template_values(
     task_id: str,
     pipeline_id: str,
     params: Mapping[str, ParamValue],
+    results: Mapping[str, Mapping[str, Any] | None] | None = None,
+    run_dir: str | None = None,
 ) -> dict[str, str | date]:
+    """What placeholders stand for; ``results``: what the run's tasks reported (upstream
+    results are known when an attempt starts)."""
     values: dict[str, str | date] = {
         "batch_date": batch_date,
         "run_id": run_id,
@@ -47,7 +53,24 @@ def template_values(
     }
     for name, value in params.items():
         values[f"params.{name}"] = value if isinstance(value, date) else _text(value)
+    if run_dir is not None:
+        values[RUN_DIR] = run_dir
+    for task, reported in (results or {}).items():
+        for name, value in (reported or {}).items():
+            values[f"tasks.{task}.result.{name}"] = (
+                value if isinstance(value, str) else orjson.dumps(value).decode()
+            )
     return values
+
+
+class ShownResults(dict[str, str | date]):
+    """Template values for a plan, before anything ran: an upstream result shows as itself
+    ({tasks.count.result.rows})."""
+
+    def __missing__(self, name: str) -> str:
+        if RESULT_NAME.match(name) or name == RUN_DIR:
+            return "{" + name + "}"
+        raise KeyError(name)
 
 
 def render_task(pipeline: Pipeline, task_id: str, values: Mapping[str, str | date]) -> RenderedTask:

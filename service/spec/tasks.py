@@ -16,12 +16,14 @@ from service.spec.base import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_STEP_TIMEOUT,
     ID_PATTERN,
+    PYTHON_TARGET,
     QUEUE_PATTERN,
     URI_PATTERN,
     Spec,
     TriggerRule,
     positive,
 )
+from service.spec.conditions import ConditionError, parse_expectation, parse_when
 from service.spec.durations import Duration
 
 
@@ -248,8 +250,14 @@ class TaskSpec(TaskDefaults):
     id: str = Field(pattern=ID_PATTERN)
     description: str = ""
     # An argv list; a single string is run by /bin/sh -c only with shell: true.
-    command: list[str] | str
+    command: list[str] | str | None = None
+    # Or a Python function, package.module:function, run by the task runner (service.sdk).
+    python: str | None = Field(default=None, pattern=PYTHON_TARGET)
     shell: bool = False
+    # Rules on the task's own result: name -> "> 0"; a rule that fails fails the task.
+    expect: dict[str, str] = Field(default_factory=dict)
+    # Runs only if this holds of upstream results, else skipped: tasks.x.result.rows > 0.
+    when: str | None = None
     requires: list[str] = Field(default_factory=list)
     wait_for: list[DatasetWait | CheckWait] = Field(default_factory=list)
     inputs: list[InputRef] = Field(default_factory=list)
@@ -259,13 +267,31 @@ class TaskSpec(TaskDefaults):
 
     @model_validator(mode="after")
     def _command_form(self) -> TaskSpec:
-        _check_command_form(self.command, self.shell)
+        if (self.command is None) == (self.python is None):
+            raise ValueError("a task runs either a command or a python function: give one")
+        if self.command is not None:
+            _check_command_form(self.command, self.shell)
+        elif self.shell:
+            raise ValueError("shell: true is for a command, not a python function")
+        try:
+            for name, rule in self.expect.items():
+                parse_expectation(name, rule)
+            if self.when is not None:
+                parse_when(self.when)
+        except ConditionError as exc:
+            raise ValueError(str(exc)) from None
         if self.cache and (self.executor == "remote" or self.queue is not None):
             raise ValueError(
                 "cache is checked where the service runs a task: a remote task (executor: "
                 "remote, or a queue) cannot be cached (remove cache, or let the service run it)"
             )
         return self
+
+
+# A Python task's interpreter: the literal text {python} (braces doubled in the template),
+# replaced where the attempt runs by that process's own interpreter.
+SDK_PYTHON = "{{python}}"
+RUNNER_PYTHON = "{python}"
 
 
 def _check_command_form(command: list[str] | str, shell: bool) -> None:
@@ -275,3 +301,12 @@ def _check_command_form(command: list[str] | str, shell: bool) -> None:
         raise ValueError("shell: true takes the command as one string")
     if not command:
         raise ValueError("the command is empty")
+
+
+def task_argv(task: TaskSpec) -> list[str] | str:
+    """What a task runs: its command, or the task runner calling its python function (the
+    interpreter is the one running the attempt: see service.execution.attempt)."""
+    if task.python is not None:
+        return [SDK_PYTHON, "-m", "service.sdk.runner", task.python]
+    assert task.command is not None  # one of the two, checked above
+    return task.command

@@ -4,8 +4,10 @@ Grammar of a placeholder (spaces allowed between the parts)::
 
     {NAME [+|- AMOUNT UNIT]... [:STRFTIME]}
 
-- NAME: ``batch_date``, ``run_id``, ``attempt``, ``task_id``, ``pipeline_id`` or
-  ``params.NAME`` (a declared parameter);
+- NAME: ``batch_date``, ``run_id``, ``attempt``, ``task_id``, ``pipeline_id``,
+  ``params.NAME`` (a declared parameter) or ``tasks.TASK.result.NAME`` (a value an upstream
+  task reported) or ``run_dir`` (the run's working directory) — these two only in commands,
+  env values and working directories, rendered when the attempt starts;
 - date arithmetic (``+ 1d``, ``- 2w``) and a strftime format (``:%Y%m%d``) apply only to
   dates: ``batch_date`` and parameters of type ``date``. Dates are calendar dates, in UTC;
 - ``{{`` and ``}}`` stand for literal braces.
@@ -34,6 +36,11 @@ RUN_NAMES: Mapping[str, Kind] = {
     "pipeline_id": "text",
 }
 UNIT_DAYS = {"d": 1, "w": 7}
+# The run's working directory, where the names include it (rendered when an attempt starts).
+RUN_DIR = "run_dir"
+# A value an upstream task reported: allowed where the names include RESULTS.
+RESULTS = "tasks.*.result.*"
+RESULT_NAME = re.compile(r"^tasks\.([A-Za-z][A-Za-z0-9_.]*?)\.result\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _BODY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*((?:[+-]\s*\d+\s*[A-Za-z]+\s*)*)(?::(.*))?$")
@@ -76,7 +83,10 @@ class Template:
             if isinstance(part, str):
                 out.append(part)
                 continue
-            value = values[part.name]
+            try:
+                value = values[part.name]
+            except KeyError:
+                raise TemplateError(_missing(part.name)) from None
             text = (
                 _format_date(value, part.offset_days, part.fmt)
                 if isinstance(value, date)
@@ -141,9 +151,9 @@ def _placeholder(body: str, names: Mapping[str, Kind]) -> Placeholder:
             f"{{{body}}} is not a placeholder: expected {{name}}, {{name + 1d}} or {{name:%Y%m%d}}"
         )
     name, arithmetic, fmt = match.group(1), match.group(2), match.group(3)
-    if name not in names:
+    if name not in names and not (RESULTS in names and RESULT_NAME.match(name)):
         raise TemplateError(f"unknown placeholder {{{name}}}{_suggest(name, names)}")
-    kind = names[name]
+    kind = names.get(name, "text")
     offset = 0
     for sign, amount, unit in _OFFSET.findall(arithmetic or ""):
         if unit not in UNIT_DAYS:
@@ -165,6 +175,13 @@ def _placeholder(body: str, names: Mapping[str, Kind]) -> Placeholder:
                 f"{{{body}}}: {unknown[0]!r} is not a date format directive (e.g. %Y %m %d %j %a)"
             )
     return Placeholder(name, offset, fmt)
+
+
+def _missing(name: str) -> str:
+    found = RESULT_NAME.match(name)
+    if found:
+        return f"{{{name}}}: task {found[1]!r} reported no {found[2]!r}"
+    return f"{{{name}}} has no value here"
 
 
 def _suggest(name: str, names: Mapping[str, Kind]) -> str:

@@ -14,9 +14,13 @@ from typing import Any
 
 from service.errors import Problem
 from service.spec.base import TriggerRule
+from service.spec.conditions import parse_when
 from service.spec.models import PipelineSpec
-from service.spec.tasks import CheckWait, DatasetWait, TaskSpec
+from service.spec.tasks import CheckWait, DatasetWait, TaskSpec, task_argv
 from service.spec.templates import (
+    RESULT_NAME,
+    RESULTS,
+    RUN_DIR,
     RUN_NAMES,
     Kind,
     Placeholder,
@@ -49,7 +53,7 @@ class TaskTemplates:
 
 
 def template_names(spec: PipelineSpec) -> dict[str, Kind]:
-    names: dict[str, Kind] = dict(RUN_NAMES)
+    names: dict[str, Kind] = {**RUN_NAMES, RESULTS: "text", RUN_DIR: "text"}
     for name, param in spec.params.items():
         names[f"params.{name}"] = "date" if param.type.value == "date" else "text"
     return names
@@ -111,6 +115,38 @@ def graph_of_document(data: Any) -> list[tuple[str, Sequence[str]]]:
     return pairs
 
 
+def check_conditions(spec: PipelineSpec) -> list[Problem]:
+    """A when: condition reads results of tasks upstream of its own (ended before it runs)."""
+    requires = {task.id: task.requires for task in spec.tasks}
+    problems = []
+    for index, task in enumerate(spec.tasks):
+        if task.when is None:
+            continue
+        upstream = _ancestors(task.id, requires)
+        for comparison in parse_when(task.when):
+            if comparison.task_id not in upstream:
+                problems.append(
+                    Problem(
+                        f"when reads the result of {comparison.task_id!r}, which is not "
+                        f"upstream of {task.id!r}{suggest(comparison.task_id or '', upstream)} "
+                        "(add it to requires, directly or not)",
+                        f"tasks[{index}].when",
+                    )
+                )
+    return problems
+
+
+def _ancestors(task_id: str, requires: Mapping[str, Sequence[str]]) -> set[str]:
+    found: set[str] = set()
+    frontier = list(requires.get(task_id, ()))
+    while frontier:
+        dep = frontier.pop()
+        if dep not in found:
+            found.add(dep)
+            frontier.extend(requires.get(dep, ()))
+    return found
+
+
 def check_tasks(spec: PipelineSpec, capacity: NodeCapacity | None) -> list[Problem]:
     problems: list[Problem] = []
     for index, task in enumerate(spec.tasks):
@@ -168,7 +204,41 @@ def compile_templates(spec: PipelineSpec) -> tuple[dict[str, TaskTemplates], lis
     compiled = {
         task.id: compiler.task(task, f"tasks[{index}]") for index, task in enumerate(spec.tasks)
     }
-    return compiled, compiler.problems
+    return compiled, compiler.problems + _result_problems(spec, compiled)
+
+
+def _result_problems(spec: PipelineSpec, compiled: Mapping[str, TaskTemplates]) -> list[Problem]:
+    """Upstream results are known when an attempt starts: they may fill its command, env and
+    working directory — of tasks upstream of it — never what a run is made of at creation."""
+    requires = {task.id: task.requires for task in spec.tasks}
+    problems = []
+    for index, task in enumerate(spec.tasks):
+        templates = compiled[task.id]
+        at_start = [*templates.command, *templates.env.values()]
+        at_start += [templates.cwd] if templates.cwd else []
+        upstream = _ancestors(task.id, requires)
+        for template in at_start:
+            for name in sorted(template.names):
+                found = RESULT_NAME.match(name)
+                if found and found[1] not in upstream:
+                    problems.append(
+                        Problem(
+                            f"{{{name}}} reads the result of {found[1]!r}, which is not "
+                            f"upstream of {task.id!r} (add it to requires, directly or not)",
+                            f"tasks[{index}]",
+                        )
+                    )
+        early = [t for wait in templates.waits for t in wait]
+        early += [t for pair in (*templates.inputs, *templates.outputs) for t in pair]
+        if any(RESULT_NAME.match(n) or n == RUN_DIR for t in early for n in t.names):
+            problems.append(
+                Problem(
+                    "an upstream result and {run_dir} are known only when the attempt starts: "
+                    "use them in the command, env or cwd, not in waits, inputs or outputs",
+                    f"tasks[{index}]",
+                )
+            )
+    return problems
 
 
 class _TemplateCompiler:
@@ -221,7 +291,7 @@ class _TemplateCompiler:
             else:
                 waits.append((one(wait.partition, path, ".wait_for[", i, "].partition"),))
         return TaskTemplates(
-            command=command(task.command, path, ".command"),
+            command=command(task_argv(task), path, ".command" if task.command else ".python"),
             env={k: one(v, path, ".env.", k) for k, v in task.env.items()},
             cwd=one(task.cwd, path, ".cwd") if task.cwd else None,
             cleanup=command(task.cleanup.command, path, ".cleanup.command")

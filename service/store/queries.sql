@@ -110,7 +110,7 @@ FOR UPDATE;
 
 -- name: task_states
 -- $1 run ids.
-SELECT run_id, task_id, state, attempt, lost_attempts, attempt_base
+SELECT run_id, task_id, state, attempt, lost_attempts, attempt_base, result
 FROM task_instances WHERE run_id = ANY($1::text[]);
 
 -- name: move_runs
@@ -152,20 +152,21 @@ RETURNING t.run_id, t.task_id;
 
 -- name: record_attempt_results
 -- $1 run ids, $2 task ids, $3 attempts, $4 exit codes, $5 error snippets, $6 stderr tails,
--- $7 end times (parallel arrays). Stores each outcome on its instance and archives it.
+-- $7 end times, $8 results (JSON text or NULL) (parallel arrays). Stores each outcome on its
+-- instance and archives it.
 WITH finished AS (
     UPDATE task_instances AS t
     SET exit_code = r.exit_code, error_snippet = r.error_snippet, stderr_tail = r.stderr_tail,
-        ended_at = r.ended_at, updated_at = now()
+        ended_at = r.ended_at, result = r.result::jsonb, updated_at = now()
     FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[],
-                $7::timestamptz[])
-        AS r(run_id, task_id, attempt, exit_code, error_snippet, stderr_tail, ended_at)
+                $7::timestamptz[], $8::text[])
+        AS r(run_id, task_id, attempt, exit_code, error_snippet, stderr_tail, ended_at, result)
     WHERE t.run_id = r.run_id AND t.task_id = r.task_id AND t.attempt = r.attempt
     RETURNING t.run_id, t.task_id, t.attempt, t.state, t.worker_id, t.started_at, t.ended_at,
-              t.exit_code, t.error_snippet, t.stderr_tail
+              t.exit_code, t.error_snippet, t.stderr_tail, t.result
 )
 INSERT INTO task_attempts (run_id, task_id, attempt, state, worker_id, started_at, ended_at,
-                           exit_code, error_snippet, stderr_tail)
+                           exit_code, error_snippet, stderr_tail, result)
 SELECT * FROM finished
 ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 
@@ -250,7 +251,9 @@ FROM claimable AS c, runs AS r
 WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
 RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
           r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by,
-          t.time_limit_seconds;
+          t.time_limit_seconds,
+          (SELECT jsonb_object_agg(u.task_id, u.result) FROM task_instances AS u
+           WHERE u.run_id = t.run_id AND u.result IS NOT NULL) AS results;
 
 -- name: renew_leases
 -- $1 worker id, $2 lease in seconds: the heartbeat of every attempt this worker runs.
@@ -284,7 +287,9 @@ FROM adopted AS a JOIN runs AS r ON r.run_id = a.run_id;
 -- answer was lost with its connection (committed or not: the client cannot tell), the
 -- executor finds here what it was given.
 SELECT t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
-       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.time_limit_seconds
+       r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.time_limit_seconds,
+       (SELECT jsonb_object_agg(u.task_id, u.result) FROM task_instances AS u
+        WHERE u.run_id = t.run_id AND u.result IS NOT NULL) AS results
 FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
 WHERE t.worker_id = $1 AND t.state = 'running' AND NOT t.remote;
 
@@ -313,7 +318,9 @@ WHERE t.run_id = h.run_id AND t.task_id = h.task_id AND t.attempt = h.attempt
 -- are locked in run-id order, like every writer's, by the caller.
 SELECT t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
        r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by,
-       t.time_limit_seconds
+       t.time_limit_seconds,
+       (SELECT jsonb_object_agg(u.task_id, u.result) FROM task_instances AS u
+        WHERE u.run_id = t.run_id AND u.result IS NOT NULL) AS results
 FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
 WHERE t.state = 'running' AND t.pickup_by < now() - make_interval(secs => $2)
 ORDER BY t.pickup_by
@@ -419,7 +426,7 @@ FROM runs WHERE run_id = $1;
 -- name: list_task_instances
 -- $1 run id, in the order the tasks were started.
 SELECT run_id, task_id, state, attempt, worker_id, queued_at, started_at, ended_at,
-       exit_code, error_snippet, stderr_tail
+       exit_code, error_snippet, stderr_tail, result
 FROM task_instances WHERE run_id = $1
 ORDER BY started_at NULLS LAST, task_id;
 
@@ -643,7 +650,8 @@ FROM transitions WHERE run_id = $1 ORDER BY id;
 
 -- name: task_attempt_history
 -- $1 run id, $2 task id: every ended attempt, oldest first.
-SELECT attempt, state, worker_id, started_at, ended_at, exit_code, error_snippet, stderr_tail
+SELECT attempt, state, worker_id, started_at, ended_at, exit_code, error_snippet, stderr_tail,
+       result
 FROM task_attempts WHERE run_id = $1 AND task_id = $2 ORDER BY attempt;
 
 -- name: list_partitions
@@ -749,3 +757,39 @@ CROSS JOIN LATERAL (
     ORDER BY recorded_at DESC
     LIMIT 1
 ) AS n;
+
+-- name: record_output
+-- $1 run id, $2 task id, $3 attempt, $4 dataset, $5 partition, $6 version, $7 uri, $8 input
+-- datasets and $9 input partitions (parallel arrays: their newest versions are recorded),
+-- $10 params, $11 duration in seconds, $12 exit code, $13 result.
+INSERT INTO output_records (run_id, task_id, attempt, dataset, partition, version, uri,
+                            input_versions, params, duration_seconds, exit_code, result)
+SELECT $1, $2, $3, $4, $5, $6, $7,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('dataset', i.dataset,
+                                                     'partition', i.partition,
+                                                     'version', v.version)
+                                  ORDER BY i.dataset, i.partition)
+                 FROM unnest($8::text[], $9::text[]) AS i(dataset, partition)
+                 LEFT JOIN LATERAL (
+                     SELECT version FROM dataset_partitions AS d
+                     WHERE d.dataset = i.dataset AND d.partition = i.partition
+                     ORDER BY recorded_at DESC LIMIT 1
+                 ) AS v ON true), '[]'::jsonb),
+       $10::jsonb, $11, $12, $13::jsonb
+ON CONFLICT (run_id, task_id, attempt, dataset) DO NOTHING;
+
+-- name: run_outputs
+-- $1 run id: what its tasks produced, each output with what produced it.
+SELECT task_id, attempt, dataset, partition, version, uri, input_versions, params,
+       duration_seconds, exit_code, result, recorded_at
+FROM output_records WHERE run_id = $1 ORDER BY recorded_at, task_id, dataset;
+
+-- name: failed_tasks
+-- $1 since when, $2 how many: tasks that failed or timed out for good since then (their
+-- instance still is), newest first, with their error snippet.
+SELECT t.run_id, r.pipeline_id, r.batch_date, t.task_id, t.state, t.attempt, t.ended_at,
+       t.exit_code, t.error_snippet
+FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
+WHERE t.state IN ('failed', 'timed_out') AND t.ended_at >= $1
+ORDER BY t.ended_at DESC
+LIMIT $2;

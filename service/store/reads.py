@@ -5,6 +5,7 @@ Mixed into :class:`Store`; every row comes back as a plain mapping, ready for JS
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,14 @@ class ReadQueries:
 
     async def task_attempts(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
         return [dict(row) for row in await self._fetch("task_attempt_history", run_id, task_id)]
+
+    async def run_outputs(self, run_id: str) -> list[dict[str, Any]]:
+        """What the run's tasks produced, each output with what produced it."""
+        return [dict(row) for row in await self._fetch("run_outputs", run_id)]
+
+    async def failed_tasks(self, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """Tasks failed (or timed out) for good since ``since``, newest first."""
+        return [dict(row) for row in await self._fetch("failed_tasks", since, limit)]
 
     async def partitions(self, dataset: str | None, limit: int) -> list[dict[str, Any]]:
         return [dict(row) for row in await self._fetch("list_partitions", dataset, limit)]

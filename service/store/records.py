@@ -47,6 +47,7 @@ class TaskRecord:
     exit_code: int | None
     error_snippet: str | None
     stderr_tail: str | None
+    result: Mapping[str, Any] | None = None  # what its latest attempt reported
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> TaskRecord:
@@ -110,6 +111,7 @@ class ClaimedAttempt:
     params: Mapping[str, Any]
     pickup_by: datetime | None = None  # remote: a worker must pick it up by then
     time_limit_seconds: float | None = None  # its timeout (own or default); None: none
+    results: Mapping[str, Any] | None = None  # what the run's tasks reported: task -> result
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedAttempt:
@@ -285,6 +287,7 @@ class AttemptResult:
     error_snippet: str | None
     stderr_tail: str | None
     ended_at: datetime
+    result: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +309,24 @@ class Heartbeat:
     task_id: str
     attempt: int
     worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """What produced one output of a successful attempt (see output_records)."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    dataset: str
+    partition: str
+    version: str
+    uri: str
+    inputs: tuple[tuple[str, str], ...]  # (dataset, partition): their versions are recorded
+    params: Mapping[str, Any]
+    duration_seconds: float | None
+    exit_code: int | None
+    result: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)

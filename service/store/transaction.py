@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import orjson
+
 from service.engine.model import TaskSnapshot
 from service.engine.states import TaskState
 from service.engine.triggers import NewTask, TaskWait
@@ -30,6 +32,7 @@ from service.store.records import (
     MissedDeadline,
     NewRun,
     OutboxRow,
+    OutputRecord,
     ReceivedEvent,
     RunMove,
     TaskMove,
@@ -72,6 +75,24 @@ class Transaction(SchedulingQueries):
             partition.version,
             partition.producer,
             partition.event_id,
+        )
+
+    async def record_output(self, output: OutputRecord) -> None:
+        await self.conn.execute(
+            q("record_output"),
+            output.run_id,
+            output.task_id,
+            output.attempt,
+            output.dataset,
+            output.partition,
+            output.version,
+            output.uri,
+            [dataset for dataset, _ in output.inputs],
+            [partition for _, partition in output.inputs],
+            dict(output.params),  # jsonb: encoded by the pool's codec
+            output.duration_seconds,
+            output.exit_code,
+            None if output.result is None else dict(output.result),
         )
 
     async def ready_datasets(self, wanted: Sequence[tuple[str, str]]) -> set[str]:
@@ -141,6 +162,7 @@ class Transaction(SchedulingQueries):
                 row["attempt"],
                 row["lost_attempts"],
                 row["attempt_base"],
+                row["result"],
             )
         return found
 
@@ -201,6 +223,7 @@ class Transaction(SchedulingQueries):
             [r.error_snippet for r in results],
             [r.stderr_tail for r in results],
             [r.ended_at for r in results],
+            [None if r.result is None else orjson.dumps(r.result).decode() for r in results],
         )
 
     async def flag_missed_deadlines(self, limit: int) -> list[MissedDeadline]:

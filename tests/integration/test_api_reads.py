@@ -71,6 +71,15 @@ async def test_reads_choose_page_and_explain(
         ]
         partitions = (await get("/api/datasets?dataset=slow_raw"))["partitions"]
         assert [(p["partition"], p["version"]) for p in partitions] == [("2026-11-21", "v7")]
+        [failure] = (await get("/api/tasks/failed?since=1h"))["failed"]
+        assert (failure["run_id"], failure["task_id"], failure["state"]) == (
+            claim.run_id,
+            "work",
+            "failed",
+        )
+        assert failure["retry"] == f"tributary runs retry {claim.run_id} --task work"
+        assert (await client.get("/api/tasks/failed?since=lots")).status == 400
+        assert (await get(f"/api/runs/{claim.run_id}/outputs"))["outputs"] == []
         [letter] = (await get("/api/dead-letters?limit=5"))["dead_letters"]
         assert (letter["reason"], letter["offset"], letter["head"]) == ("not JSON", 42, "{{{")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -80,7 +81,9 @@ async def rig(
 ) -> AsyncIterator[Rig]:
     marks = tmp_path / "marks"
     marks.mkdir()
-    orchestration = await orchestrate("hard", "cached", "cached_chain", "shaped")
+    orchestration = await orchestrate(
+        "hard", "cached", "cached_chain", "shaped", "reported", "recorded"
+    )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     completions = CompletionBatcher(
@@ -126,6 +129,85 @@ async def test_each_attempt_ends_as_its_spec_says(rig: Rig, pg: asyncpg.Connecti
     }
     assert "cleanup failed (exit code 1): the command did not run" in reasons["bad_cleanup"]
     assert "timed out after 0.5s; rollback done" in reasons["stubborn"]
+
+
+async def test_a_task_reports_its_result_and_a_bad_one_fails_it_with_the_reason(
+    rig: Rig, pg: asyncpg.Connection
+) -> None:
+    await run_to_end(rig, pg, "reported")
+    tasks = {r["task_id"]: r for r in await pg.fetch("SELECT * FROM task_instances")}
+    assert tasks["counted"]["state"] == "success"
+    assert orjson.loads(tasks["counted"]["result"]) == {"rows": 1204, "error_rate": 0.002}
+    # Retried: the failed first attempt's counts are not kept; the task holds the last one's.
+    attempts = await pg.fetch(
+        "SELECT attempt, state, result FROM task_attempts WHERE task_id = 'retried' "
+        "ORDER BY attempt"
+    )
+    assert [(a["attempt"], a["state"], a["result"]) for a in attempts] == [
+        (1, "up_for_retry", None),  # archived as it was moved
+        (2, "success", '{"rows": 2}'),
+    ]
+    assert orjson.loads(tasks["retried"]["result"]) == {"rows": 2}
+    reasons = {
+        r["task_id"]: r["reason"]
+        for r in await pg.fetch("SELECT task_id, reason FROM transitions WHERE to_state = 'failed'")
+    }
+    for task_id in ("garbled", "listed", "huge"):
+        assert tasks[task_id]["state"] == "failed"
+        assert tasks[task_id]["attempt"] == 1  # the task's own bug: not retried
+        assert tasks[task_id]["result"] is None
+    assert "result_malformed: TRIBUTARY_RESULT_FILE is not JSON" in reasons["garbled"]
+    assert (
+        "result_malformed: a result is a JSON object (name: value), got list" in reasons["listed"]
+    )
+    assert (
+        "result_too_large: TRIBUTARY_RESULT_FILE holds 70,012 bytes, at most 65,536"
+        in (reasons["huge"])
+    )
+    events = [orjson.loads(r["payload"]) for r in await pg.fetch("SELECT payload FROM outbox")]
+    [event] = [
+        e
+        for e in events
+        if e["type"] == "task.status"
+        and e["data"]["task_id"] == "counted"
+        and e["data"]["state"] == "success"
+    ]
+    assert event["data"]["result"] == {"rows": 1204, "error_rate": 0.002}
+
+
+async def test_each_output_says_what_produced_it_and_a_run_has_its_own_directory(
+    rig: Rig, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    out = tmp_path / "warehouse"
+    await rig.orchestration.apply([requested("recorded", "2026-11-21", params={"out": str(out)})])
+    await eventually(
+        lambda: pg.fetchval("SELECT state FROM runs"), "success".__eq__, 30, "the run to end"
+    )
+    run_id = await pg.fetchval("SELECT run_id FROM runs")
+    assert (tmp_path / "runs" / "recorded" / run_id / "scratch").read_text() == "42\n"
+    assert (out / "facts" / "part-0").read_text() == "42\n"
+    records = {
+        r["dataset"]: r
+        for r in await rig.orchestration.store.run_outputs(run_id)  # what the API serves
+    }
+    facts = records["order_facts"]
+    assert (facts["task_id"], facts["attempt"], facts["version"]) == ("build", 1, f"{run_id}/1")
+    assert facts["input_versions"] == [
+        {"dataset": "raw_orders", "partition": "2026-11-21", "version": f"{run_id}/1"}
+    ]
+    assert facts["params"] == {"out": str(out)}
+    assert (facts["exit_code"], facts["result"]) == (0, {"rows": 42})
+    assert facts["duration_seconds"] >= 0
+    beside = orjson.loads((out / "facts" / "_tributary.json").read_bytes())["order_facts"]
+    assert {k: beside[k] for k in ("run_id", "task_id", "attempt", "partition", "result")} == {
+        "run_id": run_id,
+        "task_id": "build",
+        "attempt": 1,
+        "partition": "2026-11-21",
+        "result": {"rows": 42},
+    }
+    assert beside["inputs"] == [{"dataset": "raw_orders", "partition": "2026-11-21"}]
+    assert beside["params"] == {"out": str(out)}
 
 
 async def test_shutdown_interrupts_what_runs_and_reports_it_retryable(

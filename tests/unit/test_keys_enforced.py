@@ -91,6 +91,17 @@ ENFORCED: dict[str, list[str]] = {
         "unit/test_spec.py::test_a_remote_task_cannot_be_cached_and_remote_by_default_keeps_cached_tasks_local",
         "acceptance/test_remote_workers.py::test_a_worker_killed_mid_task_hands_it_to_another",
     ],
+    "TaskSpec.python": [
+        "acceptance/test_sdk_pipeline.py::test_python_tasks_report_gate_and_branch_through_the_real_service"
+    ],
+    "TaskSpec.expect": [
+        "unit/test_conditions.py::test_an_expectation_that_fails_fails_the_task_with_the_value_and_no_retry",
+        "acceptance/test_sdk_pipeline.py::test_python_tasks_report_gate_and_branch_through_the_real_service",
+    ],
+    "TaskSpec.when": [
+        "unit/test_conditions.py::test_a_branch_runs_where_its_condition_holds_and_is_skipped_where_not",
+        "acceptance/test_sdk_pipeline.py::test_python_tasks_report_gate_and_branch_through_the_real_service",
+    ],
     "TaskSpec.queue": [
         "unit/test_spec.py::test_a_queue_sends_its_task_to_that_queues_workers",
         "acceptance/test_worker_queues.py::test_each_queue_runs_on_its_own_workers_within_their_resources",

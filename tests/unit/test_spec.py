@@ -49,7 +49,7 @@ def test_the_examples_are_valid_and_chain_through_data() -> None:
     assert result.problems == []
     assert result.warnings == []  # every wait_for dataset is produced by a pipeline
     by_id = {p.id: p for p in result.pipelines}
-    assert set(by_id) == {"orders_daily", "customer_dimension", "revenue_report"}
+    assert set(by_id) == {"orders_daily", "customer_dimension", "revenue_report", "orders_quality"}
     outputs = {ref.name for t in by_id["orders_daily"].spec.tasks for ref in t.outputs}
     assert by_id["revenue_report"].spec.triggers.datasets[0].dataset in outputs
 
@@ -152,7 +152,10 @@ def test_unknown_keys_get_a_suggestion_and_a_line(tmp_path: Path) -> None:
         )
         for t in text
     ), text
-    assert any("tasks[0].command: required key is missing" in t for t in text), text
+    bare = [str(p) for p in load_text(tmp_path, "id: p\ntasks:\n  - id: a\n")]
+    assert any(
+        "tasks[0]: a task runs either a command or a python function: give one" in t for t in bare
+    ), bare
 
 
 def test_wrong_types_say_what_they_got(tmp_path: Path) -> None:
