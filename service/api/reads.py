@@ -95,7 +95,7 @@ class Reads:
 
     async def failed(self, request: web.Request) -> web.Response:
         """Tasks that failed for good ``since`` ago (``1d``, ``12h``, ``30m``; default 1d),
-        newest first, each with its error snippet and the command that retries it."""
+        newest first, each with why, its error snippet and the command that retries it."""
         text = request.query.get("since", "1d")
         try:
             since = utc_now() - parse_duration(text)

@@ -264,7 +264,9 @@ def cmd_runs_failed(args: argparse.Namespace) -> int:
             f"{task['task_id']}: {task['state']} (attempt {task['attempt']}, exit "
             f"{task['exit_code'] if task['exit_code'] is not None else '-'})"
         )
-        if error:
-            print(f"    {error[-1][:160]}")
+        if task.get("reason"):
+            print(f"    why: {task['reason'][:200]}")
+        if error and task["exit_code"] not in (None, 0):
+            print(f"    error: {error[-1][:160]}")
         print(f"    retry: {task['retry']}")
     return 0

@@ -97,10 +97,10 @@ def print_run(view: dict[str, Any], order: list[str], log_dir: Path) -> None:
         if task["started_at"] and task["ended_at"]:
             seconds = f"{(task['ended_at'] - task['started_at']).total_seconds():.2f}"
         note = "; ".join(w["waits_for"] for w in task.get("waiting_for", []))
-        if not note and task["error_snippet"]:
-            note = task["error_snippet"].strip().splitlines()[-1][:80]
         if not note and task.get("result"):
             note = result_text(task["result"])
+        if not note and task["error_snippet"] and task["state"] != "success":
+            note = task["error_snippet"].strip().splitlines()[-1][:80]
         exit_code = "-" if task["exit_code"] is None else str(task["exit_code"])
         rows.append(
             (task["task_id"], task["state"], str(task["attempt"]), exit_code, seconds, note)

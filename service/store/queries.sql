@@ -786,9 +786,12 @@ FROM output_records WHERE run_id = $1 ORDER BY recorded_at, task_id, dataset;
 
 -- name: failed_tasks
 -- $1 since when, $2 how many: tasks that failed or timed out for good since then (their
--- instance still is), newest first, with their error snippet.
+-- instance still is), newest first, with why (the failing move's reason) and their error.
 SELECT t.run_id, r.pipeline_id, r.batch_date, t.task_id, t.state, t.attempt, t.ended_at,
-       t.exit_code, t.error_snippet
+       t.exit_code, t.error_snippet,
+       (SELECT x.reason FROM transitions AS x
+        WHERE x.run_id = t.run_id AND x.task_id = t.task_id AND x.to_state = t.state
+        ORDER BY x.id DESC LIMIT 1) AS reason
 FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
 WHERE t.state IN ('failed', 'timed_out') AND t.ended_at >= $1
 ORDER BY t.ended_at DESC

@@ -142,6 +142,9 @@ async def test_python_tasks_report_gate_and_branch_through_the_real_service(
             "AND pipeline_id = 'orders_quality'"
         )
         assert f"retry: tributary runs retry {bad_run} --task count_orders" in follow_up.stdout
+        assert "why: attempt 1 ended failed: expectation_failed: error_rate = 0.5" in (
+            follow_up.stdout
+        )
     finally:
         await conn.close()
         await runner.cleanup()
