@@ -5,6 +5,7 @@ every attempt (``TRIBUTARY_*``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -13,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
-
-import structlog
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,19 @@ class Context:
     inputs: tuple[Ref, ...] = ()
     outputs: tuple[Ref, ...] = ()
     run_dir: Path | None = None
-    log: Any = None  # a structlog BoundLogger, bound to run, task, attempt and trace id
+
+    @functools.cached_property
+    def log(self) -> Any:
+        """A structlog logger bound to run, task, attempt and trace id, writing JSON lines to
+        the attempt's log (made on first use: a task that does not log does not pay for it)."""
+        return task_logger(
+            {
+                "run_id": self.run_id,
+                "task_id": self.task_id,
+                "attempt": self.attempt,
+                "trace_id": self.trace_id,
+            }
+        )
 
     def input(self, dataset: str) -> Ref:
         return _named(self.inputs, dataset, "input")
@@ -96,12 +107,13 @@ def context(environ: Mapping[str, str] | None = None) -> Context:
         inputs=tuple(Ref(**ref) for ref in json.loads(env.get("TRIBUTARY_INPUTS", "[]"))),
         outputs=tuple(Ref(**ref) for ref in json.loads(env.get("TRIBUTARY_OUTPUTS", "[]"))),
         run_dir=Path(run_dir) if run_dir else None,
-        log=task_logger(ids),
     )
 
 
 def task_logger(ids: Mapping[str, Any]) -> Any:
     """JSON lines on stderr (the attempt's log), each with the run's ids."""
+    import structlog  # here: importing it costs a task that does not log
+
     logger = structlog.wrap_logger(
         structlog.PrintLogger(sys.stderr),
         processors=[

@@ -10,7 +10,6 @@ a result (a mapping of JSON values) — both said in one line.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import os
@@ -18,6 +17,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,11 @@ def call(function: Callable[..., Any], ctx: Context) -> Any:
     """With the context when the function takes an argument."""
     takes = len(inspect.signature(function).parameters) > 0
     outcome = function(ctx) if takes else function()
-    return asyncio.run(outcome) if inspect.iscoroutine(outcome) else outcome
+    if not inspect.iscoroutine(outcome):
+        return outcome
+    import asyncio  # here: most tasks are plain functions, and asyncio costs ~60 ms to load
+
+    return asyncio.run(outcome)
 
 
 def write_result(result: Any) -> None:
@@ -82,11 +86,11 @@ def main(argv: list[str]) -> int:
         print(f"tributary task runner: cannot run {argv[0]}: {exc}", file=sys.stderr)
         return NOT_RUNNABLE
     started = time.monotonic()
-    ctx.log.info("task.started", function=argv[0])
+    say(ctx, "task.started", function=argv[0])
     try:
         result = call(function, ctx)
     except Exception:
-        ctx.log.error("task.failed", seconds=round(time.monotonic() - started, 3))
+        say(ctx, "task.failed", level="error", seconds=round(time.monotonic() - started, 3))
         traceback.print_exc()
         return 1
     try:
@@ -94,8 +98,24 @@ def main(argv: list[str]) -> int:
     except (ResultError, TypeError) as exc:
         print(f"tributary task runner: {argv[0]} returned no result: {exc}", file=sys.stderr)
         return NOT_RUNNABLE
-    ctx.log.info("task.done", seconds=round(time.monotonic() - started, 3), result=result)
+    say(ctx, "task.done", seconds=round(time.monotonic() - started, 3), result=result)
     return 0
+
+
+def say(ctx: Context, event: str, level: str = "info", **fields: Any) -> None:
+    """One JSON line on stderr, as the task's own logger writes them (without loading it)."""
+    line = {
+        "event": event,
+        "level": level,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "run_id": ctx.run_id,
+        "task_id": ctx.task_id,
+        "attempt": ctx.attempt,
+        "trace_id": ctx.trace_id,
+        **fields,
+    }
+    sys.stderr.write(orjson.dumps(line, default=str).decode() + "\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

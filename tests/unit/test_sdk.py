@@ -30,10 +30,11 @@ ENV = {
 
 
 def test_importing_the_sdk_pulls_in_no_heavy_library() -> None:
+    # structlog too: its logger is made when a task first logs (ctx.log), not before.
     code = (
         "import sys, service.sdk, service.sdk.runner; "
         "print(sorted(m for m in ('asyncpg', 'aiokafka', 'aiohttp', 'redis', 'pydantic', "
-        "'service.store', 'service.spec') if m in sys.modules))"
+        "'service.store', 'service.spec', 'structlog') if m in sys.modules))"
     )
     found = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
