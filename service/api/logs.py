@@ -11,11 +11,13 @@ answers 404 saying where the log is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from aiohttp import web
 
 from service.api.responses import ProblemError
+from service.engine.model import AttemptKey
 from service.engine.states import TaskState
 from service.errors import TributaryError
 from service.store import Store
@@ -110,6 +112,13 @@ class Logs:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the reader went away: nothing wrong
+            await self._stream(response, path, AttemptKey(run_id, task_id, attempt), running)
+        return response
+
+    async def _stream(
+        self, response: web.StreamResponse, path: Path, key: AttemptKey, running: bool
+    ) -> None:
         offset = 0
         while True:
             chunk = _read(path, offset, MAX_BYTES)
@@ -121,9 +130,8 @@ class Logs:
             if not running:
                 break
             await asyncio.sleep(FOLLOW_POLL)
-            running = await self._still_running(run_id, task_id, attempt)
+            running = await self._still_running(key.run_id, key.task_id, key.attempt)
         await response.write(b"event: end\ndata: \n\n")
-        return response
 
     async def _still_running(self, run_id: str, task_id: str, attempt: int) -> bool:
         try:

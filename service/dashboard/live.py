@@ -9,6 +9,7 @@ pipeline's changes. A comment every few seconds keeps proxies from closing a qui
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
 
@@ -36,6 +37,13 @@ class LiveEvents:
             }
         )
         await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the page went away: nothing wrong
+            await self._send(response, run_id, pipeline_id)
+        return response
+
+    async def _send(
+        self, response: web.StreamResponse, run_id: str | None, pipeline_id: str | None
+    ) -> None:
         async with self._feed.listen() as changes:
             await response.write(f"event: mode\ndata: {self._feed.mode}\n\n".encode())
             while True:
@@ -46,12 +54,11 @@ class LiveEvents:
                     await response.write(b": still here\n\n")
                     continue
                 if item is None:  # the service stops
-                    break
+                    return
                 if isinstance(item, str):
                     await response.write(f"event: mode\ndata: {item}\n\n".encode())
                 elif _wanted(item, run_id, pipeline_id):
                     await response.write(b"data: " + item.to_json() + b"\n\n")
-        return response
 
 
 def _wanted(change: Change, run_id: str | None, pipeline_id: str | None) -> bool:
