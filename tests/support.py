@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -161,14 +162,26 @@ async def eventually(
     return value
 
 
+async def only_run_ended(conn: asyncpg.Connection, timeout: float = 60.0) -> str:
+    """The final state of the database's only run, once it has one."""
+    state: str = await eventually(
+        lambda: conn.fetchval("SELECT state FROM runs"),
+        lambda found: found in ("success", "failed", "cancelled"),
+        timeout,
+        "the run to end",
+    )
+    return state
+
+
 async def stop_task(task: asyncio.Task[Any]) -> bool:
     """Cancel the task and await its end; True when the cancellation ended it (any other
     exception it raised is raised here)."""
     task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
+    [outcome] = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(outcome, asyncio.CancelledError):
         return True
+    if isinstance(outcome, BaseException):
+        raise outcome
     return False
 
 

@@ -14,6 +14,7 @@ from tests.support import (
     ServiceProcess,
     eventually,
     group_gone,
+    only_run_ended,
     produce,
     requested,
     settled,
@@ -55,13 +56,7 @@ async def test_a_worker_killed_mid_task_hands_it_to_another(
         victim.kill()  # SIGKILL mid-task: no completion, no more heartbeats
         survivor = next(w for w in workers if w is not victim)
 
-        await eventually(
-            lambda: conn.fetchval("SELECT state FROM runs"),
-            lambda state: state in ("success", "failed"),
-            60,
-            "the run to end",
-        )
-        assert await conn.fetchval("SELECT state FROM runs") == "success"
+        assert await only_run_ended(conn) == "success"
         crunch = await conn.fetch(
             "SELECT attempt, state, worker_id FROM task_attempts WHERE task_id = 'crunch' "
             "ORDER BY attempt"

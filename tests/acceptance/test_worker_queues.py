@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.support import RunService, eventually, produce, requested
+from tests.support import RunService, only_run_ended, produce, requested
 
 
 async def test_each_queue_runs_on_its_own_workers_within_their_resources(
@@ -40,13 +40,7 @@ async def test_each_queue_runs_on_its_own_workers_within_their_resources(
     await produce(kafka_bootstrap, service.setting("topic_triggers"), [(None, request.to_bytes())])
     conn = await asyncpg.connect(database_url)
     try:
-        await eventually(
-            lambda: conn.fetchval("SELECT state FROM runs"),
-            lambda state: state in ("success", "failed"),
-            60,
-            "the run to end",
-        )
-        assert await conn.fetchval("SELECT state FROM runs") == "success"
+        assert await only_run_ended(conn) == "success"
         ran = await conn.fetch(
             "SELECT task_id, worker_id, started_at, ended_at FROM task_attempts ORDER BY task_id"
         )

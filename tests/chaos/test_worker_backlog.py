@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.chaos.rig import report
-from tests.support import RunService, eventually, produce, requested
+from tests.support import RunService, only_run_ended, produce, requested
 
 pytestmark = pytest.mark.chaos
 
@@ -37,14 +37,9 @@ async def test_requests_waiting_for_a_busy_worker_are_not_leased_meanwhile(
             kafka_bootstrap, service.setting("topic_triggers"), [(b"backlog", request.to_bytes())]
         )
         sent = time.monotonic()
-        await eventually(
-            lambda: conn.fetchval("SELECT state FROM runs"),
-            lambda state: state in ("success", "failed"),
-            60,
-            "the run to end",
-        )
+        final = await only_run_ended(conn)
         ended = time.monotonic() - sent
-        assert await conn.fetchval("SELECT state FROM runs") == "success"
+        assert final == "success"
         attempts = await conn.fetch(
             "SELECT task_id, attempt, state, started_at, ended_at FROM task_attempts "
             "ORDER BY started_at"
