@@ -16,6 +16,7 @@ from service.events import CloudEvent, TaskCompleted
 from service.observability import get_logger
 from service.orchestrator.batch import BatchApplier
 from service.orchestrator.reliable import apply_reliably
+from service.orchestrator.writing import FollowUp
 from service.supervision import Loop
 
 log = get_logger(__name__)
@@ -41,6 +42,8 @@ class CompletionBatcher(Loop):
         self._topic = topic  # named as their origin in dead letters
         self._max_batch = max_batch
         self._queue: deque[tuple[CloudEvent, After | None]] = deque()
+        # Done in each batch's transaction: the executor claiming the room its attempts left.
+        self.follow_up: FollowUp | None = None
 
     def submit(self, event: CloudEvent, after: After | None = None) -> None:
         """Apply ``event`` soon; then call ``after`` (the completion is durable by then)."""
@@ -56,7 +59,7 @@ class CompletionBatcher(Loop):
             return False
         taken = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
         batch = [event for event, _ in taken]
-        refused = await apply_reliably(self._applier, batch)
+        refused = await apply_reliably(self._applier, batch, follow_up=self.follow_up)
         await self._dead_letters.send(
             [
                 DeadLetter(

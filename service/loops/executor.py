@@ -34,10 +34,11 @@ from service.execution.process import ProcessExit
 from service.loops.completions import CompletionBatcher
 from service.observability import bound, get_logger
 from service.orchestrator.claims import UNRENDERABLE, Claimer
+from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.work_hub import Work, WorkHub
 from service.pipelines import PipelineRegistry
 from service.spec.pipeline import Pipeline
-from service.store import Store
+from service.store import Store, Transaction
 from service.store.records import CacheHit, ClaimBudget, ClaimedAttempt
 from service.supervision import Loop, persistently
 
@@ -90,6 +91,11 @@ class LocalExecutor(Loop):
         self._superseded: set[asyncio.Task[None]] = set()  # superseded attempts being stopped
         self._accepting = True
         self.adopted = 0  # attempts taken over from a predecessor, since start
+        # One claim at a time: this loop's own, or one in a batch of its completions.
+        self._claiming = asyncio.Lock()
+        self._claimed_within: list[ClaimedAttempt] | None = None  # None: not holding the lock
+        self._wake_after_batch = False
+        completions.follow_up = self  # the batches of its completions claim its free room
         hub.subscribe(Work.TASKS, self.wake)
 
     @property
@@ -111,15 +117,60 @@ class LocalExecutor(Loop):
         if self._claims_unknown:
             await self._find_unseen_claims()
             self._claims_unknown = False
-        free = self.free()
-        if not self._accepting or free.slots <= 0:
-            return False
-        claims = await self._claimer.claim(self._worker_id, free, self._lease_seconds)
+        async with self._claiming:
+            free = self.free()
+            if not self._accepting or free.slots <= 0:
+                return False
+            claims = await self._claimer.claim(self._worker_id, free, self._lease_seconds)
+            self._start(claims)
+        return bool(claims) and len(claims) == free.slots
+
+    def _start(self, claims: list[ClaimedAttempt]) -> None:
         for claim in claims:
             self._track(claim, self._execute(claim))
         metrics.TASKS_RUNNING.set(len(self._running))
         metrics.FREE_SLOTS.set(self._node.slots - len(self._running))
-        return bool(claims) and len(claims) == free.slots
+
+    # A batch of this executor's completions claims what they queued in its own transaction
+    # (orchestrator/writing.py's FollowUp): one transaction per hop from a task to the next.
+
+    async def within(self, tx: Transaction, outcome: BatchOutcome) -> None:
+        """Claim for the room the completed attempts left, unless a claim of this loop's is
+        under way (it runs again after the batch commits, woken by what the batch queued)."""
+        self._wake_after_batch = False
+        if self._claiming.locked():
+            return
+        await self._claiming.acquire()
+        self._claimed_within = []
+        free = self.free()
+        if not self._accepting or free.slots <= 0:
+            return
+        claims = await self._claimer.claim_within(tx, self._worker_id, free, self._lease_seconds)
+        self._claimed_within = claims
+        # What it took need wake no one; room left over and tasks passed over may need a look.
+        outcome.tasks_queued = max(0, outcome.tasks_queued - len(claims))
+        self._wake_after_batch = len(claims) == free.slots or tx.passed_over > 0
+
+    def committed(self) -> None:
+        claims = self._release_claiming()
+        if claims:
+            self._claimer.claimed(claims)
+            self._start(claims)
+        if self._wake_after_batch:
+            self.wake()
+
+    def abandoned(self) -> None:
+        """The batch failed: if it claimed, the claim may have committed all the same."""
+        if self._release_claiming():
+            self._claims_unknown = True
+        self.wake()
+
+    def _release_claiming(self) -> list[ClaimedAttempt]:
+        claims, self._claimed_within = self._claimed_within, None
+        if claims is None:
+            return []
+        self._claiming.release()
+        return claims
 
     async def recover(self) -> None:
         self._claims_unknown = True
@@ -198,10 +249,11 @@ class LocalExecutor(Loop):
             await asyncio.wait(still_running)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
+        """Its room is free: the batch that applies its completion claims for it."""
         self._running.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("attempt.crashed", task=task.get_name(), error=repr(task.exception()))
-        self.wake()
+            self.wake()
 
     async def _execute(self, claim: ClaimedAttempt) -> None:
         with bound(**claim.log_context()):

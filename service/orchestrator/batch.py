@@ -39,7 +39,7 @@ from service.orchestrator.outcome import BatchOutcome
 from service.orchestrator.outgoing import Outgoing
 from service.orchestrator.runs import RunStarter
 from service.orchestrator.working_set import WorkingSet
-from service.orchestrator.writing import Writing
+from service.orchestrator.writing import FollowUp, Writing
 from service.store.records import ReceivedEvent
 
 log = get_logger(__name__)
@@ -80,12 +80,15 @@ class BatchApplier:
     def outgoing(self) -> Outgoing:
         return self._writing.outgoing
 
-    async def apply(self, events: Sequence[CloudEvent]) -> BatchOutcome:
-        """Apply a batch in one transaction (events must have passed :func:`check_applicable`)."""
+    async def apply(
+        self, events: Sequence[CloudEvent], follow_up: FollowUp | None = None
+    ) -> BatchOutcome:
+        """Apply a batch in one transaction (events must have passed :func:`check_applicable`),
+        with ``follow_up`` done in it before the commit."""
         outcome = BatchOutcome()
         unique = list({(e.source, e.id): e for e in reversed(events)}.values())[::-1]
         outcome.duplicates = len(events) - len(unique)
-        async with self._writing.working(outcome) as ws:
+        async with self._writing.working(outcome, follow_up) as ws:
             fresh = await ws.tx.mark_events_processed(
                 [ReceivedEvent(e.source, e.id, e.type) for e in unique]
             )

@@ -95,8 +95,20 @@ class Claimer:
             written = tx.outbox_written
         if claims:
             self._hub.committed(BatchOutcome(outbox_written=written))
-            observe_queue_waits(claims)
+            self.claimed(claims)
         return claims
+
+    def claimed(self, claims: list[ClaimedAttempt]) -> None:
+        """Claims committed (their transaction's outbox wake-up is its own)."""
+        observe_queue_waits(claims)
+
+    async def claim_within(
+        self, tx: Transaction, worker_id: str, budget: ClaimBudget, lease_seconds: float
+    ) -> list[ClaimedAttempt]:
+        """Claim in a transaction that holds runs already (a batch of completions: the
+        successors they queued start without a transaction of their own); tasks of runs
+        another transaction holds are passed over, never waited for."""
+        return await self._claim_in(tx, worker_id, budget, lease_seconds, wait_for_runs=False)
 
     async def dispatch_remote(
         self, dispatcher_id: str, limit: int, lease_seconds: float, pickup_seconds: float
@@ -159,8 +171,12 @@ class Claimer:
         budget: ClaimBudget,
         lease_seconds: float,
         pickup_seconds: float | None = None,
+        *,
+        wait_for_runs: bool = True,
     ) -> list[ClaimedAttempt]:
-        claims = await tx.claim_tasks(worker_id, budget, lease_seconds, pickup_seconds)
+        claims = await tx.claim_tasks(
+            worker_id, budget, lease_seconds, pickup_seconds, wait_for_runs=wait_for_runs
+        )
         for claim in claims:
             pipeline = await self._registry.version(claim.pipeline_id, claim.spec_hash)
             before = TaskSnapshot(claim.task_id, TaskState.QUEUED, claim.attempt - 1)

@@ -85,6 +85,7 @@ class CompletionApplier:
                         completed.stderr_tail,
                         completed.ended_at or utc_now(),
                         completed.result,
+                        completed.started_at,
                     )
                 )
             case AnnounceOutputs():

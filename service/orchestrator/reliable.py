@@ -22,6 +22,7 @@ from service.errors import RefusedByDatabase, TributaryError
 from service.events import CloudEvent
 from service.observability import get_logger
 from service.orchestrator.batch import BatchApplier
+from service.orchestrator.writing import FollowUp
 from service.supervision import DEFAULT_BACKOFF, Backoff, Outage
 
 log = get_logger(__name__)
@@ -43,13 +44,15 @@ async def apply_reliably(
     *,
     tries: int = POISON_TRIES,
     backoff: Backoff = DEFAULT_BACKOFF,
+    follow_up: FollowUp | None = None,
 ) -> list[Refused]:
-    """Apply ``events``; return those that can never apply, each with the reason."""
+    """Apply ``events`` (with ``follow_up`` in each transaction); return those that can never
+    apply, each with the reason."""
     outage = Outage("apply", backoff)
     failures = 0
     while True:
         try:
-            await applier.apply(events)
+            await applier.apply(events, follow_up)
         except RefusedByDatabase as exc:
             failure: BaseException = exc
             break
@@ -67,8 +70,11 @@ async def apply_reliably(
         return []
     if len(events) > 1:
         middle = len(events) // 2
-        first = await apply_reliably(applier, events[:middle], tries=tries, backoff=backoff)
-        rest = await apply_reliably(applier, events[middle:], tries=tries, backoff=backoff)
+        halves = (events[:middle], events[middle:])
+        first, rest = [
+            await apply_reliably(applier, h, tries=tries, backoff=backoff, follow_up=follow_up)
+            for h in halves
+        ]
         return first + rest
     return [_refuse(events[0], failure)]
 

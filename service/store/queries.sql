@@ -108,6 +108,13 @@ FROM runs WHERE run_id = ANY($1::text[])
 ORDER BY run_id
 FOR UPDATE;
 
+-- name: try_lock_runs
+-- $1 run ids: those no other transaction holds, locked now; the others are passed over, never
+-- waited for.
+SELECT run_id FROM runs WHERE run_id = ANY($1::text[])
+ORDER BY run_id
+FOR UPDATE SKIP LOCKED;
+
 -- name: task_states
 -- $1 run ids.
 SELECT run_id, task_id, state, attempt, lost_attempts, attempt_base, result
@@ -152,15 +159,18 @@ RETURNING t.run_id, t.task_id;
 
 -- name: record_attempt_results
 -- $1 run ids, $2 task ids, $3 attempts, $4 exit codes, $5 error snippets, $6 stderr tails,
--- $7 end times, $8 results (JSON text or NULL) (parallel arrays). Stores each outcome on its
--- instance and archives it.
+-- $7 end times, $8 results (JSON text or NULL), $9 when each process started as its executor
+-- says (NULL: the claim's time stays) (parallel arrays). Stores each outcome on its instance
+-- and archives it.
 WITH finished AS (
     UPDATE task_instances AS t
     SET exit_code = r.exit_code, error_snippet = r.error_snippet, stderr_tail = r.stderr_tail,
-        ended_at = r.ended_at, result = r.result::jsonb, updated_at = now()
+        ended_at = r.ended_at, result = r.result::jsonb, updated_at = now(),
+        started_at = coalesce(r.started_at, t.started_at)
     FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[],
-                $7::timestamptz[], $8::text[])
-        AS r(run_id, task_id, attempt, exit_code, error_snippet, stderr_tail, ended_at, result)
+                $7::timestamptz[], $8::text[], $9::timestamptz[])
+        AS r(run_id, task_id, attempt, exit_code, error_snippet, stderr_tail, ended_at, result,
+             started_at)
     WHERE t.run_id = r.run_id AND t.task_id = r.task_id AND t.attempt = r.attempt
     RETURNING t.run_id, t.task_id, t.attempt, t.state, t.worker_id, t.started_at, t.ended_at,
               t.exit_code, t.error_snippet, t.stderr_tail, t.result

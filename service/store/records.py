@@ -288,6 +288,7 @@ class AttemptResult:
     stderr_tail: str | None
     ended_at: datetime
     result: Mapping[str, Any] | None = None
+    started_at: datetime | None = None  # when its process started, as its executor says
 
 
 @dataclass(frozen=True, slots=True)

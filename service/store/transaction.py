@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import orjson
@@ -19,16 +18,14 @@ from service.engine.model import TaskSnapshot
 from service.engine.states import TaskState
 from service.engine.triggers import NewTask, TaskWait
 from service.errors import ConcurrencyError
+from service.store.claiming import ClaimQueries
 from service.store.queries import q
 from service.store.records import (
     AttemptResult,
     AuditEntry,
     CacheEntry,
-    ClaimBudget,
-    ClaimedAttempt,
     DatasetPartition,
     IgnoredEvent,
-    LockedRun,
     MissedDeadline,
     NewRun,
     OutboxRow,
@@ -43,17 +40,16 @@ from service.store.scheduling import SchedulingQueries
 if TYPE_CHECKING:
     from service.store.migrations import Connection
 
-CLAIM_ROUNDS = 4  # choose-and-lock rounds per claim while other replicas take the head
-
 
 @dataclass
-class Transaction(SchedulingQueries):
+class Transaction(ClaimQueries, SchedulingQueries):
     conn: Connection
     actor: str  # who makes the changes: an instance id, a worker, an operator
     _transitions: list[TransitionRow] = field(default_factory=list)
     _outbox: list[OutboxRow] = field(default_factory=list)
     _ignored: list[IgnoredEvent] = field(default_factory=list)
     _audit: list[AuditEntry] = field(default_factory=list)
+    passed_over: int = 0  # queued tasks its claims chose but left (taken by another, or held)
 
     async def mark_events_processed(self, events: Sequence[ReceivedEvent]) -> set[tuple[str, str]]:
         """Record each event; return the (source, id) of those seen for the first time."""
@@ -147,11 +143,6 @@ class Transaction(SchedulingQueries):
                 [w.timeout_seconds for w in waits],
             )
 
-    async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:
-        """Lock the runs (in run id order); runs that do not exist are absent."""
-        rows = await self.conn.fetch(q("lock_runs"), sorted(set(run_ids)))
-        return {row["run_id"]: LockedRun.from_row(dict(row)) for row in rows}
-
     async def task_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, TaskSnapshot]]:
         """run id -> task id -> its state and current attempt."""
         found: dict[str, dict[str, TaskSnapshot]] = {run_id: {} for run_id in run_ids}
@@ -224,83 +215,13 @@ class Transaction(SchedulingQueries):
             [r.stderr_tail for r in results],
             [r.ended_at for r in results],
             [None if r.result is None else orjson.dumps(r.result).decode() for r in results],
+            [r.started_at for r in results],
         )
 
     async def flag_missed_deadlines(self, limit: int) -> list[MissedDeadline]:
         """Active runs past their deadline, now flagged (each once)."""
         rows = await self.conn.fetch(q("flag_missed_deadlines"), limit)
         return [MissedDeadline.from_row(dict(row)) for row in rows]
-
-    async def claim_tasks(
-        self,
-        worker_id: str,
-        budget: ClaimBudget,
-        lease_seconds: float,
-        pickup_seconds: float | None = None,
-    ) -> list[ClaimedAttempt]:
-        """Move the queued tasks that fit ``budget`` to running for this worker.
-
-        Replicas claiming at once choose the same head of the queue; rows another one locked
-        first are passed over and the next ones chosen, for a few rounds.
-        """
-        claimed: list[ClaimedAttempt] = []
-        passed_over: list[tuple[str, str]] = []
-        for _ in range(CLAIM_ROUNDS):
-            free = budget.less(claimed)
-            chosen = await self.conn.fetch(
-                q("claimable_tasks"),
-                free.slots,
-                free.cpu_cores,
-                free.memory_mb,
-                list(free.pools),
-                list(free.pools.values()),
-                [p[0] for p in passed_over],
-                [p[1] for p in passed_over],
-                free.remote,
-            )
-            if not chosen:
-                break
-            # Wait (briefly) for the runs, in run-id order like every writer: skipping them
-            # would leave the tasks of a busy run unclaimed until the next poll.
-            await self.lock_runs([r["run_id"] for r in chosen])
-            rows = await self.conn.fetch(
-                q("claim_tasks"),
-                worker_id,
-                [r["run_id"] for r in chosen],
-                [r["task_id"] for r in chosen],
-                lease_seconds,
-                pickup_seconds,
-            )
-            got = [ClaimedAttempt.from_row(dict(row)) for row in rows]
-            claimed.extend(got)
-            taken = {(c.run_id, c.task_id) for c in got}
-            missed = [
-                (r["run_id"], r["task_id"])
-                for r in chosen
-                if (r["run_id"], r["task_id"]) not in taken
-            ]
-            if not missed:
-                break
-            passed_over.extend(missed)
-        return claimed
-
-    async def unpicked_requests(self, limit: int, margin: float) -> list[ClaimedAttempt]:
-        """Remote attempts no worker picked up in time (locked for this transaction)."""
-        rows = await self.conn.fetch(q("unpicked_requests"), limit, margin)
-        return [ClaimedAttempt.from_row(dict(row)) for row in rows]
-
-    async def extend_pickup(
-        self, attempts: Sequence[ClaimedAttempt], seconds: float
-    ) -> dict[tuple[str, str], datetime]:
-        """A new pickup time for each attempt requested again: (run, task) -> the time."""
-        rows = await self.conn.fetch(
-            q("extend_pickup"),
-            [a.run_id for a in attempts],
-            [a.task_id for a in attempts],
-            [a.attempt for a in attempts],
-            seconds,
-        )
-        return {(row["run_id"], row["task_id"]): row["pickup_by"] for row in rows}
 
     def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
         self._transitions.extend(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -82,7 +83,7 @@ async def rig(
     marks = tmp_path / "marks"
     marks.mkdir()
     orchestration = await orchestrate(
-        "hard", "cached", "cached_chain", "shaped", "reported", "recorded"
+        "hard", "cached", "cached_chain", "shaped", "reported", "recorded", "hops"
     )
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -129,6 +130,21 @@ async def test_each_attempt_ends_as_its_spec_says(rig: Rig, pg: asyncpg.Connecti
     }
     assert "cleanup failed (exit code 1): the command did not run" in reasons["bad_cleanup"]
     assert "timed out after 0.5s; rollback done" in reasons["stubborn"]
+
+
+async def test_a_task_ends_and_its_successor_starts_in_one_transaction(
+    rig: Rig, pg: asyncpg.Connection
+) -> None:
+    await run_to_end(rig, pg, "hops")
+    # now() is the transaction's start: one value for every move a transaction makes.
+    moves = {
+        (r["task_id"], r["to_state"]): r["at"]
+        for r in await pg.fetch("SELECT task_id, to_state, at FROM transitions")
+    }
+    chain = ["first", "second", "third", "fourth"]
+    assert all(moves[(task, "success")] for task in chain)
+    for before, after in itertools.pairwise(chain):
+        assert moves[(before, "success")] == moves[(after, "queued")] == moves[(after, "running")]
 
 
 async def test_a_task_reports_its_result_and_a_bad_one_fails_it_with_the_reason(

@@ -25,7 +25,7 @@ class Applier:
         self.applied: list[str] = []
         self.calls = 0
 
-    async def apply(self, events: Sequence[CloudEvent]) -> None:
+    async def apply(self, events: Sequence[CloudEvent], follow_up: object = None) -> None:
         self.calls += 1
         if self.times > 0 and (self.poison is None or self.poison in events):
             self.times -= 1
