@@ -108,13 +108,16 @@ class Worker(Loop):
         if self._stopping:
             return False
         assigned = self._consumer.assignment()
-        if self.free <= 0 or self._waiting_for_room:
+        full = self._full()
+        if full:
             self._consumer.pause(*assigned)
         else:
             self._consumer.resume(*assigned)
         with broker_errors("the requests topic"):
+            # Full: a poll that returns at once (the group must see it poll), then the idle
+            # wait, which an attempt's end cuts short; a poll that waits would not be.
             batches: dict[TopicPartition, list[Record]] = await self._consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=max(self.free, 1)
+                timeout_ms=0 if full else POLL_TIMEOUT_MS, max_records=max(self.free, 1)
             )
         unread = {tp: records[0].offset for tp, records in batches.items()}
         for tp, records in batches.items():
@@ -130,6 +133,13 @@ class Worker(Loop):
                 unread[tp] = record.offset + 1
         self._in_hand = None
         return bool(batches)
+
+    def _full(self) -> bool:
+        """No free slot, or a request waits for room: nothing more is read until one ends."""
+        return self.free <= 0 or self._waiting_for_room
+
+    def idle_wait(self) -> float | None:
+        return POLL_TIMEOUT_MS / 1000 if self._full() else 0
 
     def _fits(self, cpu_cores: float, memory_mb: int) -> bool:
         """Room on this node for an attempt holding that much; one bigger than the whole
