@@ -30,6 +30,7 @@ from service.loops.executor import LocalExecutor
 from service.loops.heartbeat import LeaseKeeper
 from service.loops.log_collector import LogCollector
 from service.loops.relay import Listener, OutboxRelay
+from service.loops.retention import Retention
 from service.loops.timers import TimerLoop
 from service.loops.watchdog import Watchdog
 from service.loops.watcher import PipelineWatcher
@@ -93,6 +94,7 @@ class Components:
     dispatcher: RemoteDispatcher
     checks: CheckPoker
     log_collector: LogCollector
+    retention: Retention | None  # None: history_retention_days = 0, everything kept
     watchdog: Watchdog
 
     def start(self) -> dict[str, asyncio.Task[None]]:
@@ -109,6 +111,8 @@ class Components:
             self.heartbeat,
             self.watchdog,
         ]
+        if self.retention is not None:
+            loops.append(self.retention)
         running = {loop.name: asyncio.create_task(loop.run(), name=loop.name) for loop in loops}
         listeners = {
             "live-state": self.servers.live,
@@ -217,6 +221,11 @@ def _loops(
     watched = [consumer, completions, executor, relay, heartbeat, watcher, timers, dispatcher]
     log_collector = LogCollector(consumer=servers.logs, log_dir=settings.task_log_dir)
     watched += [checks, log_collector]
+    retention = None
+    if settings.history_retention_days > 0:
+        keep = timedelta(days=settings.history_retention_days)
+        retention = Retention(store=servers.store, keep=keep)
+        watched.append(retention)
     watchdog = Watchdog(loops=watched, consumer=consumer, stall_seconds=settings.stall_seconds)
     return Components(
         servers=servers,
@@ -233,6 +242,7 @@ def _loops(
         dispatcher=dispatcher,
         checks=checks,
         log_collector=log_collector,
+        retention=retention,
         watchdog=watchdog,
     )
 

@@ -52,6 +52,12 @@ ATTEMPTS_LOST = Counter(
     "Attempts whose worker stopped renewing the lease.",
     registry=REGISTRY,
 )
+HISTORY_PRUNED = Counter(
+    "tributary_history_pruned_rows_total",
+    "Rows older than history_retention_days deleted, by table.",
+    ["table"],
+    registry=REGISTRY,
+)
 TASK_DURATION = Histogram(
     "tributary_task_duration_seconds",
     "How long attempts ran (local and remote), by pipeline, task and outcome.",

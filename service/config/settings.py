@@ -329,6 +329,13 @@ class Settings(KafkaSettings):
         "with messages waiting and nothing committed this long) is reported stalled: an "
         "ERROR line, tributary_loop_stalled, and /readyz not ready.",
     )
+    history_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Days the transition log, the ids of applied events, sent outbox rows and "
+        "ignored events are kept; older rows are pruned in small batches (0: kept for ever). "
+        "Runs, task attempts, outputs, dead letters and the audit log are never pruned.",
+    )
     timer_poll_interval_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -42,6 +42,13 @@ from service.store.transaction import Transaction
 if TYPE_CHECKING:
     from service.store.migrations import Connection
 
+# The logs history_retention_days applies to, and the query that prunes each.
+PRUNING = {
+    "transitions": "prune_transitions",
+    "processed_events": "prune_processed_events",
+    "outbox": "prune_outbox",
+    "ignored_events": "prune_ignored_events",
+}
 # "trip" in ASCII: the key of the outbox relay's leadership lock.
 RELAY_LOCK_KEY = 0x74726970
 COMMAND_TIMEOUT = 60.0  # seconds a statement may take before it is cancelled
@@ -145,6 +152,14 @@ class Store(ReadQueries):
     async def _execute(self, name: str, *args: Any) -> None:
         with translated():
             await self._pool.execute(q(name), *args)
+
+    async def prune_history(self, cutoff: datetime, batch: int) -> dict[str, int]:
+        """Delete up to ``batch`` rows older than ``cutoff`` from each log kept for a while
+        (each statement its own short transaction); how many went, by table."""
+        return {
+            table: int(await self._fetchval(query, cutoff, batch))
+            for table, query in PRUNING.items()
+        }
 
     async def save_pipeline_version(self, pipeline_id: str, spec_hash: str, spec: Any) -> None:
         await self._execute("save_pipeline_version", pipeline_id, spec_hash, spec)

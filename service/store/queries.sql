@@ -806,3 +806,44 @@ FROM task_instances AS t JOIN runs AS r ON r.run_id = t.run_id
 WHERE t.state IN ('failed', 'timed_out') AND t.ended_at >= $1
 ORDER BY t.ended_at DESC
 LIMIT $2;
+
+-- name: prune_transitions
+-- $1 the cutoff, $2 how many at most: transition-log rows older than the cutoff, deleted
+-- (rows another pruner holds are passed over). Returns how many.
+WITH pruned AS (
+    DELETE FROM transitions WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM transitions WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
+
+-- name: prune_processed_events
+-- $1 the cutoff, $2 how many at most: ids of events applied before the cutoff (a duplicate
+-- arriving later than that is applied as new; the engine ignores what no longer applies).
+WITH pruned AS (
+    DELETE FROM processed_events WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM processed_events WHERE processed_at < $1 LIMIT $2
+        FOR UPDATE SKIP LOCKED))
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
+
+-- name: prune_outbox
+-- $1 the cutoff, $2 how many at most: outbox rows written before the cutoff and sent (an
+-- unsent row is kept, however old, until the relay has sent it).
+WITH pruned AS (
+    DELETE FROM outbox WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM outbox WHERE created_at < $1 AND sent_at IS NOT NULL LIMIT $2
+        FOR UPDATE SKIP LOCKED))
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
+
+-- name: prune_ignored_events
+-- $1 the cutoff, $2 how many at most: ignored events recorded before the cutoff.
+WITH pruned AS (
+    DELETE FROM ignored_events WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM ignored_events WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED))
+    RETURNING 1
+)
+SELECT count(*) FROM pruned;
