@@ -1,67 +1,59 @@
 """The executor against its floor: the same work with and without orchestration.
 
-In one run, side by side, each shape median of N runs through the real service (embedded
-Tansu broker, PostgreSQL, in-process executor), triggered by dataset.ready on Kafka, until the
-run's success is committed:
+In one run, side by side, each shape the median of N runs through the real service (embedded
+Tansu broker, PostgreSQL), triggered by dataset.ready on Kafka, until the run's success is
+committed; each task runs `true` and asks for a quarter core, so four run at once on two:
 
-  (a) a chain of 50 dependent tasks, each running `true`: total time, per-task overhead;
-  (b) 200 independent `true` tasks at concurrency 4: tasks per second;
-  (c) both shapes as a bare asyncio.create_subprocess_exec loop (the floor), and the ratios.
+  (a) a chain of 50 dependent tasks: total time, per-task overhead;
+  (b) 200 independent tasks at concurrency 4: tasks per second;
+  (c) both shapes as a bare asyncio.create_subprocess_exec loop (the floor), and the ratios;
+  (d) with --remote, both shapes again through `executor: remote` and two `tributary worker`
+      processes of two slots each.
 
-Also the task-to-task latency inside the chain: predecessor ended -> successor started.
+Also the hop inside the chain: a task's process ended -> its successor's process started (as
+their executors report them, to the millisecond), and PostgreSQL statements per task.
 
-    .venv/bin/python bench/executor.py [--repeat 3]
+    .venv/bin/python bench/executor.py [--repeat 5] [--remote] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
-import asyncpg
-from aiokafka import AIOKafkaProducer
+from harness import Running, running_service
 from scratch import scratch_database
 
-from service import devenv
-from service.app import Service
-from service.config import load_settings
-from service.events import DatasetReady, new_event
 from service.observability import configure_logging
 from service.store import connect
 
 CHAIN, FAN, CONCURRENCY = 50, 200, 4
+QUARTER_CORE = "resources: {cpu_cores: 0.25}"
 
 
-def chain_spec() -> str:
-    lines = ["id: chain", "triggers: {datasets: [{dataset: chain_ready}]}", "tasks:"]
-    for i in range(CHAIN):
-        requires = f", requires: [t{i - 1}]" if i else ""
-        lines.append(f'  - {{id: t{i}, command: ["true"]{requires}}}')
+def spec(name: str, tasks: int, chained: bool, remote: bool) -> str:
+    executor = ", executor: remote" if remote else ""
+    lines = [
+        f"id: {name}",
+        f"triggers: {{datasets: [{{dataset: {name}_ready}}]}}",
+        "tasks:",
+    ]
+    for i in range(tasks):
+        requires = f", requires: [t{i - 1}]" if chained and i else ""
+        lines.append(f'  - {{id: t{i}, command: ["true"], {QUARTER_CORE}{executor}{requires}}}')
     return "\n".join(lines) + "\n"
 
 
-def fan_spec() -> str:
-    lines = ["id: fan", "triggers: {datasets: [{dataset: fan_ready}]}", "tasks:"]
-    lines += [f'  - {{id: t{i}, command: ["true"]}}' for i in range(FAN)]
-    return "\n".join(lines) + "\n"
-
-
-async def floor_chain() -> float:
-    started = time.perf_counter()
-    for _ in range(CHAIN):
-        process = await asyncio.create_subprocess_exec("true")
-        await process.wait()
-    return time.perf_counter() - started
-
-
-async def floor_fan() -> float:
-    slots = asyncio.Semaphore(CONCURRENCY)
+async def floor(tasks: int, concurrency: int) -> float:
+    slots = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
         async with slots:
@@ -69,116 +61,143 @@ async def floor_fan() -> float:
             await process.wait()
 
     started = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(FAN)))
+    await asyncio.gather(*(one() for _ in range(tasks)))
     return time.perf_counter() - started
 
 
-async def through_service(url: str, pipelines: Path, work: Path, repeat: int) -> dict[str, object]:
-    port = devenv.free_port()
-    broker = devenv.start_tansu(port, work / "tansu.log")
-    prefix = f"bench-{secrets.token_hex(3)}"
-    env = {
-        "TRIBUTARY_ENV": "bench",
-        "TRIBUTARY_DATABASE_URL": url,
-        "TRIBUTARY_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-        "TRIBUTARY_KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "TRIBUTARY_KAFKA_FETCH_MAX_WAIT_MS": "25",
-        "TRIBUTARY_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "TRIBUTARY_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "TRIBUTARY_KAFKA_CONSUMER_GROUP": prefix,
-        "TRIBUTARY_TOPIC_TRIGGERS": f"{prefix}.t",
-        "TRIBUTARY_TOPIC_COMPLETIONS": f"{prefix}.c",
-        "TRIBUTARY_TOPIC_STATUS": f"{prefix}.s",
-        "TRIBUTARY_TOPIC_DEAD_LETTER": f"{prefix}.d",
-        "TRIBUTARY_TOPIC_REQUESTS": f"{prefix}.r",
-        "TRIBUTARY_PIPELINES_DIR": str(pipelines),
-        "TRIBUTARY_TASK_LOG_DIR": str(work / "logs"),
-        "TRIBUTARY_ATTEMPT_STATE_DIR": str(work / "attempts"),
-        "TRIBUTARY_HTTP_PORT": "0",
-        "TRIBUTARY_LOG_LEVEL": "WARNING",
-        "TRIBUTARY_MAX_PARALLEL_TASKS": str(CONCURRENCY),
-    }
-    service = Service(load_settings(environ=env))
-    stop = asyncio.Event()
-    runner = asyncio.create_task(service.run(stop))
-    await service.started.wait()
-    producer = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{port}", acks="all", linger_ms=0)
-    await producer.start()
-    conn = await asyncpg.connect(url)
-    times: dict[str, list[float]] = {"chain": [], "fan": []}
-    try:
-        for i in range(repeat):
-            for pipeline in ("chain", "fan"):
-                partition = (date(2030, 1, 1) + timedelta(days=i)).isoformat()
-                event = new_event(DatasetReady(f"{pipeline}_ready", partition), "urn:bench")
-                started = time.perf_counter()
-                await producer.send_and_wait(
-                    f"{prefix}.t", event.to_bytes(), key=f"{pipeline}_ready".encode()
-                )
-                query = "SELECT count(*) FROM runs WHERE pipeline_id = $1 AND state = 'success'"
-                # Polling the table is the measurement itself: how soon the run is seen ended.
-                while await conn.fetchval(query, pipeline) < i + 1:  # noqa: ASYNC110
-                    await asyncio.sleep(0.002)
-                times[pipeline].append(time.perf_counter() - started)
-        hops = sorted(
-            r["gap"].total_seconds() * 1000
-            for r in await conn.fetch("""
-            SELECT n.started_at - p.ended_at AS gap
-            FROM task_instances p JOIN task_instances n
-              ON n.run_id = p.run_id AND n.task_id = 't' || (substr(p.task_id, 2)::int + 1)
-            JOIN runs r ON r.run_id = p.run_id AND r.pipeline_id = 'chain'""")
+async def drive(service: Running, shapes: list[str], repeat: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {shape: [] for shape in shapes}
+    for i in range(repeat):
+        for shape in shapes:
+            started = time.perf_counter()
+            await service.announce(f"{shape}_ready", range(i, i + 1))
+            await service.until_ended(i + 1, shape)
+            times[shape].append(time.perf_counter() - started)
+    return times
+
+
+async def hops(service: Running, pipeline: str) -> list[float]:
+    rows = await service.conn.fetch(
+        """
+        SELECT extract(epoch FROM n.started_at - p.ended_at) * 1000 AS gap
+        FROM task_instances p
+        JOIN task_instances n
+          ON n.run_id = p.run_id AND n.task_id = 't' || (substr(p.task_id, 2)::int + 1)
+        JOIN runs r ON r.run_id = p.run_id AND r.pipeline_id = $1""",
+        pipeline,
+    )
+    return sorted(float(r["gap"]) for r in rows)
+
+
+def start_workers(work: Path, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """Two `tributary worker` processes of two slots each, on the service's broker."""
+    workers = []
+    for i in range(2):
+        worker_env = {
+            **os.environ,
+            **env,
+            "TRIBUTARY_INSTANCE_ID": f"bench-worker-{i}",
+            "TRIBUTARY_ATTEMPT_STATE_DIR": str(work / f"worker-{i}"),
+            "TRIBUTARY_MAX_PARALLEL_TASKS": str(CONCURRENCY // 2),
+        }
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "service", "worker"],
+                env=worker_env,
+                stdout=subprocess.DEVNULL,
+                stderr=(work / f"worker-{i}.log").open("wb"),
+            )
         )
-    finally:
-        await conn.close()
-        await producer.stop()
-        stop.set()
-        await runner
-        broker.terminate()
-        broker.wait(timeout=10)
-    return {
-        "chain": statistics.median(times["chain"]),
-        "fan": statistics.median(times["fan"]),
-        "hop_p50": hops[len(hops) // 2],
-        "hop_p99": hops[min(len(hops) - 1, int(len(hops) * 0.99))],
-    }
+    return workers
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    configure_logging("WARNING")
+async def measure(repeat: int, remote: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pipelines = work / "pipelines"
         pipelines.mkdir()
-        (pipelines / "chain.yaml").write_text(chain_spec())
-        (pipelines / "fan.yaml").write_text(fan_spec())
+        shapes = {"chain": (CHAIN, True, False), "fan": (FAN, False, False)}
+        if remote:
+            shapes |= {"rchain": (CHAIN, True, True), "rfan": (FAN, False, True)}
+        for name, (tasks, chained, is_remote) in shapes.items():
+            (pipelines / f"{name}.yaml").write_text(spec(name, tasks, chained, is_remote))
         async with scratch_database() as url:
             store = await connect(url, 2)
             await store.migrate()
             await store.close()
-            measured = await through_service(url, pipelines, work, args.repeat)
-    floors = {
-        "chain": statistics.median([await floor_chain() for _ in range(args.repeat)]),
-        "fan": statistics.median([await floor_fan() for _ in range(args.repeat)]),
+            settings = {"MAX_PARALLEL_TASKS": str(CONCURRENCY)}
+            async with running_service(url, pipelines, work, settings) as service:
+                workers = []
+                if remote:
+                    workers = start_workers(work, service.env)
+                try:
+                    before = service.statements
+                    local = await drive(service, ["chain", "fan"], repeat)
+                    local_statements = service.statements - before
+                    remote_times = (
+                        await drive(service, ["rchain", "rfan"], repeat) if remote else {}
+                    )
+                    chain_hops = await hops(service, "chain")
+                finally:
+                    for worker in workers:
+                        worker.terminate()
+                        worker.wait(timeout=30)
+    figures = {
+        "chain_s": statistics.median(local["chain"]),
+        "fan_s": statistics.median(local["fan"]),
+        "hop_p50_ms": chain_hops[len(chain_hops) // 2],
+        "hop_p99_ms": chain_hops[min(len(chain_hops) - 1, int(len(chain_hops) * 0.99))],
+        "statements_per_task": local_statements / (repeat * (CHAIN + FAN)),
+        "floor_chain_s": statistics.median([await floor(CHAIN, 1) for _ in range(repeat)]),
+        "floor_fan_s": statistics.median([await floor(FAN, CONCURRENCY) for _ in range(repeat)]),
     }
-    chain, fan = float(measured["chain"]), float(measured["fan"])  # type: ignore[arg-type]
-    print(f"medians of {args.repeat}; floor = a bare asyncio.create_subprocess_exec loop")
+    if remote:
+        figures["remote_chain_s"] = statistics.median(remote_times["rchain"])
+        figures["remote_fan_s"] = statistics.median(remote_times["rfan"])
+    for shape in ("chain", "fan", "remote_chain", "remote_fan"):
+        if f"{shape}_s" in figures:
+            base = "floor_chain_s" if "chain" in shape else "floor_fan_s"
+            figures[f"{shape}_ratio"] = figures[f"{shape}_s"] / figures[base]
+    return figures
+
+
+def report(f: dict[str, float], repeat: int) -> None:
+    print(f"medians of {repeat}; floor = a bare asyncio.create_subprocess_exec loop")
     print(
-        f"(a) chain of {CHAIN} `true`: {chain:.3f} s, floor {floors['chain']:.3f} s, "
-        f"ratio {chain / floors['chain']:.1f}x; per-task overhead "
-        f"{(chain - floors['chain']) / CHAIN * 1000:.1f} ms"
+        f"(a) chain of {CHAIN}: {f['chain_s']:.3f} s, floor {f['floor_chain_s']:.3f} s, "
+        f"ratio {f['chain_ratio']:.1f}x; per-task overhead "
+        f"{(f['chain_s'] - f['floor_chain_s']) / CHAIN * 1000:.1f} ms"
     )
     print(
-        f"(b) {FAN} independent `true`, concurrency {CONCURRENCY}: {FAN / fan:.0f} tasks/s "
-        f"({fan:.3f} s), floor {FAN / floors['fan']:.0f} tasks/s ({floors['fan']:.3f} s), "
-        f"ratio {fan / floors['fan']:.1f}x"
+        f"(b) {FAN} independent, concurrency {CONCURRENCY}: {FAN / f['fan_s']:.0f} tasks/s "
+        f"({f['fan_s']:.3f} s), floor {FAN / f['floor_fan_s']:.0f} tasks/s, "
+        f"ratio {f['fan_ratio']:.1f}x"
     )
+    if "remote_chain_s" in f:
+        print(
+            f"(d) remote, two workers: chain {f['remote_chain_s']:.3f} s "
+            f"({f['remote_chain_ratio']:.1f}x), fan {FAN / f['remote_fan_s']:.0f} tasks/s "
+            f"({f['remote_fan_ratio']:.1f}x)"
+        )
     print(
-        f"task to task in the chain (predecessor ended -> successor started): "
-        f"p50 {measured['hop_p50']:.1f} ms, p99 {measured['hop_p99']:.1f} ms"
+        f"hop in the chain (process ended -> successor's process started): "
+        f"p50 {f['hop_p50_ms']:.1f} ms, p99 {f['hop_p99_ms']:.1f} ms; "
+        f"{f['statements_per_task']:.1f} PostgreSQL statements per task"
     )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--remote", action="store_true", help="also through two workers")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    figures = await measure(args.repeat, args.remote)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        report(figures, args.repeat)
 
 
 if __name__ == "__main__":
