@@ -117,7 +117,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     Not synced to the disk, on purpose: these records outlive the death of a process (the
     service's, the keeper's), and the kernel's page cache outlives both. A machine that
     crashes takes its attempts with it; their leases run out and they are retried as lost,
-    whatever the disk kept. An fsync here cost 4–5 ms per file on the hop of every task.
+    whatever the disk kept. An fsync here cost 4 to 5 ms per file on the hop of every task.
     """
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as handle:
