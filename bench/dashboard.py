@@ -51,10 +51,10 @@ FROM seeded AS s, generate_series(1, s.runs) AS g,
 """
 TASKS = """
 INSERT INTO task_instances (run_id, task_id, state, attempt, queued_at, started_at, ended_at,
-                            exit_code)
+                            exit_code, run_created_at)
 SELECT r.run_id, task_id, r.state, 1, r.started_at, r.started_at + n * interval '2 seconds',
        r.started_at + (2 * n + 1 + (n * 7 + length(r.run_id)) % 20) * interval '1 second',
-       CASE r.state WHEN 'success' THEN 0 ELSE 1 END
+       CASE r.state WHEN 'success' THEN 0 ELSE 1 END, r.created_at
 FROM runs AS r JOIN seeded AS s USING (pipeline_id),
      unnest(s.tasks) WITH ORDINALITY AS t(task_id, n)
 """

@@ -188,8 +188,9 @@ class RunStarter:
             raise ConcurrencyError(f"no free run id after {RUN_ID_TRIES} tries")
         run_id = run.run_id
         tasks = new_tasks(pipeline, self._remote_by_default, self._default_timeout)
-        await ws.tx.insert_task_instances(run_id, tasks)
         waits, checks = task_waits(pipeline, run_id, start.batch_date, start.params)
+        gated = {w.task_id for w in waits} | {c.task_id for c in checks}
+        await ws.tx.insert_task_instances(run_id, tasks, gated)
         await ws.tx.insert_task_waits(run_id, waits)
         await ws.tx.insert_task_checks(run_id, checks)
         locked = LockedRun(

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 CLAIM_ROUNDS = 4  # choose-and-lock rounds per claim while other replicas take the head
 
 
+def lookahead(slots: int) -> int:
+    """How many queued tasks a claim for ``slots`` reads from the head of the queue: room to
+    look past tasks that wait for data or checks, or for a pool with too little room, without
+    reading the whole queue (tasks of full pools are not read at all)."""
+    return max(64, 8 * slots)
+
+
 class ClaimQueries:
     conn: Connection
     passed_over: int  # queued tasks its claims chose but left (taken by another, or held)
@@ -49,6 +56,7 @@ class ClaimQueries:
         ``wait_for_runs`` (a transaction that holds runs already: locking more in any order
         could wait in a circle), tasks of runs another transaction holds are passed over too.
         """
+        await self.conn.execute(q("plan_claims_generically"))
         claimed: list[ClaimedAttempt] = []
         passed_over: list[tuple[str, str]] = []
         for _ in range(CLAIM_ROUNDS):
@@ -63,6 +71,7 @@ class ClaimQueries:
                 [p[0] for p in passed_over],
                 [p[1] for p in passed_over],
                 free.remote,
+                lookahead(free.slots),
             )
             if not chosen:
                 break

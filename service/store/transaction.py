@@ -8,7 +8,7 @@ another state than expected raises :class:`ConcurrencyError`: a lost race, never
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,7 +118,10 @@ class Transaction(ClaimQueries, SchedulingQueries):
         )
         return run_id
 
-    async def insert_task_instances(self, run_id: str, tasks: Sequence[NewTask]) -> None:
+    async def insert_task_instances(
+        self, run_id: str, tasks: Sequence[NewTask], gated: Set[str] = frozenset()
+    ) -> None:
+        """The new run's tasks; ``gated``: those that wait for data or checks."""
         await self.conn.execute(
             q("insert_task_instances"),
             run_id,
@@ -130,6 +133,7 @@ class Transaction(ClaimQueries, SchedulingQueries):
             [t.remote for t in tasks],
             [t.time_limit_seconds for t in tasks],
             [t.hold_seconds for t in tasks],
+            [t.task_id in gated for t in tasks],
         )
 
     async def insert_task_waits(self, run_id: str, waits: Sequence[TaskWait]) -> None:
