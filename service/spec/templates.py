@@ -21,7 +21,7 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
 
@@ -67,10 +67,11 @@ class Template:
     parts: tuple[str | Placeholder, ...]
     # The text itself when it has no placeholder: rendering is then free.
     literal: str | None = None
+    names: frozenset[str] = field(init=False)  # of its placeholders (asked for often)
 
-    @property
-    def names(self) -> frozenset[str]:
-        return frozenset(p.name for p in self.parts if isinstance(p, Placeholder))
+    def __post_init__(self) -> None:
+        names = frozenset(p.name for p in self.parts if isinstance(p, Placeholder))
+        object.__setattr__(self, "names", names)
 
     def render(
         self, values: Mapping[str, str | date], quote: Callable[[str], str] | None = None

@@ -211,26 +211,26 @@ def _result_problems(spec: PipelineSpec, compiled: Mapping[str, TaskTemplates]) 
     """Upstream results are known when an attempt starts: they may fill its command, env and
     working directory — of tasks upstream of it — never what a run is made of at creation."""
     requires = {task.id: task.requires for task in spec.tasks}
+    reads = _ResultReads()
     problems = []
     for index, task in enumerate(spec.tasks):
         templates = compiled[task.id]
         at_start = [*templates.command, *templates.env.values()]
         at_start += [templates.cwd] if templates.cwd else []
-        upstream = _ancestors(task.id, requires)
-        for template in at_start:
-            for name in sorted(template.names):
-                found = RESULT_NAME.match(name)
-                if found and found[1] not in upstream:
-                    problems.append(
-                        Problem(
-                            f"{{{name}}} reads the result of {found[1]!r}, which is not "
-                            f"upstream of {task.id!r} (add it to requires, directly or not)",
-                            f"tasks[{index}]",
-                        )
+        read = [found for template in at_start for found in reads.results(template)]
+        upstream = _ancestors(task.id, requires) if read else set()
+        for name, producer in read:
+            if producer not in upstream:
+                problems.append(
+                    Problem(
+                        f"{{{name}}} reads the result of {producer!r}, which is not "
+                        f"upstream of {task.id!r} (add it to requires, directly or not)",
+                        f"tasks[{index}]",
                     )
+                )
         early = [t for wait in templates.waits for t in wait]
         early += [t for pair in (*templates.inputs, *templates.outputs) for t in pair]
-        if any(RESULT_NAME.match(n) or n == RUN_DIR for t in early for n in t.names):
+        if any(reads.known_late(t) for t in early):
             problems.append(
                 Problem(
                     "an upstream result and {run_dir} are known only when the attempt starts: "
@@ -239,6 +239,28 @@ def _result_problems(spec: PipelineSpec, compiled: Mapping[str, TaskTemplates]) 
                 )
             )
     return problems
+
+
+class _ResultReads:
+    """What each distinct template reads of upstream results (texts recur across tasks)."""
+
+    def __init__(self) -> None:
+        self._results: dict[str, list[tuple[str, str]]] = {}
+
+    def results(self, template: Template) -> list[tuple[str, str]]:
+        """(placeholder, the task whose result it reads), in name order."""
+        found = self._results.get(template.text)
+        if found is None:
+            found = self._results[template.text] = [
+                (name, match[1])
+                for name in sorted(template.names)
+                if (match := RESULT_NAME.match(name))
+            ]
+        return found
+
+    def known_late(self, template: Template) -> bool:
+        """Reads what is known only when an attempt starts."""
+        return bool(self.results(template)) or RUN_DIR in template.names
 
 
 class _TemplateCompiler:
