@@ -5,13 +5,14 @@
    and completions, every transition durable (guarded update + log row + outbox row).
 (The executor against its floor, and task-to-task latency in the service: bench/executor.py.)
 
-    .venv/bin/python bench/engine.py [--events 10000] [--runs 2000]
+    .venv/bin/python bench/engine.py [--events 10000] [--runs 2000] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 from datetime import date, timedelta
@@ -47,7 +48,9 @@ def ready(dataset: str, day: int) -> CloudEvent:
     return new_event(DatasetReady(dataset, partition), "urn:bench")
 
 
-async def ingest_and_transitions(url: str, pipelines: Path, events: int, runs: int) -> None:
+async def ingest_and_transitions(
+    url: str, pipelines: Path, events: int, runs: int
+) -> dict[str, float]:
     store = await connect(url, 4)
     registry = PipelineRegistry(store)
     await registry.load(pipelines)
@@ -59,11 +62,7 @@ async def ingest_and_transitions(url: str, pipelines: Path, events: int, runs: i
     started = time.perf_counter()
     for i in range(0, events, BATCH):
         await applier.apply(batch[i : i + BATCH])
-    elapsed = time.perf_counter() - started
-    print(
-        f"trigger ingestion: {events} dataset.ready -> {events} runs in {elapsed:.2f} s "
-        f"= {events / elapsed:,.0f} events/s ({BATCH} per transaction)"
-    )
+    ingestion = time.perf_counter() - started
 
     conn = await asyncpg.connect(url)
     await conn.execute("DELETE FROM runs")
@@ -93,9 +92,26 @@ async def ingest_and_transitions(url: str, pipelines: Path, events: int, runs: i
     finished = await conn.fetchval("SELECT count(*) FROM runs WHERE state = 'success'")
     await conn.close()
     await store.close()
+    return {
+        "events": events,
+        "ingestion_s": ingestion,
+        "events_per_s": events / ingestion,
+        "transitions": transitions,
+        "transitions_s": elapsed,
+        "transitions_per_s": transitions / elapsed,
+        "runs_finished": finished,
+    }
+
+
+def report(f: dict[str, float]) -> None:
     print(
-        f"state transitions: {transitions:,} in {elapsed:.2f} s = {transitions / elapsed:,.0f}/s "
-        f"({finished} diamond runs to success; claims and completions {BATCH} per transaction)"
+        f"trigger ingestion: {f['events']:.0f} dataset.ready -> runs in {f['ingestion_s']:.2f} s "
+        f"= {f['events_per_s']:,.0f} events/s ({BATCH} per transaction)"
+    )
+    print(
+        f"state transitions: {f['transitions']:,.0f} in {f['transitions_s']:.2f} s = "
+        f"{f['transitions_per_s']:,.0f}/s ({f['runs_finished']:.0f} diamond runs to success; "
+        f"claims and completions {BATCH} per transaction)"
     )
 
 
@@ -106,6 +122,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=2_000)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -116,7 +133,11 @@ async def main() -> None:
             store = await connect(url, 2)
             await store.migrate()
             await store.close()
-            await ingest_and_transitions(url, pipelines, args.events, args.runs)
+            figures = await ingest_and_transitions(url, pipelines, args.events, args.runs)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        report(figures)
 
 
 if __name__ == "__main__":

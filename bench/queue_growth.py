@@ -5,7 +5,8 @@ admitted at once (max_active_runs high), so N runs put up to N tasks in the queu
 Concurrency 4 (each task asks for a quarter core, so four run at once on two cores),
 Redis off. For each N: the time from the first
 announcement to the last run's success, tasks per second, and the service's RSS at the end
-(the process running it: this one). The curve should stay flat.
+(the process running it: this one) when it started and at the end. The curve should stay
+flat.
 
     .venv/bin/python bench/queue_growth.py [--runs 100 1000 10000] [--json]
 """
@@ -63,6 +64,7 @@ async def drain(runs: int) -> dict[str, float]:
             await store.close()
             settings = {"MAX_PARALLEL_TASKS": "4"}
             async with running_service(url, pipelines, work, settings) as service:
+                idle = current_rss_mb()
                 per = [runs // len(CHAINS) + (i < runs % len(CHAINS)) for i in range(len(CHAINS))]
                 tasks = sum(n * length for n, length in zip(per, CHAINS, strict=True))
                 started = time.perf_counter()
@@ -81,6 +83,7 @@ async def drain(runs: int) -> dict[str, float]:
         "tasks": tasks,
         "seconds": took,
         "tasks_per_s": tasks / took,
+        "rss_idle_mb": idle,
         "rss_mb": rss,
     }
 
