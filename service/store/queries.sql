@@ -413,18 +413,18 @@ SELECT min(retry_at) FROM task_instances WHERE state = 'up_for_retry';
 INSERT INTO ignored_events (source, event_id, event_type, run_id, task_id, reason)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]);
 
--- name: insert_transitions
--- $1 run ids, $2 task ids (NULL for the run), $3 attempts, $4 from, $5 to, $6 reasons, $7 actor.
-INSERT INTO transitions (run_id, task_id, attempt, from_state, to_state, reason, actor)
-SELECT run_id, task_id, attempt, from_state, to_state, reason, $7
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
-    AS x(run_id, task_id, attempt, from_state, to_state, reason);
-
-
--- name: insert_outbox
--- $1 event ids, $2 topics, $3 keys, $4 payloads.
+-- name: insert_journal
+-- $1 run ids, $2 task ids (NULL for the run), $3 attempts, $4 from, $5 to, $6 reasons (the
+-- transition log), $7 actor; $8 event ids, $9 topics, $10 keys, $11 payloads (the outbox):
+-- what a transaction logged and will announce, in one statement.
+WITH moves AS (
+    INSERT INTO transitions (run_id, task_id, attempt, from_state, to_state, reason, actor)
+    SELECT run_id, task_id, attempt, from_state, to_state, reason, $7
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+        AS x(run_id, task_id, attempt, from_state, to_state, reason)
+)
 INSERT INTO outbox (event_id, topic, key, payload)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]);
+SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[]);
 
 -- name: try_relay_leadership
 -- $1 lock key. One relay at a time keeps each run's events in order on the status topic.

@@ -1,9 +1,10 @@
 """One open transaction: the unit of work of a batch of events, a claim, or a timer round.
 
 Reads and guarded moves take many rows per statement (``unnest`` arrays). The append-only rows
-(transition log, outbox, ignored events) are buffered and written, each kind with one
-statement, by :meth:`Transaction.flush` just before commit. A guarded move that finds a row in
-another state than expected raises :class:`ConcurrencyError`: a lost race, never a success.
+are buffered and written by :meth:`Transaction.flush` just before commit: the transition log
+and the outbox together in one statement, ignored events and audit rows in one each. A guarded
+move that finds a row in another state than expected raises :class:`ConcurrencyError`: a lost
+race, never a success.
 """
 
 from __future__ import annotations
@@ -244,17 +245,8 @@ class Transaction(ClaimQueries, SchedulingQueries):
         return len(self._outbox)
 
     async def flush(self) -> None:
-        await self._flush_transitions()
+        await self._flush_journal()
         await self._flush_audit()
-        if self._outbox:
-            out = self._outbox
-            await self.conn.execute(
-                q("insert_outbox"),
-                [r.event_id for r in out],
-                [r.topic for r in out],
-                [r.key for r in out],
-                [r.payload for r in out],
-            )
         if self._ignored:
             ign = self._ignored
             await self.conn.execute(
@@ -284,12 +276,13 @@ class Transaction(ClaimQueries, SchedulingQueries):
             [a.detail for a in rows],
         )
 
-    async def _flush_transitions(self) -> None:
-        if not self._transitions:
+    async def _flush_journal(self) -> None:
+        """The transition log and the outbox, in one statement."""
+        if not self._transitions and not self._outbox:
             return
-        rows = self._transitions
+        rows, out = self._transitions, self._outbox
         await self.conn.execute(
-            q("insert_transitions"),
+            q("insert_journal"),
             [r.run_id for r in rows],
             [r.task_id for r in rows],
             [r.attempt for r in rows],
@@ -297,4 +290,8 @@ class Transaction(ClaimQueries, SchedulingQueries):
             [r.to_state for r in rows],
             [r.reason for r in rows],
             self.actor,
+            [r.event_id for r in out],
+            [r.topic for r in out],
+            [r.key for r in out],
+            [r.payload for r in out],
         )
