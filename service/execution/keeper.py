@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
 import sys
 import time
@@ -29,24 +28,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from service.clock import parse_timestamp, utc_now
 from service.engine.model import AttemptKey
 from service.engine.states import TaskState
 from service.execution.attempt import AttemptOutcome, run_attempt, unrunnable
 from service.execution.keeping import (
+    JOURNAL_SUFFIX,
+    JOURNALS,
     KEEPER_LOCK,
     MAX_MESSAGE,
     PROTOCOL,
     SOCKET,
     Ended,
-    attempt_dir,
+    Journal,
     decode,
     encode,
+    journal_key,
+    journal_path,
     kill_recorded_group,
-    record_group,
-    write_atomically,
+    read_journal,
 )
 from service.execution.launch import Launch
 from service.execution.process import Interruption, ProcessExit
@@ -62,12 +62,13 @@ ORPHAN_GRACE_SHARE = 0.5  # of a lease: how long an orphaned attempt gets after 
 @dataclass
 class Kept:
     key: AttemptKey
-    directory: Path
+    journal: Path
     started_at: datetime
     deadline: float  # monotonic: stopped if its lease is not confirmed past this
     interruption: Interruption = field(default_factory=Interruption)
     task: asyncio.Task[None] | None = None
     ended: Ended | None = None
+    writer: Journal | None = None  # open while the attempt runs
 
 
 class Keeper:
@@ -105,18 +106,20 @@ class Keeper:
 
     def _recover(self) -> None:
         """Attempts of a keeper that died: report the ended, kill and report the rest."""
-        for outcome_file in sorted(self._dir.glob("attempts/*/*/*/launch.json")):
-            directory = outcome_file.parent
-            task_dir = directory.parent
-            key = AttemptKey(task_dir.parent.name, task_dir.name, int(directory.name))
-            kept = Kept(key, directory, _started_at(directory), time.monotonic())
-            done = directory / "outcome.json"
-            if done.exists():
-                kept.ended = Ended.from_json(orjson.loads(done.read_bytes()))
+        for path in sorted((self._dir / JOURNALS).glob(f"*{JOURNAL_SUFFIX}")):
+            found = read_journal(path)
+            if found is None:  # died before its first line was whole: it never started
+                path.unlink(missing_ok=True)
+                continue
+            key = journal_key(path)
+            kept = Kept(key, path, _started_at(found.launch), time.monotonic())
+            if found.ended is not None:
+                kept.ended = Ended.from_json(found.ended)
             else:
-                killed = kill_recorded_group(directory)
+                killed = kill_recorded_group(path)
                 why = "lost: its supervisor (the attempt keeper) died"
                 log.warning("keeper.orphan_killed", attempt=str(key), killed=killed)
+                kept.writer = _reopened(path)
                 self._end(kept, _lost(why))
             self._kept[key] = kept
 
@@ -171,28 +174,28 @@ class Keeper:
     def _run(self, key: AttemptKey, message: dict[str, Any]) -> None:
         if key in self._kept:
             return  # asked again (a client that restarted): it runs, or ended, already
-        directory = attempt_dir(self._dir, key)
-        directory.mkdir(parents=True, exist_ok=True)
         started = utc_now()
-        record = {**message, "started_at": started.isoformat()}
-        write_atomically(directory / "launch.json", orjson.dumps(record))
-        kept = Kept(key, directory, started, time.monotonic() + self._lease)
+        path = journal_path(self._dir, key)
+        writer = Journal(path, {**message, "started_at": started.isoformat()})
+        kept = Kept(key, path, started, time.monotonic() + self._lease, writer=writer)
         self._kept[key] = kept
         launch = Launch.from_json(message["launch"])
         kept.task = asyncio.create_task(self._attempt(kept, launch, Path(message["log_path"])))
 
     async def _attempt(self, kept: Kept, launch: Launch, log_path: Path) -> None:
+        writer = kept.writer
+        assert writer is not None
         try:
-            done = await run_attempt(
-                launch, log_path, kept.interruption, lambda pid: record_group(kept.directory, pid)
-            )
+            done = await run_attempt(launch, log_path, kept.interruption, writer.group)
         except (OSError, ValueError) as exc:
             done = unrunnable(exc)
         self._end(kept, done)
 
     def _end(self, kept: Kept, done: AttemptOutcome) -> None:
         kept.ended = Ended(kept.key, done, kept.started_at, utc_now())
-        write_atomically(kept.directory / "outcome.json", orjson.dumps(kept.ended.to_json()))
+        if kept.writer is not None:
+            kept.writer.end(kept.ended.to_json())
+            kept.writer = None
         self._send({"op": "ended", **kept.ended.to_json()})
 
     def _forget(self, key: AttemptKey) -> None:
@@ -200,10 +203,7 @@ class Keeper:
         if kept is None or kept.ended is None:
             return
         del self._kept[key]
-        shutil.rmtree(kept.directory, ignore_errors=True)
-        for parent in (kept.directory.parent, kept.directory.parent.parent):
-            with contextlib.suppress(OSError):
-                parent.rmdir()  # only once empty
+        kept.journal.unlink(missing_ok=True)
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._client is not None and not self._client.is_closing():
@@ -236,10 +236,17 @@ def _lost(why: str) -> AttemptOutcome:
     return AttemptOutcome(ProcessExit(None, None, why, why), TaskState.FAILED, True, why, lost=True)
 
 
-def _started_at(directory: Path) -> datetime:
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return parse_timestamp(orjson.loads((directory / "launch.json").read_bytes())["started_at"])
+def _started_at(launch: dict[str, Any]) -> datetime:
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        return parse_timestamp(launch["started_at"])
     return utc_now()
+
+
+def _reopened(path: Path) -> Journal | None:
+    """The journal of an attempt a dead keeper left, to append how it ended."""
+    with contextlib.suppress(OSError):
+        return Journal.reopen(path)
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,9 +34,9 @@ from service.execution.keeping import (
     PROTOCOL,
     SOCKET,
     Ended,
-    attempt_dir,
     decode,
     encode,
+    journal_path,
     kill_recorded_group,
 )
 from service.execution.launch import Launch
@@ -238,7 +238,7 @@ class KeeperClient:
             log.error("keeper.died", attempts=len(self._waiting), directory=str(self._dir))
         why = "lost: its supervisor (the attempt keeper) died"
         for key in list(self._waiting):
-            kill_recorded_group(attempt_dir(self._dir, key))
+            kill_recorded_group(journal_path(self._dir, key))
             self._resolve(Ended(key, lost_outcome(why), utc_now(), utc_now()))
 
 

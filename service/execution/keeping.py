@@ -7,11 +7,13 @@ On disk, under the keeper's directory (``attempt_state_dir``)::
     keeper.lock      held by the live keeper: one keeper per directory
     owner.lock       held by the live service that owns the directory: one owner at a time
     keeper.log       the keeper's own log
-    attempts/<run>/<task>/<attempt>/
-        launch.json  what runs, where its output goes, when it started
-        group        "pid starttime" of the process group running now (cleanup, command,
-                     rollback, in turn): killed if its keeper dies
-        outcome.json how it ended, written before anyone is told
+    attempts/<run>%2F<task>%2F<attempt>.journal
+                     one attempt's journal, JSON lines appended as they happen: what runs,
+                     where its output goes and when it started; each process group as it
+                     starts ("pid starttime": cleanup, command, rollback, in turn), killed
+                     if its keeper dies; how it ended, written before anyone is told. One
+                     file, appended: no directories made and removed per attempt. A line
+                     cut short by a death half way is ignored.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import orjson
 
@@ -40,8 +43,16 @@ LOG = "keeper.log"
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes: a launch with its environment fits many times over
 
 
-def attempt_dir(root: Path, key: AttemptKey) -> Path:
-    return root / "attempts" / key.run_id / key.task_id / str(key.attempt)
+JOURNALS = "attempts"
+JOURNAL_SUFFIX = ".journal"
+
+
+def journal_path(root: Path, key: AttemptKey) -> Path:
+    return root / JOURNALS / f"{quote(str(key), safe='')}{JOURNAL_SUFFIX}"
+
+
+def journal_key(path: Path) -> AttemptKey:
+    return AttemptKey.parse(unquote(path.name.removesuffix(JOURNAL_SUFFIX)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,35 +122,85 @@ def decode(line: bytes) -> dict[str, Any]:
     return message
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Whole or not at all, even if the writer dies half way.
+class Journal:
+    """One attempt's journal, open for appending while it runs.
 
-    Not synced to the disk, on purpose: these records outlive the death of a process (the
-    service's, the keeper's), and the kernel's page cache outlives both. A machine that
-    crashes takes its attempts with it; their leases run out and they are retried as lost,
-    whatever the disk kept. An fsync here cost 4 to 5 ms per file on the hop of every task.
+    Not synced to the disk, on purpose: it outlives the death of a process (the service's, the
+    keeper's), and the kernel's page cache outlives both. A machine that crashes takes its
+    attempts with it; their leases run out and they are retried as lost, whatever the disk
+    kept. (An fsync cost 4 to 5 ms per record on the hop of every task.)
     """
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as handle:
-        handle.write(data)
-    partial.replace(path)
+
+    def __init__(self, path: Path, launch: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
+        self._append({"launch": launch})
+
+    @classmethod
+    def reopen(cls, path: Path) -> Journal:
+        """An existing journal, to append to."""
+        journal = cls.__new__(cls)
+        journal._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        return journal
+
+    def group(self, pid: int) -> None:
+        """Remember the group running now, with its leader's start time (pids are reused)."""
+        self._append({"group": [pid, start_time(pid)]})
+
+    def end(self, ended: dict[str, Any]) -> None:
+        self._append({"ended": ended})
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        if self._fd is None:
+            raise ValueError("the journal is closed")
+        os.write(self._fd, orjson.dumps(entry) + b"\n")  # one write: whole lines, in order
 
 
-def record_group(directory: Path, pid: int) -> None:
-    """Remember the group running now, with its leader's start time (pids are reused)."""
-    write_atomically(directory / "group", f"{pid} {start_time(pid)}".encode())
+@dataclass(frozen=True, slots=True)
+class JournalRead:
+    """What a journal says: the launch record, the last group started, how it ended."""
+
+    launch: dict[str, Any]
+    group: tuple[int, int | None] | None
+    ended: dict[str, Any] | None
 
 
-def kill_recorded_group(directory: Path) -> bool:
-    """SIGKILL the group recorded in ``directory`` if it is still the same group; True if a
-    signal was sent."""
+def read_journal(path: Path) -> JournalRead | None:
+    """None when there is no journal, or not even its first line."""
     try:
-        pid_text, started = (directory / "group").read_text().split()
-    except (OSError, ValueError):
+        data = path.read_bytes()
+    except OSError:
+        return None
+    launch, group, ended = None, None, None
+    for line in data.split(b"\n")[:-1]:  # what follows the last newline was cut short
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if "launch" in entry:
+            launch = entry["launch"]
+        elif "group" in entry:
+            group = (int(entry["group"][0]), entry["group"][1])
+        elif "ended" in entry:
+            ended = entry["ended"]
+    return None if launch is None else JournalRead(launch, group, ended)
+
+
+def kill_recorded_group(path: Path) -> bool:
+    """SIGKILL the last group recorded in the journal at ``path`` if it is still the same
+    group; True if a signal was sent."""
+    found = read_journal(path)
+    if found is None or found.group is None:
         return False
-    pid = int(pid_text)
+    pid, started = found.group
     now = start_time(pid)
-    if now is not None and str(now) != started:
+    if now is not None and now != started:
         return False  # the pid is someone else's now: the group we knew is gone
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

@@ -9,14 +9,13 @@ import signal
 import sys
 from pathlib import Path
 
-import orjson
 import pytest
 
 from service.engine.model import AttemptKey
 from service.engine.states import TaskState
 from service.errors import ConfigError
 from service.execution.keeper_client import KeeperClient
-from service.execution.keeping import attempt_dir, record_group
+from service.execution.keeping import Journal, journal_path, read_journal
 from service.execution.launch import Launch
 from tests.support import ROOT, eventually, settled
 
@@ -52,10 +51,12 @@ async def test_an_attempt_runs_in_the_keeper_and_is_forgotten_once_reported(
         assert (ended.outcome.outcome, ended.outcome.result.exit_code) == (TaskState.FAILED, 3)
         assert ended.started_at <= ended.ended_at
         assert "hello" in (tmp_path / "a.log").read_text()
-        assert (attempt_dir(tmp_path / "keeper", KEY) / "outcome.json").exists()
+        journal = read_journal(journal_path(tmp_path / "keeper", KEY))
+        assert journal is not None
+        assert journal.ended == ended.to_json()
         await client.forget(KEY)
         await eventually(
-            lambda: settled(attempt_dir(tmp_path / "keeper", KEY).exists()),
+            lambda: settled(journal_path(tmp_path / "keeper", KEY).exists()),
             lambda e: not e,
             5,
             "forgot",
@@ -153,11 +154,12 @@ async def test_if_the_keeper_dies_its_attempts_are_killed_and_lost(tmp_path: Pat
 
 async def test_a_new_keeper_kills_what_a_dead_one_left_running(tmp_path: Path) -> None:
     directory = tmp_path / "keeper"
-    leftover = attempt_dir(directory, KEY)
-    leftover.mkdir(parents=True)
-    (leftover / "launch.json").write_bytes(orjson.dumps({"started_at": "2026-11-21T00:00:00Z"}))
+    leftover = Journal(journal_path(directory, KEY), {"started_at": "2026-11-21T00:00:00Z"})
     orphan = await asyncio.create_subprocess_exec("sleep", "60", start_new_session=True)
-    record_group(leftover, orphan.pid)
+    leftover.group(orphan.pid)
+    leftover.close()
+    with journal_path(directory, KEY).open("ab") as cut:
+        cut.write(b'{"ended": {"cut sh')  # a keeper killed half way through a line
     client = KeeperClient(directory, lease_seconds=30)
     try:
         inventory = await client.open()
