@@ -51,13 +51,15 @@ class Admission:
         await tx.lock_admission(pipeline_id)
         if await tx.is_paused(pipeline_id):
             return []  # its runs wait, queued, until it is unpaused
-        running = await tx.running_batch_dates(pipeline_id)
         limit = await self._max_active_runs(tx, pipeline_id)
-        if len(running) >= limit:
-            return []
         # One candidate per batch date: at most `limit` are needed even if every running
         # date is among them.
-        waiting = await tx.waiting_runs(pipeline_id, limit)
+        waiting = await tx.waiting_runs(pipeline_id, limit) if limit > 0 else []
+        if not waiting:
+            return []  # nothing queued: its running runs (thousands, maybe) need not be read
+        running = await tx.running_batch_dates(pipeline_id)
+        if len(running) >= limit:
+            return []
         return runs_to_admit(limit, running, waiting)
 
     async def _max_active_runs(self, tx: Transaction, pipeline_id: str) -> int:
