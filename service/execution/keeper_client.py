@@ -106,6 +106,9 @@ class KeeperClient:
                     ) from exc
                 await asyncio.sleep(0.05)
                 continue
+            except BaseException:  # cancelled half way: the connection is nobody's
+                writer.close()
+                raise
             if welcome.get("op") == "welcome" and welcome.get("protocol") == PROTOCOL:
                 break
             writer.close()
