@@ -176,7 +176,7 @@ class Keeper:
             return  # asked again (a client that restarted): it runs, or ended, already
         started = utc_now()
         path = journal_path(self._dir, key)
-        writer = Journal(path, {**message, "started_at": started.isoformat()})
+        writer = Journal.start(path, {**message, "started_at": started.isoformat()})
         kept = Kept(key, path, started, time.monotonic() + self._lease, writer=writer)
         self._kept[key] = kept
         launch = Launch.from_json(message["launch"])

@@ -131,17 +131,21 @@ class Journal:
     kept. (An fsync cost 4 to 5 ms per record on the hop of every task.)
     """
 
-    def __init__(self, path: Path, launch: dict[str, Any]) -> None:
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def start(cls, path: Path, launch: dict[str, Any]) -> Journal:
+        """A new journal, its first line what runs."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND)
-        self._append({"launch": launch})
+        journal = cls(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
+        journal._append({"launch": launch})
+        return journal
 
     @classmethod
     def reopen(cls, path: Path) -> Journal:
         """An existing journal, to append to."""
-        journal = cls.__new__(cls)
-        journal._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        return journal
+        return cls(os.open(path, os.O_WRONLY | os.O_APPEND))
 
     def group(self, pid: int) -> None:
         """Remember the group running now, with its leader's start time (pids are reused)."""

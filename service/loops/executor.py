@@ -136,9 +136,10 @@ class LocalExecutor(Loop):
 
     async def within(self, tx: Transaction, outcome: BatchOutcome) -> None:
         """Claim for the room the completed attempts left, unless a claim of this loop's is
-        under way (it runs again after the batch commits, woken by what the batch queued)."""
+        under way (it may have counted that room as taken: it runs again after the commit)."""
         self._wake_after_batch = False
         if self._claiming.locked():
+            self._wake_after_batch = True
             return
         await self._claiming.acquire()
         self._claimed_within = []

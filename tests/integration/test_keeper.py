@@ -154,7 +154,7 @@ async def test_if_the_keeper_dies_its_attempts_are_killed_and_lost(tmp_path: Pat
 
 async def test_a_new_keeper_kills_what_a_dead_one_left_running(tmp_path: Path) -> None:
     directory = tmp_path / "keeper"
-    leftover = Journal(journal_path(directory, KEY), {"started_at": "2026-11-21T00:00:00Z"})
+    leftover = Journal.start(journal_path(directory, KEY), {"started_at": "2026-11-21T00:00:00Z"})
     orphan = await asyncio.create_subprocess_exec("sleep", "60", start_new_session=True)
     leftover.group(orphan.pid)
     leftover.close()
