@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from harness import Running, running_service
@@ -111,7 +112,7 @@ def start_workers(work: Path, env: dict[str, str]) -> list[subprocess.Popen[byte
     return workers
 
 
-async def measure(repeat: int, remote: bool) -> dict[str, float]:
+async def measure(repeat: int, remote: bool, statements: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pipelines = work / "pipelines"
@@ -131,9 +132,11 @@ async def measure(repeat: int, remote: bool) -> dict[str, float]:
                 if remote:
                     workers = start_workers(work, service.env)
                 try:
-                    before = service.statements
+                    before, by_before = service.statements, service.by_statement.copy()
                     local = await drive(service, ["chain", "fan"], repeat)
                     local_statements = service.statements - before
+                    if statements:
+                        print_statements(service.by_statement - by_before, repeat * (CHAIN + FAN))
                     remote_times = (
                         await drive(service, ["rchain", "rfan"], repeat) if remote else {}
                     )
@@ -148,7 +151,9 @@ async def measure(repeat: int, remote: bool) -> dict[str, float]:
         "fan_s": statistics.median(local["fan"]),
         "fan_min_s": min(local["fan"]),
         "hop_p50_ms": chain_hops[len(chain_hops) // 2],
+        "hop_p90_ms": chain_hops[int(len(chain_hops) * 0.9)],
         "hop_p99_ms": chain_hops[min(len(chain_hops) - 1, int(len(chain_hops) * 0.99))],
+        "hop_mean_ms": statistics.fmean(chain_hops),
         "statements_per_task": local_statements / (repeat * (CHAIN + FAN)),
         "floor_chain_s": statistics.median([await floor(CHAIN, 1) for _ in range(repeat)]),
         "floor_fan_s": statistics.median([await floor(FAN, CONCURRENCY) for _ in range(repeat)]),
@@ -161,6 +166,11 @@ async def measure(repeat: int, remote: bool) -> dict[str, float]:
             base = "floor_chain_s" if "chain" in shape else "floor_fan_s"
             figures[f"{shape}_ratio"] = figures[f"{shape}_s"] / figures[base]
     return figures
+
+
+def print_statements(counts: Counter[str], tasks: int) -> None:
+    for name, count in counts.most_common():
+        print(f"{count / tasks:6.2f}  {name}", file=sys.stderr)
 
 
 def report(f: dict[str, float], repeat: int) -> None:
@@ -184,7 +194,8 @@ def report(f: dict[str, float], repeat: int) -> None:
         )
     print(
         f"hop in the chain (process ended -> successor's process started): "
-        f"p50 {f['hop_p50_ms']:.1f} ms, p99 {f['hop_p99_ms']:.1f} ms; "
+        f"p50 {f['hop_p50_ms']:.1f} ms, p90 {f['hop_p90_ms']:.1f} ms, "
+        f"p99 {f['hop_p99_ms']:.1f} ms, mean {f['hop_mean_ms']:.1f} ms; "
         f"{f['statements_per_task']:.1f} PostgreSQL statements per task"
     )
 
@@ -194,9 +205,12 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--remote", action="store_true", help="also through two workers")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--statements", action="store_true", help="also each statement's count per local task"
+    )
     args = parser.parse_args()
     configure_logging("WARNING")
-    figures = await measure(args.repeat, args.remote)
+    figures = await measure(args.repeat, args.remote, args.statements)
     if args.json:
         print(json.dumps(figures))
     else:

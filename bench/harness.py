@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from service import devenv
 from service.app import Service
 from service.config import load_settings
 from service.events import DatasetReady, new_event
+from service.store.queries import queries
 
 
 def service_env(url: str, port: int, pipelines: Path, work: Path, **extra: str) -> dict[str, str]:
@@ -60,6 +62,7 @@ class Running:
     conn: asyncpg.Connection
     env: dict[str, str]  # its settings, for workers that join it
     statements: int = 0  # sent to PostgreSQL by the service since start (see count_statements)
+    by_statement: Counter[str] = field(default_factory=Counter)  # the same, by query name
 
     @property
     def triggers(self) -> str:
@@ -93,12 +96,15 @@ def count_statements(running: Running) -> Iterator[None]:
     """Count every statement the service's connections send (the bench's own excluded)."""
     methods = ("execute", "executemany", "fetch", "fetchval", "fetchrow")
     originals = {name: getattr(asyncpg.Connection, name) for name in methods}
+    names = {sql: name for name, sql in queries().items()}
 
     def counted(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def call(conn: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
             if conn is not running.conn:
                 running.statements += 1
+                sql = str(args[0]) if args else ""
+                running.by_statement[names.get(sql, " ".join(sql.split())[:48])] += 1
             return original(conn, *args, **kwargs)
 
         return call

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -64,6 +64,31 @@ async def _init_connection(conn: Connection) -> None:
         )
 
 
+class PooledConnection(asyncpg.Connection):
+    """A connection of the store's pool, which knows whether it took session state.
+
+    Only the relay's leadership lock outlives a transaction here (every setting is ``SET
+    LOCAL``, every lock but that one a transaction's, no LISTEN, no cursor outside a
+    transaction): a connection that never took it goes back to the pool without the reset
+    statement, a round trip after every transaction of the hot path.
+    """
+
+    session_state = False
+
+    def take_session_state(self) -> None:
+        """Say this connection is about to hold session state: it is reset on release."""
+        self.session_state = True
+
+
+async def reset_connection(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: the full one only for a connection that took session state."""
+    # asyncpg has rolled back an open transaction already; the rest only if it may be needed.
+    if not isinstance(conn, PooledConnection) or conn.session_state:
+        await conn.execute(conn.get_reset_query())
+        if isinstance(conn, PooledConnection):
+            conn.session_state = False
+
+
 async def connect(url: str, pool_size: int = 10) -> Store:
     try:
         pool = await asyncpg.create_pool(
@@ -71,6 +96,8 @@ async def connect(url: str, pool_size: int = 10) -> Store:
             min_size=1,
             max_size=pool_size,
             init=_init_connection,
+            reset=reset_connection,
+            connection_class=PooledConnection,
             command_timeout=COMMAND_TIMEOUT,
         )
     except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
@@ -133,6 +160,8 @@ class Store(ReadQueries):
         """
         with translated():
             async with self._pool.acquire() as conn:
+                # The lock is the session's: reset on release (the pool's proxy passes it on).
+                cast(PooledConnection, conn).take_session_state()
                 leader = await conn.fetchval(q("try_relay_leadership"), RELAY_LOCK_KEY)
                 try:
                     yield OutboxReader(conn) if leader else None
