@@ -263,7 +263,22 @@ def main(argv: list[str] | None = None) -> None:
     except BlockingIOError:
         print(f"a keeper already serves {args.directory}", file=sys.stderr)
         sys.exit(1)
+    reap_through_pidfds()
     asyncio.run(Keeper(args.directory, args.idle_exit).serve())
+
+
+def reap_through_pidfds() -> None:
+    """On Python 3.11, reap children on the loop through pidfds (3.12 does so itself) rather
+    than with a thread per child: a child is then never reaped before its runner opens a pidfd
+    of its own (``execution/process.py``), so the pid it opens is still the child's. Where
+    pidfds are refused (an old kernel, a strict seccomp profile), the thread stays."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
 
 
 if __name__ == "__main__":

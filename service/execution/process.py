@@ -117,6 +117,7 @@ async def run_process(
             message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
             log_file.write(message.encode() + b"\n")
             return ProcessExit(None, None, message[-ERROR_SNIPPET_CHARS:], message)
+        exited = leader_exit(process)
         if on_start is not None:
             on_start(process.pid)
         stderr_tail = _Tail()
@@ -125,7 +126,7 @@ async def run_process(
         assert stderr is not None
         pumps = asyncio.gather(_pump(stdout, log_file, None), _pump(stderr, log_file, stderr_tail))
         try:
-            timed_out, interrupted = await _supervise(process, time_limit, grace, interrupt)
+            timed_out, interrupted = await _supervise(process, exited, time_limit, grace, interrupt)
             _signal_group(process.pid, signal.SIGKILL)  # leftovers of a finished task
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PIPE_DRAIN_SECONDS):
@@ -138,6 +139,7 @@ async def run_process(
                 await asyncio.shield(process.wait())
             raise
         finally:
+            exited.cancel()  # its pidfd closed, if it was never readable
             pumps.cancel()
             with contextlib.suppress(BaseException):
                 await pumps
@@ -152,12 +154,12 @@ async def run_process(
 
 async def _supervise(
     process: asyncio.subprocess.Process,
+    waiter: asyncio.Future[None],
     time_limit: float | None,
     grace: float,
     interrupt: Interruption | None,
 ) -> tuple[bool, bool]:
     """Wait for the leader; on timeout or interrupt: SIGTERM the group, grace, SIGKILL."""
-    waiter = asyncio.ensure_future(_leader_exited(process))
     watched: set[asyncio.Future[object]] = {waiter}  # type: ignore[arg-type]
     interrupted_by = asyncio.ensure_future(interrupt.event.wait()) if interrupt else None
     if interrupted_by is not None:
@@ -184,32 +186,43 @@ async def _supervise(
     return not interrupted, interrupted
 
 
-async def _leader_exited(process: asyncio.subprocess.Process) -> None:
-    """Return when the group leader exits, whoever still holds its output pipes.
+def leader_exit(process: asyncio.subprocess.Process) -> asyncio.Future[None]:
+    """A future done when the group leader exits, whoever still holds its output pipes.
 
     ``Process.wait()`` waits for the pipes to close as well, which a background child can
-    hold open; a pidfd (Linux) becomes readable at the exit itself, without reaping it.
+    hold open; a pidfd (Linux) becomes readable at the exit itself, without reaping it. Called
+    as soon as the process is started: a loop that reaps through pidfds (the keeper's) cannot
+    have reaped it before, so the pid is still the child's.
     """
     loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
     try:
         pidfd = os.pidfd_open(process.pid)
+    except ProcessLookupError:
+        # Reaped already (a child watcher thread waits for it): it has exited. A quick task
+        # is often gone by now; polling for the returncode instead cost it 10 ms.
+        exited.set_result(None)
+        return exited
     except (AttributeError, OSError):
-        # No pidfd (not Linux, or already reaped): the child watcher sets returncode at exit.
-        while process.returncode is None:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        return
-    exited: asyncio.Future[None] = loop.create_future()
+        # No pidfd (not Linux): the child watcher sets returncode at exit.
+        return asyncio.ensure_future(_returncode_set(process))
 
     def readable() -> None:
         if not exited.done():
             exited.set_result(None)
 
-    loop.add_reader(pidfd, readable)
-    try:
-        await exited
-    finally:
+    def close(_: asyncio.Future[None]) -> None:
         loop.remove_reader(pidfd)
         os.close(pidfd)
+
+    loop.add_reader(pidfd, readable)
+    exited.add_done_callback(close)  # exited or cancelled
+    return exited
+
+
+async def _returncode_set(process: asyncio.subprocess.Process) -> None:
+    while process.returncode is None:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 async def _pump(stream: asyncio.StreamReader, log_file: BinaryIO, tail: _Tail | None) -> None:

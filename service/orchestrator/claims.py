@@ -3,7 +3,7 @@
 For this process's executor (:meth:`Claimer.claim`), or for remote workers
 (:meth:`Claimer.dispatch_remote`: the rendered ``task.requested`` goes through the outbox in the
 claim's transaction). Queue order and what fits the node (cores, memory, slots, pools) are
-chosen by the ``claimable_tasks`` statement; each claimed task's move to running is an engine
+chosen by the ``claim_queued`` statement; each claimed task's move to running is an engine
 transition, logged and announced like every other.
 """
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING
-
-from asyncpg import Record
 
 from service.store.queries import q
 from service.store.records import ClaimBudget, ClaimedAttempt, LockedRun
@@ -26,6 +25,19 @@ def lookahead(slots: int) -> int:
     return max(64, 8 * slots)
 
 
+WAIT_FOR_RUNS = "FOR UPDATE OF r\n"
+SKIP_HELD_RUNS = "FOR UPDATE OF r SKIP LOCKED\n"
+
+
+@cache
+def claim_statement(wait_for_runs: bool) -> str:
+    """``claim_queued``, or its variant that passes over runs another transaction holds."""
+    sql = q("claim_queued")
+    if sql.count(WAIT_FOR_RUNS) != 1:
+        raise ValueError("claim_queued must lock the chosen runs with one FOR UPDATE OF r")
+    return sql if wait_for_runs else sql.replace(WAIT_FOR_RUNS, SKIP_HELD_RUNS)
+
+
 class ClaimQueries:
     conn: Connection
     passed_over: int  # queued tasks its claims chose but left (taken by another, or held)
@@ -34,11 +46,6 @@ class ClaimQueries:
         """Lock the runs (in run id order); runs that do not exist are absent."""
         rows = await self.conn.fetch(q("lock_runs"), sorted(set(run_ids)))
         return {row["run_id"]: LockedRun.from_row(dict(row)) for row in rows}
-
-    async def try_lock_runs(self, run_ids: Sequence[str]) -> set[str]:
-        """Lock those of the runs no other transaction holds, without waiting; return them."""
-        rows = await self.conn.fetch(q("try_lock_runs"), sorted(set(run_ids)))
-        return {row["run_id"] for row in rows}
 
     async def claim_tasks(
         self,
@@ -57,12 +64,13 @@ class ClaimQueries:
         could wait in a circle), tasks of runs another transaction holds are passed over too.
         """
         await self.conn.execute(q("plan_claims_generically"))
+        statement = claim_statement(wait_for_runs)
         claimed: list[ClaimedAttempt] = []
         passed_over: list[tuple[str, str]] = []
         for _ in range(CLAIM_ROUNDS):
             free = budget.less(claimed)
-            chosen = await self.conn.fetch(
-                q("claimable_tasks"),
+            rows = await self.conn.fetch(
+                statement,
                 free.slots,
                 free.cpu_cores,
                 free.memory_mb,
@@ -72,49 +80,19 @@ class ClaimQueries:
                 [p[1] for p in passed_over],
                 free.remote,
                 lookahead(free.slots),
-            )
-            if not chosen:
-                break
-            chosen = await self._lock_runs_of(chosen, wait_for_runs, passed_over)
-            if not chosen:
-                continue
-            rows = await self.conn.fetch(
-                q("claim_tasks"),
                 worker_id,
-                [r["run_id"] for r in chosen],
-                [r["task_id"] for r in chosen],
                 lease_seconds,
                 pickup_seconds,
             )
-            got = [ClaimedAttempt.from_row(dict(row)) for row in rows]
-            claimed.extend(got)
-            taken = {(c.run_id, c.task_id) for c in got}
-            missed = [
-                (r["run_id"], r["task_id"])
-                for r in chosen
-                if (r["run_id"], r["task_id"]) not in taken
-            ]
+            claimed.extend(
+                ClaimedAttempt.from_row(dict(r)) for r in rows if r["attempt"] is not None
+            )
+            missed = [(r["run_id"], r["task_id"]) for r in rows if r["attempt"] is None]
             if not missed:
                 break
             passed_over.extend(missed)
         self.passed_over += len(passed_over)
         return claimed
-
-    async def _lock_runs_of(
-        self, chosen: list[Record], wait: bool, passed_over: list[tuple[str, str]]
-    ) -> list[Record]:
-        """Lock the runs of the chosen tasks; those left (``wait`` false: of runs another
-        transaction holds) are added to ``passed_over``. Returns the tasks to claim."""
-        if wait:
-            # Wait (briefly) for the runs, in run-id order like every writer: skipping them
-            # would leave the tasks of a busy run unclaimed until the next poll.
-            await self.lock_runs([r["run_id"] for r in chosen])
-            return chosen
-        free_runs = await self.try_lock_runs([r["run_id"] for r in chosen])
-        passed_over.extend(
-            (r["run_id"], r["task_id"]) for r in chosen if r["run_id"] not in free_runs
-        )
-        return [r for r in chosen if r["run_id"] in free_runs]
 
     async def unpicked_requests(self, limit: int, margin: float) -> list[ClaimedAttempt]:
         """Remote attempts no worker picked up in time (locked for this transaction)."""

@@ -109,13 +109,6 @@ FROM runs WHERE run_id = ANY($1::text[])
 ORDER BY run_id
 FOR UPDATE;
 
--- name: try_lock_runs
--- $1 run ids: those no other transaction holds, locked now; the others are passed over, never
--- waited for.
-SELECT run_id FROM runs WHERE run_id = ANY($1::text[])
-ORDER BY run_id
-FOR UPDATE SKIP LOCKED;
-
 -- name: task_states
 -- $1 run ids.
 SELECT run_id, task_id, state, attempt, lost_attempts, attempt_base, result
@@ -183,21 +176,30 @@ ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
 
 -- name: plan_claims_generically
 -- For the rest of the transaction: plan each prepared statement once, not at every call.
--- claimable_tasks costs more to plan than to run (0.8 ms against 0.7 ms with 6,000 tasks
+-- claim_queued costs more to plan than to run (0.8 ms against 0.7 ms with 6,000 tasks
 -- queued), and its generic plan reads the queue's head in index order whatever it holds.
 SET LOCAL plan_cache_mode = force_generic_plan;
 
--- name: claimable_tasks
--- $1 how many at most, $2 free cpu cores, $3 free memory MB on this node (NULL: no limit), $4 pool names,
--- $5 pool sizes (parallel arrays; a pool not listed has no limit), $6 run ids and $7 task
--- ids to pass over (rows another replica is claiming right now), $8 remote tasks (true:
--- for dispatch to workers) or local ones, $9 how far down the queue to look.
--- In queue order (oldest run first, then task priority), the longest prefix that fits the
--- node: a big task at the head is never overtaken by a stream of small ones. A task whose
--- pool is full waits without holding up others. Waiting for data or a check keeps a task out.
--- The head is read in the order of the task_instances_queue index, $9 rows at most, so a claim
--- costs the same with ten thousand tasks queued as with ten; tasks gated by data or checks are
--- read apart (only those ready), so a line of them never hides a ready task.
+-- name: claim_queued
+-- $1 how many at most, $2 free cpu cores, $3 free memory MB on this node (NULL: no limit), $4
+-- pool names, $5 pool sizes (parallel arrays; a pool not listed has no limit), $6 run ids and
+-- $7 task ids to pass over (chosen by an earlier round and left), $8 remote tasks (true: for
+-- dispatch to workers) or local ones, $9 how far down the queue to look, $10 worker id, $11
+-- lease in seconds, $12 NULL for local attempts, or for remote ones the seconds a worker has
+-- to pick each up (no lease until then: its first heartbeat starts it).
+-- One statement chooses, locks and claims. The choice: in queue order (oldest run first, then
+-- task priority), the longest prefix that fits the node: a big task at the head is never
+-- overtaken by a stream of small ones. A task whose pool is full waits without holding up
+-- others. Waiting for data or a check keeps a task out. The head is read in the order of the
+-- task_instances_queue index, $9 rows at most, so a claim costs the same with ten thousand
+-- tasks queued as with ten; tasks gated by data or checks are read apart (only those ready),
+-- so a line of them never hides a ready task.
+-- Then the chosen tasks' runs are locked in run-id order, as every writer of a run's events
+-- locks them, so each run's status events commit in the order they are written (the store
+-- makes a variant that passes over runs another transaction holds: SKIP LOCKED); task rows
+-- another replica is claiming are skipped, never waited for. A lock waited for returns the
+-- row as committed meanwhile, and every move is checked again on it.
+-- Every chosen task comes back in queue order; attempt is NULL for one that was not claimed.
 WITH pool_free AS (
     SELECT p.name, p.size - count(t.task_id) AS free
     FROM unnest($4::text[], $5::int[]) AS p(name, size)
@@ -253,44 +255,47 @@ WITH pool_free AS (
            row_number() OVER w AS position
     FROM eligible AS e
     WINDOW w AS (ORDER BY e.created_at, e.priority DESC, e.queued_at, e.run_id, e.task_id)
-)
-SELECT run_id, task_id FROM fitted
-WHERE ($2::real IS NULL OR cpu <= $2) AND ($3::bigint IS NULL OR memory <= $3)
-  AND position <= $1
-ORDER BY position;
-
--- name: claim_tasks
--- $1 worker id, $2 run ids, $3 task ids (chosen by claimable_tasks), $4 lease in seconds,
--- $5 NULL for local attempts, or for remote ones the seconds a worker has to pick each up
--- (no lease until then: its first heartbeat starts it). A local attempt's deadline starts
--- now, a remote one's at its pickup.
--- Runs with lock_runs first (as every writer of a run's events does, in run-id order), so
--- each run's status events commit in the order they are written. Task rows another
--- replica is claiming are skipped, never waited for.
-WITH claimable AS (
+), chosen AS MATERIALIZED (
+    SELECT run_id, task_id, position FROM fitted
+    WHERE ($2::real IS NULL OR cpu <= $2) AND ($3::bigint IS NULL OR memory <= $3)
+      AND position <= $1
+), locked_runs AS MATERIALIZED (
+    SELECT r.run_id, r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params
+    FROM runs AS r
+    WHERE r.run_id IN (SELECT run_id FROM chosen) AND r.state = 'running'
+    ORDER BY r.run_id
+    FOR UPDATE OF r
+), claimable AS MATERIALIZED (
     SELECT t.run_id, t.task_id
     FROM task_instances AS t
-    JOIN runs AS r ON r.run_id = t.run_id AND r.state = 'running'
-    JOIN unnest($2::text[], $3::text[]) AS c(run_id, task_id)
-      ON c.run_id = t.run_id AND c.task_id = t.task_id
-    WHERE t.state = 'queued'
+    JOIN chosen AS c ON c.run_id = t.run_id AND c.task_id = t.task_id
+    WHERE t.state = 'queued' AND t.run_id IN (SELECT run_id FROM locked_runs)
     FOR UPDATE OF t SKIP LOCKED
+), claimed AS (
+    UPDATE task_instances AS t
+    SET state = 'running', attempt = t.attempt + 1, worker_id = $10, started_at = now(),
+        lease_expires_at = CASE WHEN $12::float8 IS NULL
+                                THEN now() + make_interval(secs => least($11, t.hold_seconds)) END,
+        pickup_by = CASE WHEN $12::float8 IS NOT NULL THEN now() + make_interval(secs => $12) END,
+        attempt_deadline = CASE WHEN $12::float8 IS NULL
+                                THEN now() + make_interval(secs => t.hold_seconds) END,
+        ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL,
+        updated_at = now()
+    FROM claimable AS c, locked_runs AS r
+    WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
+      AND t.state = 'queued'
+    RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores,
+              t.memory_mb, r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params,
+              t.pickup_by, t.time_limit_seconds,
+              (SELECT jsonb_object_agg(u.task_id, u.result) FROM task_instances AS u
+               WHERE u.run_id = t.run_id AND u.result IS NOT NULL) AS results
 )
-UPDATE task_instances AS t
-SET state = 'running', attempt = t.attempt + 1, worker_id = $1, started_at = now(),
-    lease_expires_at = CASE WHEN $5::float8 IS NULL
-                            THEN now() + make_interval(secs => least($4, t.hold_seconds)) END,
-    pickup_by = CASE WHEN $5::float8 IS NOT NULL THEN now() + make_interval(secs => $5) END,
-    attempt_deadline = CASE WHEN $5::float8 IS NULL
-                            THEN now() + make_interval(secs => t.hold_seconds) END,
-    ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL, updated_at = now()
-FROM claimable AS c, runs AS r
-WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
-RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores, t.memory_mb,
-          r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params, t.pickup_by,
-          t.time_limit_seconds,
-          (SELECT jsonb_object_agg(u.task_id, u.result) FROM task_instances AS u
-           WHERE u.run_id = t.run_id AND u.result IS NOT NULL) AS results;
+SELECT c.run_id, c.task_id, d.attempt, d.started_at, d.queued_at, d.cpu_cores, d.memory_mb,
+       d.pipeline_id, d.spec_hash, d.batch_date, d.trace_id, d.params, d.pickup_by,
+       d.time_limit_seconds, d.results
+FROM chosen AS c
+LEFT JOIN claimed AS d ON d.run_id = c.run_id AND d.task_id = c.task_id
+ORDER BY c.position;
 
 -- name: renew_leases
 -- $1 worker id, $2 lease in seconds: the heartbeat of every attempt this worker runs.

@@ -7,7 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from service.execution.process import Interruption, ProcessExit, run_process, task_environment
+from service.execution.process import (
+    Interruption,
+    ProcessExit,
+    leader_exit,
+    run_process,
+    task_environment,
+)
 
 PY = sys.executable
 
@@ -180,3 +186,19 @@ async def test_fifty_megabytes_of_output_keep_memory_flat(tmp_path: Path) -> Non
     assert exit_code == 0
     assert (tmp_path / "a.log").stat().st_size == 50 * 1024 * 1024
     assert grown_kib / 1024 < 10, f"peak memory grew by {grown_kib / 1024:.1f} MiB"
+
+
+async def test_a_leader_reaped_before_its_pidfd_is_opened_counts_as_exited() -> None:
+    # What a child watcher thread does to a quick task: it reaps it before the runner looks.
+    process = await asyncio.create_subprocess_exec("true")
+    await process.wait()
+    exited = leader_exit(process)
+    assert exited.done()  # at once, not after a poll for the returncode
+
+
+async def test_a_leader_exit_is_seen_through_its_pidfd_while_it_holds_nothing() -> None:
+    process = await asyncio.create_subprocess_exec(PY, "-c", "import time; time.sleep(0.2)")
+    exited = leader_exit(process)
+    assert not exited.done()
+    await exited
+    assert await process.wait() == 0

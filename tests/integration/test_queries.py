@@ -6,6 +6,7 @@ from pathlib import Path
 
 import asyncpg
 
+from service.store.claiming import claim_statement
 from service.store.queries import parse_queries, queries
 
 STORE = Path(__file__).resolve().parents[2] / "service" / "store"
@@ -19,6 +20,7 @@ async def test_every_query_prepares(pg: asyncpg.Connection) -> None:
             await pg.prepare(sql)
         except asyncpg.PostgresError as exc:
             raise AssertionError(f"query {name!r} does not prepare: {exc}") from exc
+    await pg.prepare(claim_statement(wait_for_runs=False))  # the variant the store derives
 
 
 def test_every_query_is_used_by_the_store() -> None:
