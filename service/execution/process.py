@@ -122,8 +122,7 @@ async def run_process(
             on_start(process.pid)
         stderr_tail = _Tail()
         stdout, stderr = process.stdout, process.stderr
-        assert stdout is not None
-        assert stderr is not None
+        assert stdout is not None and stderr is not None
         pumps = asyncio.gather(_pump(stdout, log_file, None), _pump(stderr, log_file, stderr_tail))
         try:
             timed_out, interrupted = await _supervise(process, exited, time_limit, grace, interrupt)

@@ -168,6 +168,7 @@ class RunStarter:
     async def create(self, ws: WorkingSet, start: RunToStart, trace_id: str) -> str | None:
         """Insert the run for the start's trigger key, queued, unless it exists; its id."""
         pipeline = start.pipeline
+        tasks = new_tasks(pipeline, self._remote_by_default, self._default_timeout)
         for _ in range(RUN_ID_TRIES):
             run = NewRun(
                 run_id=new_run_id(utc_now(), secrets.token_hex(2)),
@@ -179,7 +180,8 @@ class RunStarter:
                 trace_id=trace_id,
                 deadline_at=deadline_for(pipeline, start.batch_date),
             )
-            if await ws.tx.insert_run(run):
+            waits, checks = task_waits(pipeline, run.run_id, start.batch_date, start.params)
+            if await ws.tx.create_run(run, tasks, waits, checks):
                 break
             if await ws.tx.run_for_trigger(pipeline.id, start.trigger_key) is not None:
                 log.info("run.exists", pipeline_id=pipeline.id, trigger_key=start.trigger_key)
@@ -187,12 +189,6 @@ class RunStarter:
         else:
             raise ConcurrencyError(f"no free run id after {RUN_ID_TRIES} tries")
         run_id = run.run_id
-        tasks = new_tasks(pipeline, self._remote_by_default, self._default_timeout)
-        waits, checks = task_waits(pipeline, run_id, start.batch_date, start.params)
-        gated = {w.task_id for w in waits} | {c.task_id for c in checks}
-        await ws.tx.insert_task_instances(run_id, tasks, gated)
-        await ws.tx.insert_task_waits(run_id, waits)
-        await ws.tx.insert_task_checks(run_id, checks)
         locked = LockedRun(
             run_id,
             pipeline.id,

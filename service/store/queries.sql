@@ -57,49 +57,49 @@ JOIN unnest($1::text[], $2::text[]) AS wanted(dataset, partition)
   ON d.dataset = wanted.dataset AND d.partition = wanted.partition;
 
 
--- name: insert_run
--- $1 run id, $2 pipeline, $3 spec hash, $4 batch date, $5 trigger key, $6 params, $7 trace id,
--- $8 SLA deadline or NULL. No row back: the run id or the (pipeline, trigger key) pair exists.
-INSERT INTO runs (run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params,
-                  trace_id, deadline_at)
-VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)
-ON CONFLICT DO NOTHING
-RETURNING run_id;
+-- name: create_run
+-- A new run, queued, with all its tasks pending, in one statement: $1 run id, $2 pipeline, $3
+-- spec hash, $4 batch date, $5 trigger key, $6 params, $7 trace id, $8 SLA deadline or NULL;
+-- its tasks (parallel arrays): $9 ids, $10 cpu cores, $11 memory MB, $12 pools, $13 priorities,
+-- $14 remote, $15 time limits, $16 hold limits (seconds, NULL: none), $17 whether it waits for
+-- data or checks; the data they wait for: $18 task ids, $19 datasets, $20 partitions, $21
+-- timeouts (seconds or NULL); the checks they poll: $22 task ids, $23 positions, $24 probes
+-- (JSON), $25 poke intervals, $26 backoffs, $27 longest intervals, $28 timeouts.
+-- No row back, and nothing written: the run id or the (pipeline, trigger key) pair exists.
+WITH run AS (
+    INSERT INTO runs (run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params,
+                      trace_id, deadline_at)
+    VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, created_at
+), tasks AS (
+    INSERT INTO task_instances (run_id, task_id, state, cpu_cores, memory_mb, pool, priority,
+                                remote, time_limit_seconds, hold_seconds, gated, run_created_at)
+    SELECT run.run_id, x.task_id, 'pending', x.cpu_cores, x.memory_mb, x.pool, x.priority,
+           x.remote, x.time_limit, x.hold, x.gated, run.created_at
+    FROM run, unnest($9::text[], $10::real[], $11::int[], $12::text[], $13::int[],
+                     $14::boolean[], $15::float8[], $16::float8[], $17::boolean[])
+        AS x(task_id, cpu_cores, memory_mb, pool, priority, remote, time_limit, hold, gated)
+), waits AS (
+    INSERT INTO task_waits (run_id, task_id, dataset, partition, timeout_seconds)
+    SELECT run.run_id, w.task_id, w.dataset, w.partition, w.timeout
+    FROM run, unnest($18::text[], $19::text[], $20::text[], $21::float8[])
+        AS w(task_id, dataset, partition, timeout)
+    ON CONFLICT DO NOTHING
+), checks AS (
+    INSERT INTO task_checks (run_id, task_id, position, probe, poke_seconds, poke_backoff,
+                             max_poke_seconds, timeout_seconds)
+    SELECT run.run_id, c.task_id, c.position, c.probe, c.poke, c.backoff, c.max_poke,
+           c.timeout
+    FROM run, unnest($22::text[], $23::int[], $24::jsonb[], $25::float8[], $26::float8[],
+                     $27::float8[], $28::float8[])
+        AS c(task_id, position, probe, poke, backoff, max_poke, timeout)
+)
+SELECT run_id FROM run;
 
 -- name: run_for_trigger
 -- $1 pipeline, $2 trigger key.
 SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
-
--- name: insert_task_instances
--- $1 run id, $2 task ids, $3 cpu cores, $4 memory MB, $5 pools, $6 priorities, $7 remote,
--- $8 time limits, $9 hold limits (seconds, NULL: none), $10 whether it waits for data or
--- checks: every task of a new run, pending, with what it reserves while it runs, where, and
--- for how long at most.
-INSERT INTO task_instances (run_id, task_id, state, cpu_cores, memory_mb, pool, priority,
-                            remote, time_limit_seconds, hold_seconds, gated, run_created_at)
-SELECT $1, task_id, 'pending', cpu_cores, memory_mb, pool, priority, remote, time_limit,
-       hold, gated, (SELECT created_at FROM runs WHERE run_id = $1)
-FROM unnest($2::text[], $3::real[], $4::int[], $5::text[], $6::int[], $7::boolean[],
-            $8::float8[], $9::float8[], $10::boolean[])
-    AS x(task_id, cpu_cores, memory_mb, pool, priority, remote, time_limit, hold, gated);
-
--- name: insert_task_waits
--- $1 run id, $2 task ids, $3 datasets, $4 partitions, $5 timeouts (seconds or NULL): the data
--- each task of a new run waits for.
-INSERT INTO task_waits (run_id, task_id, dataset, partition, timeout_seconds)
-SELECT $1, task_id, dataset, partition, timeout
-FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[])
-    AS w(task_id, dataset, partition, timeout)
-ON CONFLICT DO NOTHING;
-
--- name: insert_task_checks
--- $1 run id, $2 task ids, $3 positions, $4 probes (JSON), $5 poke intervals, $6 backoffs,
--- $7 longest intervals, $8 timeouts: the checks each task of a new run polls.
-INSERT INTO task_checks (run_id, task_id, position, probe, poke_seconds, poke_backoff,
-                         max_poke_seconds, timeout_seconds)
-SELECT $1, task_id, position, probe, poke, backoff, max_poke, timeout
-FROM unnest($2::text[], $3::int[], $4::jsonb[], $5::float8[], $6::float8[], $7::float8[],
-            $8::float8[]) AS c(task_id, position, probe, poke, backoff, max_poke, timeout);
 
 -- name: lock_runs
 -- $1 run ids. Serializes every change to these runs, across replicas; always locked in

@@ -4,12 +4,10 @@ room and its batch dates), what new tasks wait for, and cron schedules. Mixed in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from service.engine.admission import WaitingRun
-from service.engine.triggers import TaskCheck
 from service.store.queries import q
 
 if TYPE_CHECKING:
@@ -35,20 +33,6 @@ class SchedulingQueries:
     async def newest_waiting_version(self, pipeline_id: str) -> str | None:
         spec_hash: str | None = await self.conn.fetchval(q("newest_waiting_version"), pipeline_id)
         return spec_hash
-
-    async def insert_task_checks(self, run_id: str, checks: Sequence[TaskCheck]) -> None:
-        if checks:
-            await self.conn.execute(
-                q("insert_task_checks"),
-                run_id,
-                [c.task_id for c in checks],
-                [c.position for c in checks],
-                [c.probe for c in checks],
-                [c.poke_seconds for c in checks],
-                [c.poke_backoff for c in checks],
-                [c.max_poke_seconds for c in checks],
-                [c.timeout_seconds for c in checks],
-            )
 
     async def lock_schedule(
         self, pipeline_id: str, cron: str, timezone: str, now: datetime

@@ -9,7 +9,7 @@ race, never a success.
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ import orjson
 
 from service.engine.model import TaskSnapshot
 from service.engine.states import TaskState
-from service.engine.triggers import NewTask, TaskWait
+from service.engine.triggers import NewTask, TaskCheck, TaskWait
 from service.errors import ConcurrencyError
 from service.store.claiming import ClaimQueries
 from service.store.queries import q
@@ -98,10 +98,19 @@ class Transaction(ClaimQueries, SchedulingQueries):
         rows = await self.conn.fetch(q("ready_datasets"), datasets, partitions)
         return {row["dataset"] for row in rows}
 
-    async def insert_run(self, run: NewRun) -> bool:
-        """False when the run id, or a run for the same (pipeline, trigger key), exists."""
+    async def create_run(
+        self,
+        run: NewRun,
+        tasks: Sequence[NewTask],
+        waits: Sequence[TaskWait] = (),
+        checks: Sequence[TaskCheck] = (),
+    ) -> bool:
+        """The run, queued, with its tasks pending, the data they wait for and the checks they
+        poll (a task with either is gated). False, and nothing written, when the run id, or a
+        run for the same (pipeline, trigger key), exists."""
+        gated = {w.task_id for w in waits} | {c.task_id for c in checks}
         created = await self.conn.fetchval(
-            q("insert_run"),
+            q("create_run"),
             run.run_id,
             run.pipeline_id,
             run.spec_hash,
@@ -110,22 +119,6 @@ class Transaction(ClaimQueries, SchedulingQueries):
             run.params,
             run.trace_id,
             run.deadline_at,
-        )
-        return created is not None
-
-    async def run_for_trigger(self, pipeline_id: str, trigger_key: str) -> str | None:
-        run_id: str | None = await self.conn.fetchval(
-            q("run_for_trigger"), pipeline_id, trigger_key
-        )
-        return run_id
-
-    async def insert_task_instances(
-        self, run_id: str, tasks: Sequence[NewTask], gated: Set[str] = frozenset()
-    ) -> None:
-        """The new run's tasks; ``gated``: those that wait for data or checks."""
-        await self.conn.execute(
-            q("insert_task_instances"),
-            run_id,
             [t.task_id for t in tasks],
             [t.cpu_cores for t in tasks],
             [t.memory_mb for t in tasks],
@@ -135,18 +128,25 @@ class Transaction(ClaimQueries, SchedulingQueries):
             [t.time_limit_seconds for t in tasks],
             [t.hold_seconds for t in tasks],
             [t.task_id in gated for t in tasks],
+            [w.task_id for w in waits],
+            [w.dataset for w in waits],
+            [w.partition for w in waits],
+            [w.timeout_seconds for w in waits],
+            [c.task_id for c in checks],
+            [c.position for c in checks],
+            [c.probe for c in checks],
+            [c.poke_seconds for c in checks],
+            [c.poke_backoff for c in checks],
+            [c.max_poke_seconds for c in checks],
+            [c.timeout_seconds for c in checks],
         )
+        return created is not None
 
-    async def insert_task_waits(self, run_id: str, waits: Sequence[TaskWait]) -> None:
-        if waits:
-            await self.conn.execute(
-                q("insert_task_waits"),
-                run_id,
-                [w.task_id for w in waits],
-                [w.dataset for w in waits],
-                [w.partition for w in waits],
-                [w.timeout_seconds for w in waits],
-            )
+    async def run_for_trigger(self, pipeline_id: str, trigger_key: str) -> str | None:
+        run_id: str | None = await self.conn.fetchval(
+            q("run_for_trigger"), pipeline_id, trigger_key
+        )
+        return run_id
 
     async def task_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, TaskSnapshot]]:
         """run id -> task id -> its state and current attempt."""
