@@ -121,9 +121,7 @@ async def run_process(
         if on_start is not None:
             on_start(process.pid)
         stderr_tail = _Tail()
-        stdout, stderr = process.stdout, process.stderr
-        assert stdout is not None and stderr is not None
-        pumps = asyncio.gather(_pump(stdout, log_file, None), _pump(stderr, log_file, stderr_tail))
+        pumps = _pumps(process, log_file, stderr_tail)
         try:
             timed_out, interrupted = await _supervise(process, exited, time_limit, grace, interrupt)
             _signal_group(process.pid, signal.SIGKILL)  # leftovers of a finished task
@@ -222,6 +220,17 @@ def leader_exit(process: asyncio.subprocess.Process) -> asyncio.Future[None]:
 async def _returncode_set(process: asyncio.subprocess.Process) -> None:
     while process.returncode is None:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
+
+
+def _pumps(
+    process: asyncio.subprocess.Process, log_file: BinaryIO, tail: _Tail
+) -> asyncio.Future[tuple[None, None]]:
+    """Both output streams copied to the log, the end of stderr kept in ``tail`` too."""
+    assert process.stdout is not None
+    assert process.stderr is not None
+    return asyncio.gather(
+        _pump(process.stdout, log_file, None), _pump(process.stderr, log_file, tail)
+    )
 
 
 async def _pump(stream: asyncio.StreamReader, log_file: BinaryIO, tail: _Tail | None) -> None:

@@ -81,10 +81,12 @@ def graph_order(
         seen.add(task_id)
     for index, (task_id, requires) in enumerate(tasks):
         for dep_index, dep in enumerate(requires):
+            if dep != task_id and dep in seen:
+                continue
             path = f"tasks[{index}].requires[{dep_index}]"
             if dep == task_id:
                 problems.append(Problem(f"task {task_id!r} requires itself", path))
-            elif dep not in seen:
+            else:
                 problems.append(Problem(f"unknown task {dep!r}{suggest(dep, ids)}", path))
         if len(set(requires)) != len(requires):
             problems.append(Problem("a task is listed twice", f"tasks[{index}].requires"))
@@ -204,6 +206,8 @@ def compile_templates(spec: PipelineSpec) -> tuple[dict[str, TaskTemplates], lis
     compiled = {
         task.id: compiler.task(task, f"tasks[{index}]") for index, task in enumerate(spec.tasks)
     }
+    if not compiler.reads_late_values():
+        return compiled, compiler.problems  # no result or run_dir is read: none misplaced
     return compiled, compiler.problems + _result_problems(spec, compiled)
 
 
@@ -274,6 +278,14 @@ class _TemplateCompiler:
         self._seen: dict[str, Template | TemplateError] = {}
         self._bodies: dict[str, Placeholder] = {}
         self.problems: list[Problem] = []
+
+    def reads_late_values(self) -> bool:
+        """Some template reads an upstream result or {run_dir}."""
+        return any(
+            RUN_DIR in template.names or any(RESULT_NAME.match(name) for name in template.names)
+            for template in self._seen.values()
+            if isinstance(template, Template)
+        )
 
     def one(self, text: str, *path: object) -> Template:
         compiled = self._seen.get(text)
