@@ -8,8 +8,8 @@ typed payload. Events Tributary wrote itself (outbox rows) are read back with
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -71,6 +71,15 @@ class CloudEvent:
         return orjson.dumps(self.to_json())
 
 
+def random_uuid() -> str:
+    """``str(uuid.uuid4())``, built without the ``UUID`` object: twice as fast, per event."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def new_event(
     payload: Payload,
     source: str,
@@ -80,9 +89,9 @@ def new_event(
 ) -> CloudEvent:
     """An event with the current UTC time and a fresh id (or ``event_id``, when the id must
     be derived from what the event is about, so that whoever builds it builds the same one)."""
-    extensions = {"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"} if trace_id else {}
+    extensions = {"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"} if trace_id else {}
     return CloudEvent(
-        id=event_id or str(uuid.uuid4()),
+        id=event_id or random_uuid(),
         source=source,
         payload=payload,
         time=utc_timestamp(),

@@ -13,6 +13,7 @@ from service.clock import utc_now
 from service.engine.states import RunState
 from service.engine.triggers import (
     BatchDates,
+    NewTask,
     Refusal,
     RunToStart,
     deadline_for,
@@ -32,11 +33,12 @@ from service.orchestrator.working_set import WorkingSet
 from service.pipelines import PipelineRegistry
 from service.spec.params import resolve_params
 from service.spec.render import template_values
-from service.store.records import DatasetPartition, LockedRun, NewRun, OutputRecord
+from service.store.records import DatasetPartition, LockedRun, NewRun, OutputRecord, RunCreation
 
 log = get_logger(__name__)
 
 RUN_ID_TRIES = 8  # fresh random suffixes tried when two runs are created in the same second
+RUN_ID_SUFFIX_BYTES = 2
 
 
 def new_trace_id() -> str:
@@ -62,7 +64,7 @@ class RunStarter:
     async def dataset_ready(self, ws: WorkingSet, event: CloudEvent, ready: DatasetReady) -> None:
         """Record the announced partition; start the runs it completes."""
         version = ready.version or event.id
-        await ws.tx.record_dataset_partition(
+        ws.tx.add_partition(
             DatasetPartition(ready.dataset, ready.partition, version, ready.producer, event.id)
         )
         ws.outcome.datasets_recorded += 1
@@ -87,7 +89,7 @@ class RunStarter:
         if isinstance(start, Refusal):
             ws.ignore(event, start.reason)
             return
-        await self.create(ws, start, event.trace_id or new_trace_id())
+        self.plan(ws, start, event.trace_id or new_trace_id())
         ws.outcome.applied += 1
 
     async def start_triggered(
@@ -113,7 +115,7 @@ class RunStarter:
             announced = await ws.tx.ready_datasets(start.needs) if start.needs else set()
             if not ready_to_start(start, announced):
                 continue
-            await self.create(ws, start, trace_id)
+            self.plan(ws, start, trace_id)
 
     async def announce_outputs(
         self, ws: WorkingSet, run_id: str, task_id: str, attempt: int, done: TaskCompleted
@@ -155,7 +157,7 @@ class RunStarter:
             )
             row = self._outgoing.dataset_produced(run, produced)
             producer = f"{run.pipeline_id}/{task_id}"
-            await ws.tx.record_dataset_partition(
+            ws.tx.add_partition(
                 DatasetPartition(ref.name, produced.partition, version, producer, row.event_id)
             )
             await ws.tx.record_output(_output_record(produced, attempt, inputs, params, done))
@@ -165,50 +167,103 @@ class RunStarter:
                 ws, ref.name, produced.partition, version, run.trace_id, row.event_id
             )
 
+    def plan(self, ws: WorkingSet, start: RunToStart, trace_id: str) -> None:
+        """Have the run for the start's trigger key created, queued, unless it exists: with
+        every run the transaction starts, in one statement before its moves are written."""
+        key = (start.pipeline.id, start.trigger_key)
+        if key in ws.planned_runs:
+            log.info("run.exists", pipeline_id=key[0], trigger_key=key[1])
+            return
+        ws.planned_runs[key] = (start, trace_id)
+        ws.before_write(self.create_planned)
+
     async def create(self, ws: WorkingSet, start: RunToStart, trace_id: str) -> str | None:
-        """Insert the run for the start's trigger key, queued, unless it exists; its id."""
-        pipeline = start.pipeline
-        tasks = new_tasks(pipeline, self._remote_by_default, self._default_timeout)
+        """Create the run for the start's trigger key now, queued, unless it exists; its id."""
+        self.plan(ws, start, trace_id)
+        created = await self.create_planned(ws)
+        return created.get((start.pipeline.id, start.trigger_key))
+
+    async def create_planned(self, ws: WorkingSet) -> dict[tuple[str, str], str]:
+        """Insert the planned runs not there yet; the id of each created, by (pipeline,
+        trigger key)."""
+        planned, ws.planned_runs = ws.planned_runs, {}
+        if not planned:
+            return {}
+        todo = dict(planned)
+        tasks: dict[str, list[NewTask]] = {}  # by spec hash: runs of a pipeline share them
+        for start, _ in todo.values():
+            if start.pipeline.spec_hash not in tasks:
+                tasks[start.pipeline.spec_hash] = new_tasks(
+                    start.pipeline, self._remote_by_default, self._default_timeout
+                )
+        created: dict[tuple[str, str], NewRun] = {}
         for _ in range(RUN_ID_TRIES):
-            run = NewRun(
-                run_id=new_run_id(utc_now(), secrets.token_hex(2)),
-                pipeline_id=pipeline.id,
-                spec_hash=pipeline.spec_hash,
-                batch_date=start.batch_date,
-                trigger_key=start.trigger_key,
-                params=stored_params(start.params),
-                trace_id=trace_id,
-                deadline_at=deadline_for(pipeline, start.batch_date),
-            )
-            waits, checks = task_waits(pipeline, run.run_id, start.batch_date, start.params)
-            if await ws.tx.create_run(run, tasks, waits, checks):
+            taken: set[str] = set()  # one statement may not give two runs one id
+            creations = {
+                key: self._creation(start, trace_id, tasks[start.pipeline.spec_hash], taken)
+                for key, (start, trace_id) in todo.items()
+            }
+            inserted = await ws.tx.create_runs(list(creations.values()))
+            for key, creation in creations.items():
+                if creation.run.run_id in inserted:
+                    created[key] = creation.run
+                    del todo[key]
+            for key in await ws.tx.existing_trigger_keys(list(todo)) if todo else ():
+                log.info("run.exists", pipeline_id=key[0], trigger_key=key[1])
+                del todo[key]
+            if not todo:
                 break
-            if await ws.tx.run_for_trigger(pipeline.id, start.trigger_key) is not None:
-                log.info("run.exists", pipeline_id=pipeline.id, trigger_key=start.trigger_key)
-                return None
         else:
             raise ConcurrencyError(f"no free run id after {RUN_ID_TRIES} tries")
-        run_id = run.run_id
+        for key, run in created.items():
+            self._created(ws, planned[key][0], run)
+        return {key: run.run_id for key, run in created.items()}
+
+    def _creation(
+        self, start: RunToStart, trace_id: str, tasks: list[NewTask], taken: set[str]
+    ) -> RunCreation:
+        """The rows of a new run for ``start``, under a fresh run id not in ``taken``."""
+        pipeline = start.pipeline
+        run_id = new_run_id(utc_now(), secrets.token_hex(RUN_ID_SUFFIX_BYTES))
+        while run_id in taken:
+            run_id = new_run_id(utc_now(), secrets.token_hex(RUN_ID_SUFFIX_BYTES))
+        taken.add(run_id)
+        run = NewRun(
+            run_id=run_id,
+            pipeline_id=pipeline.id,
+            spec_hash=pipeline.spec_hash,
+            batch_date=start.batch_date,
+            trigger_key=start.trigger_key,
+            params=stored_params(start.params),
+            trace_id=trace_id,
+            deadline_at=deadline_for(pipeline, start.batch_date),
+        )
+        waits, checks = task_waits(pipeline, run.run_id, start.batch_date, start.params)
+        return RunCreation(run, tasks, waits, checks)
+
+    @staticmethod
+    def _created(ws: WorkingSet, start: RunToStart, run: NewRun) -> None:
+        """A run created: in the working set, logged, admitted once committed."""
+        pipeline = start.pipeline
         locked = LockedRun(
-            run_id,
+            run.run_id,
             pipeline.id,
             pipeline.spec_hash,
             start.batch_date,
             RunState.QUEUED,
-            trace_id,
+            run.trace_id,
             run.params,
         )
         ws.add_new_run(locked, pipeline)
-        ws.created(run_id, start.reason)  # admitted once committed (orchestrator/admission.py)
+        ws.created(run.run_id, start.reason)  # admitted once committed (orchestrator/admission.py)
         ws.outcome.created.append(  # logged once committed: a rollback creates nothing
             {
-                "run_id": run_id,
+                "run_id": run.run_id,
                 "pipeline_id": pipeline.id,
                 "batch_date": str(start.batch_date),
-                "trace_id": trace_id,
+                "trace_id": run.trace_id,
             }
         )
-        return run_id
 
 
 def _output_record(

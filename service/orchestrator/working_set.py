@@ -9,12 +9,13 @@ at the start of the batch to its state at the end), each guarded in SQL.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from service.clock import utc_now
 from service.engine.model import RunSnapshot, StopAttempt, TaskSnapshot, Transition
 from service.engine.states import RUN_TERMINAL, RunState, TaskState
+from service.engine.triggers import RunToStart
 from service.events import CloudEvent
 from service.observability import get_logger
 from service.orchestrator.journal import record_transitions
@@ -55,6 +56,9 @@ class WorkingSet:
         self._run_moves: dict[str, RunMove] = {}
         self._results: list[AttemptResult] = []
         self._cache_entries: list[CacheEntry] = []
+        # Runs to create, by (pipeline, trigger key): with their start and trace id.
+        self.planned_runs: dict[tuple[str, str], tuple[RunToStart, str]] = {}
+        self._before_write: list[Callable[[WorkingSet], Awaitable[object]]] = []
 
     async def load(self, run_ids: Iterable[str]) -> None:
         """Lock the runs (in run-id order) and load their tasks and pipeline versions."""
@@ -183,7 +187,15 @@ class WorkingSet:
         self.outcome.ignored += 1
         self.outcome.refused[event.id] = why
 
+    def before_write(self, step: Callable[[WorkingSet], Awaitable[object]]) -> None:
+        """Have ``step`` done first when the working set is written (creating planned runs)."""
+        if step not in self._before_write:
+            self._before_write.append(step)
+
     async def write(self) -> None:
+        for step in self._before_write:
+            await step(self)
+        await self.tx.write_partitions()  # before claims read which data is there
         await self.tx.move_tasks(list(self._task_moves.values()))
         await self.tx.move_runs(list(self._run_moves.values()))
         await self.tx.record_attempt_results(self._results)

@@ -43,10 +43,11 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
 ON CONFLICT (source, event_id) DO NOTHING
 RETURNING source, event_id;
 
--- name: record_dataset_partition
--- $1 dataset, $2 partition, $3 version, $4 producer, $5 event id.
+-- name: record_dataset_partitions
+-- $1 datasets, $2 partitions, $3 versions, $4 producers, $5 event ids (parallel arrays): each
+-- announced version of a partition, once.
 INSERT INTO dataset_partitions (dataset, partition, version, producer, event_id)
-VALUES ($1, $2, $3, $4, $5)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT (dataset, partition, version) DO NOTHING;
 
 -- name: ready_datasets
@@ -57,49 +58,62 @@ JOIN unnest($1::text[], $2::text[]) AS wanted(dataset, partition)
   ON d.dataset = wanted.dataset AND d.partition = wanted.partition;
 
 
--- name: create_run
--- A new run, queued, with all its tasks pending, in one statement: $1 run id, $2 pipeline, $3
--- spec hash, $4 batch date, $5 trigger key, $6 params, $7 trace id, $8 SLA deadline or NULL;
--- its tasks (parallel arrays): $9 ids, $10 cpu cores, $11 memory MB, $12 pools, $13 priorities,
--- $14 remote, $15 time limits, $16 hold limits (seconds, NULL: none), $17 whether it waits for
--- data or checks; the data they wait for: $18 task ids, $19 datasets, $20 partitions, $21
--- timeouts (seconds or NULL); the checks they poll: $22 task ids, $23 positions, $24 probes
--- (JSON), $25 poke intervals, $26 backoffs, $27 longest intervals, $28 timeouts.
--- No row back, and nothing written: the run id or the (pipeline, trigger key) pair exists.
-WITH run AS (
+-- name: create_runs
+-- New runs, queued, with all their tasks pending, in one statement: $1 run ids, $2 pipelines,
+-- $3 spec hashes, $4 batch dates, $5 trigger keys, $6 params, $7 trace ids, $8 SLA deadlines
+-- (NULL: none); their tasks, each named by its run: $9 run ids, $10 task ids, $11 cpu cores,
+-- $12 memory MB, $13 pools, $14 priorities, $15 remote, $16 time limits, $17 hold limits
+-- (seconds, NULL: none), $18 whether it waits for data or checks; the data they wait for:
+-- $19 run ids, $20 task ids, $21 datasets, $22 partitions, $23 timeouts (seconds or NULL);
+-- the checks they poll: $24 run ids, $25 task ids, $26 positions, $27 probes (JSON), $28 poke
+-- intervals, $29 backoffs, $30 longest intervals, $31 timeouts (parallel arrays each).
+-- Returns the runs created; one not returned was not written, nor were its tasks: its run id,
+-- or a run for the same (pipeline, trigger key), exists.
+WITH new_runs AS (
     INSERT INTO runs (run_id, pipeline_id, spec_hash, batch_date, trigger_key, state, params,
                       trace_id, deadline_at)
-    VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)
+    SELECT n.run_id, n.pipeline_id, n.spec_hash, n.batch_date, n.trigger_key, 'queued',
+           n.params, n.trace_id, n.deadline_at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::text[], $6::jsonb[],
+                $7::text[], $8::timestamptz[])
+        AS n(run_id, pipeline_id, spec_hash, batch_date, trigger_key, params, trace_id,
+             deadline_at)
     ON CONFLICT DO NOTHING
     RETURNING run_id, created_at
 ), tasks AS (
     INSERT INTO task_instances (run_id, task_id, state, cpu_cores, memory_mb, pool, priority,
                                 remote, time_limit_seconds, hold_seconds, gated, run_created_at)
-    SELECT run.run_id, x.task_id, 'pending', x.cpu_cores, x.memory_mb, x.pool, x.priority,
-           x.remote, x.time_limit, x.hold, x.gated, run.created_at
-    FROM run, unnest($9::text[], $10::real[], $11::int[], $12::text[], $13::int[],
-                     $14::boolean[], $15::float8[], $16::float8[], $17::boolean[])
-        AS x(task_id, cpu_cores, memory_mb, pool, priority, remote, time_limit, hold, gated)
+    SELECT r.run_id, x.task_id, 'pending', x.cpu_cores, x.memory_mb, x.pool, x.priority,
+           x.remote, x.time_limit, x.hold, x.gated, r.created_at
+    FROM unnest($9::text[], $10::text[], $11::real[], $12::int[], $13::text[], $14::int[],
+                $15::boolean[], $16::float8[], $17::float8[], $18::boolean[])
+        AS x(run_id, task_id, cpu_cores, memory_mb, pool, priority, remote, time_limit, hold,
+             gated)
+    JOIN new_runs AS r ON r.run_id = x.run_id
 ), waits AS (
     INSERT INTO task_waits (run_id, task_id, dataset, partition, timeout_seconds)
-    SELECT run.run_id, w.task_id, w.dataset, w.partition, w.timeout
-    FROM run, unnest($18::text[], $19::text[], $20::text[], $21::float8[])
-        AS w(task_id, dataset, partition, timeout)
+    SELECT r.run_id, w.task_id, w.dataset, w.partition, w.timeout
+    FROM unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::float8[])
+        AS w(run_id, task_id, dataset, partition, timeout)
+    JOIN new_runs AS r ON r.run_id = w.run_id
     ON CONFLICT DO NOTHING
 ), checks AS (
     INSERT INTO task_checks (run_id, task_id, position, probe, poke_seconds, poke_backoff,
                              max_poke_seconds, timeout_seconds)
-    SELECT run.run_id, c.task_id, c.position, c.probe, c.poke, c.backoff, c.max_poke,
-           c.timeout
-    FROM run, unnest($22::text[], $23::int[], $24::jsonb[], $25::float8[], $26::float8[],
-                     $27::float8[], $28::float8[])
-        AS c(task_id, position, probe, poke, backoff, max_poke, timeout)
+    SELECT r.run_id, c.task_id, c.position, c.probe, c.poke, c.backoff, c.max_poke, c.timeout
+    FROM unnest($24::text[], $25::text[], $26::int[], $27::jsonb[], $28::float8[],
+                $29::float8[], $30::float8[], $31::float8[])
+        AS c(run_id, task_id, position, probe, poke, backoff, max_poke, timeout)
+    JOIN new_runs AS r ON r.run_id = c.run_id
 )
-SELECT run_id FROM run;
+SELECT run_id FROM new_runs;
 
--- name: run_for_trigger
--- $1 pipeline, $2 trigger key.
-SELECT run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = $2;
+-- name: existing_trigger_keys
+-- $1 pipelines, $2 trigger keys (parallel arrays): the pairs a run exists for.
+SELECT r.pipeline_id, r.trigger_key
+FROM runs AS r
+JOIN unnest($1::text[], $2::text[]) AS k(pipeline_id, trigger_key)
+  ON r.pipeline_id = k.pipeline_id AND r.trigger_key = k.trigger_key;
 
 -- name: lock_runs
 -- $1 run ids. Serializes every change to these runs, across replicas; always locked in

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from service.engine.states import RunState, TaskState
+from service.engine.triggers import NewTask, TaskCheck, TaskWait
 
 # --- read -------------------------------------------------------------------------------------
 
@@ -243,6 +244,20 @@ class NewRun:
     params: Mapping[str, Any]
     trace_id: str
     deadline_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCreation:
+    """A new run as it is written: its row, its tasks, the data and the checks they wait for
+    (a task with either is gated)."""
+
+    run: NewRun
+    tasks: Sequence[NewTask]
+    waits: Sequence[TaskWait] = ()
+    checks: Sequence[TaskCheck] = ()
+
+    def gated(self) -> set[str]:
+        return {w.task_id for w in self.waits} | {c.task_id for c in self.checks}
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,10 @@
 
 Reads and guarded moves take many rows per statement (``unnest`` arrays). The append-only rows
 are buffered and written by :meth:`Transaction.flush` just before commit: the transition log
-and the outbox together in one statement, ignored events and audit rows in one each. A guarded
-move that finds a row in another state than expected raises :class:`ConcurrencyError`: a lost
-race, never a success.
+and the outbox together in one statement, ignored events and audit rows in one each; announced
+partitions in one too, written earlier when something reads them first. A guarded move that
+finds a row in another state than expected raises :class:`ConcurrencyError`: a lost race,
+never a success.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import orjson
 
 from service.engine.model import TaskSnapshot
 from service.engine.states import TaskState
-from service.engine.triggers import NewTask, TaskCheck, TaskWait
 from service.errors import ConcurrencyError
 from service.store.claiming import ClaimQueries
 from service.store.queries import q
@@ -28,10 +28,10 @@ from service.store.records import (
     DatasetPartition,
     IgnoredEvent,
     MissedDeadline,
-    NewRun,
     OutboxRow,
     OutputRecord,
     ReceivedEvent,
+    RunCreation,
     RunMove,
     TaskMove,
     TransitionRow,
@@ -50,6 +50,7 @@ class Transaction(ClaimQueries, SchedulingQueries):
     _outbox: list[OutboxRow] = field(default_factory=list)
     _ignored: list[IgnoredEvent] = field(default_factory=list)
     _audit: list[AuditEntry] = field(default_factory=list)
+    _partitions: list[DatasetPartition] = field(default_factory=list)
     passed_over: int = 0  # queued tasks its claims chose but left (taken by another, or held)
 
     async def mark_events_processed(self, events: Sequence[ReceivedEvent]) -> set[tuple[str, str]]:
@@ -64,14 +65,22 @@ class Transaction(ClaimQueries, SchedulingQueries):
         )
         return {(row["source"], row["event_id"]) for row in rows}
 
-    async def record_dataset_partition(self, partition: DatasetPartition) -> None:
+    def add_partition(self, partition: DatasetPartition) -> None:
+        """Record an announced partition version (written before anything reads them)."""
+        self._partitions.append(partition)
+
+    async def write_partitions(self) -> None:
+        """The partitions recorded so far, in one statement."""
+        if not self._partitions:
+            return
+        rows, self._partitions = self._partitions, []
         await self.conn.execute(
-            q("record_dataset_partition"),
-            partition.dataset,
-            partition.partition,
-            partition.version,
-            partition.producer,
-            partition.event_id,
+            q("record_dataset_partitions"),
+            [p.dataset for p in rows],
+            [p.partition for p in rows],
+            [p.version for p in rows],
+            [p.producer for p in rows],
+            [p.event_id for p in rows],
         )
 
     async def record_output(self, output: OutputRecord) -> None:
@@ -94,59 +103,63 @@ class Transaction(ClaimQueries, SchedulingQueries):
 
     async def ready_datasets(self, wanted: Sequence[tuple[str, str]]) -> set[str]:
         """Which of the (dataset, partition) pairs have been announced."""
+        await self.write_partitions()
         datasets, partitions = [d for d, _ in wanted], [p for _, p in wanted]
         rows = await self.conn.fetch(q("ready_datasets"), datasets, partitions)
         return {row["dataset"] for row in rows}
 
-    async def create_run(
-        self,
-        run: NewRun,
-        tasks: Sequence[NewTask],
-        waits: Sequence[TaskWait] = (),
-        checks: Sequence[TaskCheck] = (),
-    ) -> bool:
-        """The run, queued, with its tasks pending, the data they wait for and the checks they
-        poll (a task with either is gated). False, and nothing written, when the run id, or a
-        run for the same (pipeline, trigger key), exists."""
-        gated = {w.task_id for w in waits} | {c.task_id for c in checks}
-        created = await self.conn.fetchval(
-            q("create_run"),
-            run.run_id,
-            run.pipeline_id,
-            run.spec_hash,
-            run.batch_date,
-            run.trigger_key,
-            run.params,
-            run.trace_id,
-            run.deadline_at,
-            [t.task_id for t in tasks],
-            [t.cpu_cores for t in tasks],
-            [t.memory_mb for t in tasks],
-            [t.pool for t in tasks],
-            [t.priority for t in tasks],
-            [t.remote for t in tasks],
-            [t.time_limit_seconds for t in tasks],
-            [t.hold_seconds for t in tasks],
-            [t.task_id in gated for t in tasks],
-            [w.task_id for w in waits],
-            [w.dataset for w in waits],
-            [w.partition for w in waits],
-            [w.timeout_seconds for w in waits],
-            [c.task_id for c in checks],
-            [c.position for c in checks],
-            [c.probe for c in checks],
-            [c.poke_seconds for c in checks],
-            [c.poke_backoff for c in checks],
-            [c.max_poke_seconds for c in checks],
-            [c.timeout_seconds for c in checks],
+    async def create_runs(self, creations: Sequence[RunCreation]) -> set[str]:
+        """The runs, queued, with their tasks pending, in one statement; the ids of those
+        created. One not created was not written at all: its run id, or a run for the same
+        (pipeline, trigger key), exists."""
+        if not creations:
+            return set()
+        runs = [c.run for c in creations]
+        tasks = [(c.run.run_id, t, g) for c in creations for g in (c.gated(),) for t in c.tasks]
+        waits = [(c.run.run_id, w) for c in creations for w in c.waits]
+        checks = [(c.run.run_id, k) for c in creations for k in c.checks]
+        rows = await self.conn.fetch(
+            q("create_runs"),
+            [r.run_id for r in runs],
+            [r.pipeline_id for r in runs],
+            [r.spec_hash for r in runs],
+            [r.batch_date for r in runs],
+            [r.trigger_key for r in runs],
+            [r.params for r in runs],
+            [r.trace_id for r in runs],
+            [r.deadline_at for r in runs],
+            [run_id for run_id, _, _ in tasks],
+            [t.task_id for _, t, _ in tasks],
+            [t.cpu_cores for _, t, _ in tasks],
+            [t.memory_mb for _, t, _ in tasks],
+            [t.pool for _, t, _ in tasks],
+            [t.priority for _, t, _ in tasks],
+            [t.remote for _, t, _ in tasks],
+            [t.time_limit_seconds for _, t, _ in tasks],
+            [t.hold_seconds for _, t, _ in tasks],
+            [t.task_id in gated for _, t, gated in tasks],
+            [run_id for run_id, _ in waits],
+            [w.task_id for _, w in waits],
+            [w.dataset for _, w in waits],
+            [w.partition for _, w in waits],
+            [w.timeout_seconds for _, w in waits],
+            [run_id for run_id, _ in checks],
+            [k.task_id for _, k in checks],
+            [k.position for _, k in checks],
+            [k.probe for _, k in checks],
+            [k.poke_seconds for _, k in checks],
+            [k.poke_backoff for _, k in checks],
+            [k.max_poke_seconds for _, k in checks],
+            [k.timeout_seconds for _, k in checks],
         )
-        return created is not None
+        return {row["run_id"] for row in rows}
 
-    async def run_for_trigger(self, pipeline_id: str, trigger_key: str) -> str | None:
-        run_id: str | None = await self.conn.fetchval(
-            q("run_for_trigger"), pipeline_id, trigger_key
+    async def existing_trigger_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (pipeline, trigger key) pairs a run exists for."""
+        rows = await self.conn.fetch(
+            q("existing_trigger_keys"), [k[0] for k in keys], [k[1] for k in keys]
         )
-        return run_id
+        return {(row["pipeline_id"], row["trigger_key"]) for row in rows}
 
     async def task_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, TaskSnapshot]]:
         """run id -> task id -> its state and current attempt."""
@@ -245,6 +258,7 @@ class Transaction(ClaimQueries, SchedulingQueries):
         return len(self._outbox)
 
     async def flush(self) -> None:
+        await self.write_partitions()
         await self._flush_journal()
         await self._flush_audit()
         if self._ignored:

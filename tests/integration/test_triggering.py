@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,7 @@ import pytest
 
 from service.alerts.rules import AlertRules
 from service.events import decode_event, validate_data
+from service.orchestrator import runs as runs_module
 from tests.support import Orchestrate, completed, ready, requested
 
 PIPELINES = ("daily", "locked", "downstream")
@@ -138,3 +140,54 @@ async def test_a_batch_date_out_of_range_is_refused_with_the_reason(
     # Announced data that maps there starts nothing either (and is still recorded).
     announced = await rig.apply([ready("raw", "9999-12-31")])
     assert (announced.applied, announced.runs_created) == (1, 0)
+
+
+async def test_a_batch_of_triggers_creates_every_run_with_its_tasks_and_waits(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate(*PIPELINES)
+    days = [f"2026-10-{d:02d}" for d in range(1, 31)]
+    again = ready("raw", days[0], version="v0")  # the same partition, another event: no run
+    outcome = await rig.apply([ready("raw", day, version="v0") for day in days] + [again])
+    assert outcome.runs_created == len(days)
+    runs = await pg.fetch("SELECT run_id, batch_date::text AS day FROM runs ORDER BY batch_date")
+    assert [r["day"] for r in runs] == days
+    per_run = await pg.fetch(
+        "SELECT r.batch_date::text AS day, count(DISTINCT t.task_id) AS tasks,"
+        " count(DISTINCT w.partition) AS waits"
+        " FROM runs r JOIN task_instances t USING (run_id) JOIN task_waits w USING (run_id)"
+        " GROUP BY r.batch_date ORDER BY r.batch_date"
+    )
+    assert [(r["day"], r["tasks"], r["waits"]) for r in per_run] == [(d, 1, 1) for d in days]
+    # Each run's task waits for its own day before (the run's own batch date rendered).
+    waits = await pg.fetch(
+        "SELECT r.batch_date - 1 AS wanted, w.partition"
+        " FROM runs r JOIN task_waits w USING (run_id)"
+    )
+    assert all(str(w["wanted"]) == w["partition"] for w in waits)
+
+
+async def test_run_ids_that_clash_in_a_batch_or_with_stored_runs_are_drawn_again(
+    orchestrate: Orchestrate, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)  # one second: ids differ by suffix only
+    suffixes = iter(["aaaa", "aaaa", "bbbb", "aaaa", "bbbb", "cccc"])
+    monkeypatch.setattr(runs_module, "utc_now", lambda: now)
+    draw = runs_module.secrets.token_hex  # trace ids draw from it too
+    monkeypatch.setattr(
+        runs_module.secrets,
+        "token_hex",
+        lambda n: next(suffixes) if n == runs_module.RUN_ID_SUFFIX_BYTES else draw(n),
+    )
+    rig = await orchestrate(*PIPELINES)
+    first = await rig.apply([ready("raw", "2026-10-01"), ready("raw", "2026-10-02")])
+    assert first.runs_created == 2  # the second drew aaaa again in the same statement
+    second = await rig.apply([ready("raw", "2026-10-03")])
+    assert second.runs_created == 1  # aaaa and bbbb were stored already
+    ids = await pg.fetch("SELECT run_id, batch_date::text AS day FROM runs ORDER BY batch_date")
+    assert [(r["run_id"][-4:], r["day"]) for r in ids] == [
+        ("aaaa", "2026-10-01"),
+        ("bbbb", "2026-10-02"),
+        ("cccc", "2026-10-03"),
+    ]
+    assert await pg.fetchval("SELECT count(DISTINCT run_id) FROM task_instances") == 3

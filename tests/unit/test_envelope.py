@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from service.events import (
     parse_event,
     validate_data,
 )
+from service.events.envelope import random_uuid
 
 DATASET_READY = DatasetReady.TYPE
 
@@ -196,3 +199,22 @@ def test_every_schema_has_a_type() -> None:
     schemas = Path(__file__).resolve().parents[2] / "schemas"
     found = {p.name.removesuffix(".v1.json") for p in schemas.glob("*.v1.json")} - {"cloudevent"}
     assert found == set(PAYLOAD_TYPES)
+
+
+def test_random_ids_are_version_4_uuids_in_their_canonical_text() -> None:
+    ids = [random_uuid() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text
+
+
+def test_an_event_with_a_trace_gets_a_fresh_span_in_its_traceparent() -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    spans = {
+        new_event(DatasetReady("d", "p"), "urn:t", trace_id=trace).extensions["traceparent"]
+        for _ in range(50)
+    }
+    assert len(spans) == 50
+    assert all(re.fullmatch(rf"00-{trace}-[0-9a-f]{{16}}-01", span) for span in spans)
