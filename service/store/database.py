@@ -163,6 +163,8 @@ class Store(ReadQueries):
                 # The lock is the session's: reset on release (the pool's proxy passes it on).
                 cast(PooledConnection, conn).take_session_state()
                 leader = await conn.fetchval(q("try_relay_leadership"), RELAY_LOCK_KEY)
+                if leader:
+                    await conn.execute(q("relay_marks_without_flush"))
                 try:
                     yield OutboxReader(conn) if leader else None
                 finally:

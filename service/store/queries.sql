@@ -449,6 +449,13 @@ SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::bytea[]);
 -- $1 lock key. One relay at a time keeps each run's events in order on the status topic.
 SELECT pg_try_advisory_lock($1);
 
+-- name: relay_marks_without_flush
+-- For the relay leader's session (reset when it gives the lead up): marking events sent
+-- commits without waiting for its WAL flush. A mark lost with a database crash only sends
+-- those events again, as a relay crash between publishing and marking does (delivery is at
+-- least once; consumers deduplicate by event id); waiting cost a disk flush per relay round.
+SET synchronous_commit = off;
+
 -- name: release_relay_leadership
 -- $1 lock key.
 SELECT pg_advisory_unlock($1);

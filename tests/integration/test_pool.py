@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from service.store.database import PooledConnection, reset_connection
+from service.store.database import PooledConnection, connect, reset_connection
 
 KEY = 0x706F6F6C  # an advisory lock key of this test's own
 
@@ -62,3 +62,21 @@ async def test_an_open_transaction_is_rolled_back_on_release(pool: asyncpg.Pool)
         await conn.execute("CREATE TABLE left_open (x int)")
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT to_regclass('left_open')") is None
+
+
+async def test_the_relay_leader_marks_without_waiting_for_a_flush_and_only_it(
+    database_url: str,
+) -> None:
+    store = await connect(database_url, 1)  # one connection: the relay's, then a writer's
+    try:
+        async with store.relay_leadership() as reader:
+            assert reader is not None
+            assert await reader.conn.fetchval("SHOW synchronous_commit") == "off"
+        async with store.transaction("test") as tx:
+            assert await tx.conn.fetchval("SHOW synchronous_commit") == "on"
+            assert not await tx.conn.fetchval(
+                "SELECT count(*) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            )
+    finally:
+        await store.close()
