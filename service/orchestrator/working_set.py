@@ -196,7 +196,6 @@ class WorkingSet:
         for step in self._before_write:
             await step(self)
         await self.tx.write_partitions()  # before claims read which data is there
-        await self.tx.move_tasks(list(self._task_moves.values()))
+        await self.tx.write_task_changes(list(self._task_moves.values()), self._results)
         await self.tx.move_runs(list(self._run_moves.values()))
-        await self.tx.record_attempt_results(self._results)
         await self.tx.record_cache_keys(self._cache_entries)

@@ -143,50 +143,74 @@ FROM unnest($1::text[], $2::text[], $3::text[]) AS m(run_id, from_state, to_stat
 WHERE r.run_id = m.run_id AND r.state = m.from_state
 RETURNING r.run_id;
 
--- name: move_tasks
--- $1 run ids, $2 task ids, $3 expected states, $4 new states, $5 retry times, $6 whether the
--- move retries a lost attempt, $7 whether an operator reruns it (its budgets start afresh)
--- (parallel arrays). Returns the rows moved; a missing one was not in its expected state.
-UPDATE task_instances AS t
-SET state = m.to_state,
-    retry_at = m.retry_at,
-    lost_attempts = CASE WHEN m.reset THEN 0 ELSE t.lost_attempts + m.lost::int END,
-    attempt_base = CASE WHEN m.reset THEN t.attempt ELSE t.attempt_base END,
-    updated_at = now(),
-    queued_at = CASE WHEN m.to_state = 'queued' THEN now() ELSE t.queued_at END,
-    ended_at = CASE WHEN m.to_state IN ('success', 'failed', 'skipped', 'upstream_failed',
-                                        'timed_out', 'cancelled')
-                    THEN CASE WHEN m.reset THEN now() ELSE coalesce(t.ended_at, now()) END
-                    WHEN m.reset THEN NULL
-                    ELSE t.ended_at END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[],
-            $7::boolean[])
-    AS m(run_id, task_id, from_state, to_state, retry_at, lost, reset)
-WHERE t.run_id = m.run_id AND t.task_id = m.task_id AND t.state = m.from_state
-RETURNING t.run_id, t.task_id;
-
--- name: record_attempt_results
--- $1 run ids, $2 task ids, $3 attempts, $4 exit codes, $5 error snippets, $6 stderr tails,
--- $7 end times, $8 results (JSON text or NULL), $9 when each process started as its executor
--- says (NULL: the claim's time stays) (parallel arrays). Stores each outcome on its instance
--- and archives it.
-WITH finished AS (
-    UPDATE task_instances AS t
-    SET exit_code = r.exit_code, error_snippet = r.error_snippet, stderr_tail = r.stderr_tail,
-        ended_at = r.ended_at, result = r.result::jsonb, updated_at = now(),
-        started_at = coalesce(r.started_at, t.started_at)
-    FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[],
-                $7::timestamptz[], $8::text[], $9::timestamptz[])
-        AS r(run_id, task_id, attempt, exit_code, error_snippet, stderr_tail, ended_at, result,
+-- name: write_task_changes
+-- A batch's task moves and its attempts' outcomes, in one statement. Moves: $1 run ids, $2
+-- task ids, $3 expected states, $4 new states, $5 retry times, $6 whether the move retries a
+-- lost attempt, $7 whether an operator reruns it (its budgets start afresh). Outcomes: $8 run
+-- ids, $9 task ids, $10 attempts, $11 exit codes, $12 error snippets, $13 stderr tails, $14
+-- end times, $15 results (JSON text or NULL), $16 when each process started as its executor
+-- says (NULL: the claim's time stays) (parallel arrays each).
+-- Each task row changes once: its move (guarded by its expected state) and the outcome of its
+-- current attempt (one of an older attempt is dropped), stored on the instance and archived
+-- with the state it moved to. Returns the rows moved; a missing one was not in its expected
+-- state, and nothing of it was written.
+WITH moves AS (
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                $6::boolean[], $7::boolean[])
+        AS m(run_id, task_id, from_state, to_state, retry_at, lost, reset)
+), outcomes AS (
+    SELECT o.*
+    FROM unnest($8::text[], $9::text[], $10::int[], $11::int[], $12::text[], $13::text[],
+                $14::timestamptz[], $15::text[], $16::timestamptz[])
+        AS o(run_id, task_id, attempt, exit_code, error_snippet, stderr_tail, ended_at, result,
              started_at)
-    WHERE t.run_id = r.run_id AND t.task_id = r.task_id AND t.attempt = r.attempt
-    RETURNING t.run_id, t.task_id, t.attempt, t.state, t.worker_id, t.started_at, t.ended_at,
-              t.exit_code, t.error_snippet, t.stderr_tail, t.result
+    JOIN task_instances AS t
+      ON t.run_id = o.run_id AND t.task_id = o.task_id AND t.attempt = o.attempt
+), changes AS (
+    SELECT coalesce(m.run_id, o.run_id) AS run_id, coalesce(m.task_id, o.task_id) AS task_id,
+           m.run_id IS NOT NULL AS moved, m.from_state, m.to_state, m.retry_at, m.lost, m.reset,
+           o.run_id IS NOT NULL AS ended, o.exit_code, o.error_snippet, o.stderr_tail,
+           o.ended_at, o.result, o.started_at
+    FROM moves AS m
+    FULL JOIN outcomes AS o ON o.run_id = m.run_id AND o.task_id = m.task_id
+), changed AS (
+    UPDATE task_instances AS t
+    SET state = CASE WHEN c.moved THEN c.to_state ELSE t.state END,
+        retry_at = CASE WHEN c.moved THEN c.retry_at ELSE t.retry_at END,
+        lost_attempts = CASE WHEN NOT c.moved THEN t.lost_attempts
+                             WHEN c.reset THEN 0
+                             ELSE t.lost_attempts + c.lost::int END,
+        attempt_base = CASE WHEN c.moved AND c.reset THEN t.attempt ELSE t.attempt_base END,
+        queued_at = CASE WHEN c.moved AND c.to_state = 'queued' THEN now() ELSE t.queued_at END,
+        ended_at = CASE WHEN c.ended THEN c.ended_at
+                        WHEN NOT c.moved THEN t.ended_at
+                        WHEN c.to_state IN ('success', 'failed', 'skipped', 'upstream_failed',
+                                            'timed_out', 'cancelled')
+                        THEN CASE WHEN c.reset THEN now() ELSE coalesce(t.ended_at, now()) END
+                        WHEN c.reset THEN NULL
+                        ELSE t.ended_at END,
+        exit_code = CASE WHEN c.ended THEN c.exit_code ELSE t.exit_code END,
+        error_snippet = CASE WHEN c.ended THEN c.error_snippet ELSE t.error_snippet END,
+        stderr_tail = CASE WHEN c.ended THEN c.stderr_tail ELSE t.stderr_tail END,
+        result = CASE WHEN c.ended THEN c.result::jsonb ELSE t.result END,
+        started_at = CASE WHEN c.ended THEN coalesce(c.started_at, t.started_at)
+                          ELSE t.started_at END,
+        updated_at = now()
+    FROM changes AS c
+    WHERE t.run_id = c.run_id AND t.task_id = c.task_id
+      AND (NOT c.moved OR t.state = c.from_state)
+    RETURNING t.run_id, t.task_id, c.moved, c.ended, t.attempt, t.state, t.worker_id,
+              t.started_at, t.ended_at, t.exit_code, t.error_snippet, t.stderr_tail, t.result
+), archived AS (
+    INSERT INTO task_attempts (run_id, task_id, attempt, state, worker_id, started_at, ended_at,
+                               exit_code, error_snippet, stderr_tail, result)
+    SELECT run_id, task_id, attempt, state, worker_id, started_at, ended_at, exit_code,
+           error_snippet, stderr_tail, result
+    FROM changed WHERE ended
+    ON CONFLICT (run_id, task_id, attempt) DO NOTHING
 )
-INSERT INTO task_attempts (run_id, task_id, attempt, state, worker_id, started_at, ended_at,
-                           exit_code, error_snippet, stderr_tail, result)
-SELECT * FROM finished
-ON CONFLICT (run_id, task_id, attempt) DO NOTHING;
+SELECT run_id, task_id FROM changed WHERE moved;
 
 -- name: plan_claims_generically
 -- For the rest of the transaction: plan each prepared statement once, not at every call.

@@ -189,12 +189,17 @@ class Transaction(ClaimQueries, SchedulingQueries):
             missed = {m.run_id for m in moves} - {row["run_id"] for row in moved}
             raise ConcurrencyError(f"runs {sorted(missed)} changed under us")
 
-    async def move_tasks(self, moves: Sequence[TaskMove]) -> None:
-        """Apply guarded task moves; all or none."""
-        if not moves:
+    async def write_task_changes(
+        self, moves: Sequence[TaskMove], outcomes: Sequence[AttemptResult]
+    ) -> None:
+        """Apply guarded task moves, all or none, and store (and archive) each attempt's
+        outcome on its task, if it is still the task's current attempt: one statement."""
+        if not moves and not outcomes:
             return
+        last = {(o.run_id, o.task_id): o for o in outcomes}  # one change per row
+        ended = list(last.values())
         moved = await self.conn.fetch(
-            q("move_tasks"),
+            q("write_task_changes"),
             [m.run_id for m in moves],
             [m.task_id for m in moves],
             [m.from_state for m in moves],
@@ -202,6 +207,15 @@ class Transaction(ClaimQueries, SchedulingQueries):
             [m.retry_at for m in moves],
             [m.lost for m in moves],
             [m.reset for m in moves],
+            [o.run_id for o in ended],
+            [o.task_id for o in ended],
+            [o.attempt for o in ended],
+            [o.exit_code for o in ended],
+            [o.error_snippet for o in ended],
+            [o.stderr_tail for o in ended],
+            [o.ended_at for o in ended],
+            [None if o.result is None else orjson.dumps(o.result).decode() for o in ended],
+            [o.started_at for o in ended],
         )
         if len(moved) != len(moves):
             missed = {(m.run_id, m.task_id) for m in moves} - {
@@ -219,22 +233,6 @@ class Transaction(ClaimQueries, SchedulingQueries):
                 [e.run_id for e in entries],
                 [e.attempt for e in entries],
             )
-
-    async def record_attempt_results(self, results: Sequence[AttemptResult]) -> None:
-        if not results:
-            return
-        await self.conn.execute(
-            q("record_attempt_results"),
-            [r.run_id for r in results],
-            [r.task_id for r in results],
-            [r.attempt for r in results],
-            [r.exit_code for r in results],
-            [r.error_snippet for r in results],
-            [r.stderr_tail for r in results],
-            [r.ended_at for r in results],
-            [None if r.result is None else orjson.dumps(r.result).decode() for r in results],
-            [r.started_at for r in results],
-        )
 
     async def flag_missed_deadlines(self, limit: int) -> list[MissedDeadline]:
         """Active runs past their deadline, now flagged (each once)."""
