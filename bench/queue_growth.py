@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def current_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def drain(runs: int) -> dict[str, float]:
+async def drain(runs: int, statements: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pipelines = work / "pipelines"
@@ -72,6 +73,9 @@ async def drain(runs: int) -> dict[str, float]:
                     await service.announce(f"ready{length}", range(n))
                 await service.until_ended(runs)
                 took = time.perf_counter() - started
+                if statements:
+                    for name, count in service.by_statement.most_common(25):
+                        print(f"{count / tasks:6.2f}  {name}", file=sys.stderr)
                 failed = await service.conn.fetchval(
                     "SELECT count(*) FROM runs WHERE state <> 'success'"
                 )
@@ -92,9 +96,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--statements", action="store_true", help="also each statement's count per task"
+    )
     args = parser.parse_args()
     configure_logging("WARNING")
-    figures = [await drain(n) for n in args.runs]
+    figures = [await drain(n, args.statements) for n in args.runs]
     if args.json:
         print(json.dumps(figures))
         return

@@ -4,6 +4,8 @@ the same attempt, what no worker picked up in time."""
 
 from __future__ import annotations
 
+import time
+
 from service.engine.states import TaskState
 from service.events import TaskCompleted, new_event
 from service.orchestrator.batch import BatchApplier
@@ -30,6 +32,8 @@ class RemoteDispatcher(Loop):
         poll_interval: float,
     ) -> None:
         super().__init__(idle_wait=poll_interval)
+        self._poll_interval = poll_interval
+        self._next_redispatch = 0.0  # monotonic time of the next look for unpicked requests
         self._claimer = claimer
         self._applier = applier
         self._id = f"dispatch:{dispatcher_id}"
@@ -44,9 +48,11 @@ class RemoteDispatcher(Loop):
             self._id, BATCH, self._lease_seconds, self._pickup_seconds
         )
         self.dispatched += done.sent
-        self.requested_again += await self._claimer.redispatch(
-            self._id, BATCH, self._lease_seconds, self._pickup_seconds
-        )
+        if (now := time.monotonic()) >= self._next_redispatch:  # every poll, not every wake-up
+            self._next_redispatch = now + self._poll_interval
+            self.requested_again += await self._claimer.redispatch(
+                self._id, BATCH, self._lease_seconds, self._pickup_seconds
+            )
         if done.unrenderable:  # it would not render next time either: failed, not retried
             failed = [
                 new_event(

@@ -115,6 +115,8 @@ class Claimer:
     ) -> Dispatched:
         """Claim up to ``limit`` queued remote tasks and request each from the workers; a
         worker must pick each up within ``pickup_seconds`` (its lease starts then)."""
+        if not await self._store.remote_tasks_queued():  # one read, not a claim's round
+            return Dispatched(0, [])
         budget = ClaimBudget(limit, remote=True)
         async with self._store.transaction(dispatcher_id) as tx:
             claims = await self._claim_in(tx, dispatcher_id, budget, lease_seconds, pickup_seconds)

@@ -357,5 +357,13 @@ class Store(ReadQueries):
     async def pipelines_with_waiting_runs(self) -> list[str]:
         return [row["pipeline_id"] for row in await self._fetch("pipelines_with_waiting_runs")]
 
+    async def remote_tasks_queued(self) -> bool:
+        return bool(await self._fetchval("remote_tasks_queued"))
+
+    async def pipelines_waiting_among(self, pipeline_ids: Sequence[str]) -> list[str]:
+        """Those of the pipelines that have queued runs."""
+        rows = await self._fetch("pipelines_waiting_among", list(pipeline_ids))
+        return [row["pipeline_id"] for row in rows]
+
     async def ping(self) -> None:
         await self._fetchval("ping")

@@ -218,6 +218,11 @@ SELECT run_id, task_id FROM changed WHERE moved;
 -- queued), and its generic plan reads the queue's head in index order whatever it holds.
 SET LOCAL plan_cache_mode = force_generic_plan;
 
+-- name: remote_tasks_queued
+-- Whether any task for remote workers waits in the queue (the dispatcher's look before it
+-- opens a claim's transaction).
+SELECT EXISTS (SELECT 1 FROM task_instances WHERE state = 'queued' AND remote);
+
 -- name: claim_queued
 -- $1 how many at most, $2 free cpu cores, $3 free memory MB on this node (NULL: no limit), $4
 -- pool names, $5 pool sizes (parallel arrays; a pool not listed has no limit), $6 run ids and
@@ -574,6 +579,12 @@ LIMIT $2;
 -- name: pipelines_with_waiting_runs
 -- Pipelines that have queued runs (admission's sweep).
 SELECT DISTINCT pipeline_id FROM runs WHERE state = 'queued';
+
+-- name: pipelines_waiting_among
+-- $1 pipeline ids: those of them that have queued runs.
+SELECT p.pipeline_id
+FROM unnest($1::text[]) AS p(pipeline_id)
+WHERE EXISTS (SELECT 1 FROM runs AS r WHERE r.pipeline_id = p.pipeline_id AND r.state = 'queued');
 
 -- name: newest_waiting_version
 -- $1 pipeline id: the spec version of its newest queued run (for a retired pipeline).

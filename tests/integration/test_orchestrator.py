@@ -10,7 +10,7 @@ import orjson
 from service.events import validate_data
 from service.orchestrator.reliable import apply_reliably
 from service.store.records import ClaimBudget
-from tests.support import LEASE, Orchestrate, completed, ready
+from tests.support import LEASE, Orchestrate, completed, eventually, ready, requested
 
 
 async def states(pg: asyncpg.Connection) -> dict[str, str]:
@@ -208,3 +208,35 @@ async def test_lost_attempts_have_a_budget_of_their_own(
     )
     assert "without using its retries (3 of 3 such retries)" in reasons[2]["reason"]
     assert "try 2 of 3" in reasons[3]["reason"]
+
+
+async def test_remote_requests_nobody_picked_up_are_requested_again(
+    orchestrate: Orchestrate, pg: asyncpg.Connection
+) -> None:
+    rig = await orchestrate("backlog")
+    assert (await rig.claimer.dispatch_remote("d", 10, LEASE, 60)).sent == 0  # nothing queued
+    await rig.apply([requested("backlog", "2026-11-21")])
+    sent = await rig.claimer.dispatch_remote("d", 10, LEASE, pickup_seconds=0.05)
+    assert sent.sent == 3
+    attempts = "SELECT task_id, attempt, pickup_by FROM task_instances ORDER BY task_id"
+    first = await pg.fetch(attempts)
+    assert await rig.claimer.redispatch("d", 10, 0.05, 60) == 0  # their time is not up yet
+    await eventually(
+        lambda: pg.fetchval(
+            "SELECT count(*) FROM task_instances WHERE pickup_by < now() - interval '50 ms'"
+        ),
+        lambda late: late == 3,
+        5.0,
+        "the pickup times to pass",
+    )
+    assert await rig.claimer.redispatch("d", 10, 0.05, 60) == 3
+    again = await pg.fetch(attempts)
+    assert [(r["task_id"], r["attempt"]) for r in again] == [("a", 1), ("b", 1), ("c", 1)]
+    assert all(a["pickup_by"] > f["pickup_by"] for a, f in zip(again, first, strict=True))
+    requests = [
+        orjson.loads(row["payload"])["data"]
+        for row in await pg.fetch("SELECT payload FROM outbox WHERE topic = 'requests'")
+    ]
+    assert sorted((r["task_id"], r["attempt"]) for r in requests) == sorted(
+        [(t, 1) for t in "abc"] * 2
+    )  # the same attempts, requested twice
