@@ -89,12 +89,14 @@ class BatchApplier:
         unique = list({(e.source, e.id): e for e in reversed(events)}.values())[::-1]
         outcome.duplicates = len(events) - len(unique)
         async with self._writing.working(outcome, follow_up) as ws:
-            fresh = await ws.tx.mark_events_processed(
-                [ReceivedEvent(e.source, e.id, e.type) for e in unique]
+            # The runs of the completions are locked in the same statement (duplicates' too).
+            fresh, locked = await ws.tx.mark_events_and_lock_runs(
+                [ReceivedEvent(e.source, e.id, e.type) for e in unique],
+                [e.payload.run_id for e in unique if isinstance(e.payload, TaskCompleted)],
             )
             todo = [e for e in unique if (e.source, e.id) in fresh]
             outcome.duplicates += len(unique) - len(todo)
-            await ws.load(e.payload.run_id for e in todo if isinstance(e.payload, TaskCompleted))
+            await ws.take(locked)
             for event in todo:
                 await self._apply_one(ws, event)
         await self._admit(outcome)

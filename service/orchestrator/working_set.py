@@ -65,7 +65,13 @@ class WorkingSet:
         wanted = sorted(set(run_ids) - set(self.runs))
         if not wanted:
             return
-        locked = await self.tx.lock_runs(wanted)
+        await self.take(await self.tx.lock_runs(wanted))
+
+    async def take(self, locked: Mapping[str, LockedRun]) -> None:
+        """Runs this transaction has just locked: their tasks and pipeline versions loaded."""
+        locked = {run_id: run for run_id, run in locked.items() if run_id not in self.runs}
+        if not locked:
+            return
         states = await self.tx.task_states(list(locked))
         for run_id, run in locked.items():
             self.runs[run_id] = run

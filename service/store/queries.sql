@@ -35,13 +35,33 @@ ON CONFLICT (pipeline_id, spec_hash) DO NOTHING;
 SELECT spec FROM pipeline_versions WHERE pipeline_id = $1 AND spec_hash = $2;
 
 
--- name: mark_events_processed
--- $1 sources, $2 event ids, $3 types. Returns the events not seen before; the rest are
--- duplicates, applied by an earlier transaction.
-INSERT INTO processed_events (source, event_id, event_type)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-ON CONFLICT (source, event_id) DO NOTHING
-RETURNING source, event_id;
+-- name: mark_events_and_lock_runs
+-- $1 sources, $2 event ids, $3 types: each event recorded as applied; $4 run ids: locked (in
+-- run-id order, like lock_runs) once the events are recorded, so a transaction applying the
+-- same event at the same time is waited for before any run is. Returns a row (source,
+-- event_id) per event not seen before — the rest are duplicates, applied by an earlier
+-- transaction — and a row (run columns) per run locked, as committed.
+WITH fresh AS (
+    INSERT INTO processed_events (source, event_id, event_type)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING source, event_id
+), locked AS (
+    SELECT run_id, pipeline_id, spec_hash, batch_date, state, trace_id, params, started_at
+    FROM runs
+    WHERE run_id = ANY($4::text[])
+      AND (SELECT count(*) FROM fresh) >= 0  -- after the events are recorded
+    ORDER BY run_id
+    FOR UPDATE
+)
+SELECT source, event_id, NULL AS run_id, NULL AS pipeline_id, NULL AS spec_hash,
+       NULL::date AS batch_date, NULL AS state, NULL AS trace_id, NULL::jsonb AS params,
+       NULL::timestamptz AS started_at
+FROM fresh
+UNION ALL
+SELECT NULL, NULL, run_id, pipeline_id, spec_hash, batch_date, state, trace_id, params,
+       started_at
+FROM locked;
 
 -- name: record_dataset_partitions
 -- $1 datasets, $2 partitions, $3 versions, $4 producers, $5 event ids (parallel arrays): each

@@ -27,6 +27,7 @@ from service.store.records import (
     CacheEntry,
     DatasetPartition,
     IgnoredEvent,
+    LockedRun,
     MissedDeadline,
     OutboxRow,
     OutputRecord,
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from service.store.migrations import Connection
 
 
+_EVENT = ("source", "event_id")  # mark_events_and_lock_runs's columns of an event row
+
+
 @dataclass
 class Transaction(ClaimQueries, SchedulingQueries):
     conn: Connection
@@ -53,17 +57,26 @@ class Transaction(ClaimQueries, SchedulingQueries):
     _partitions: list[DatasetPartition] = field(default_factory=list)
     passed_over: int = 0  # queued tasks its claims chose but left (taken by another, or held)
 
-    async def mark_events_processed(self, events: Sequence[ReceivedEvent]) -> set[tuple[str, str]]:
-        """Record each event; return the (source, id) of those seen for the first time."""
-        if not events:
-            return set()
+    async def mark_events_and_lock_runs(
+        self, events: Sequence[ReceivedEvent], run_ids: Sequence[str]
+    ) -> tuple[set[tuple[str, str]], dict[str, LockedRun]]:
+        """Record each event, then lock the runs (in run id order) in the same statement: the
+        (source, id) of the events seen for the first time, and the runs locked (those that
+        do not exist are absent)."""
         rows = await self.conn.fetch(
-            q("mark_events_processed"),
+            q("mark_events_and_lock_runs"),
             [e.source for e in events],
             [e.event_id for e in events],
             [e.event_type for e in events],
+            sorted(set(run_ids)),
         )
-        return {(row["source"], row["event_id"]) for row in rows}
+        fresh = {(row["source"], row["event_id"]) for row in rows if row["run_id"] is None}
+        locked = {
+            row["run_id"]: LockedRun.from_row({k: v for k, v in row.items() if k not in _EVENT})
+            for row in rows
+            if row["run_id"] is not None
+        }
+        return fresh, locked
 
     def add_partition(self, partition: DatasetPartition) -> None:
         """Record an announced partition version (written before anything reads them)."""
