@@ -104,7 +104,10 @@ def count_statements(running: Running) -> Iterator[None]:
             if conn is not running.conn:
                 running.statements += 1
                 sql = str(args[0]) if args else ""
-                running.by_statement[names.get(sql, " ".join(sql.split())[:48])] += 1
+                name = names.get(sql)
+                if name is None:  # not a named query (BEGIN, a derived variant): once per text
+                    name = names[sql] = " ".join(sql.split())[:48]
+                running.by_statement[name] += 1
             return original(conn, *args, **kwargs)
 
         return call
