@@ -3,8 +3,10 @@ decoded once, to the listeners (live state, alerts, lineage).
 
 One relay is active across all replicas (a PostgreSQL advisory lock held by its session),
 which keeps each run's events in order on the status topic; the others stand by and take over
-when its session ends. A crash between publishing and marking re-sends the same events with
-the same ids: delivery is at least once, and consumers deduplicate by event id.
+when its session ends. What it published is marked sent by its next read (one statement a
+round), at the latest a poll interval later or when it gives the lead up. A crash between
+publishing and marking re-sends the same events with the same ids: delivery is at least once,
+and consumers deduplicate by event id.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from service import metrics
 from service.bus.kafka import broker_errors
+from service.errors import TributaryError
 from service.events import CONTENT_TYPE, CloudEvent, decode_event
 from service.observability import get_logger
 from service.orchestrator.work_hub import Work, WorkHub
@@ -51,6 +54,7 @@ class OutboxRelay(Loop):
         self._listeners = listeners
         self._leadership: contextlib.AsyncExitStack | None = None
         self._reader: OutboxReader | None = None
+        self._published: list[int] = []  # outbox rows published, marked sent by the next read
         self.published = 0  # events published since start
         hub.subscribe(Work.OUTBOX, self.wake)
 
@@ -58,12 +62,13 @@ class OutboxRelay(Loop):
         reader = await self._lead()
         if reader is None:
             return False
-        messages = await reader.unsent(self._batch_size)
+        messages = await reader.mark_sent_and_read(self._published, self._batch_size)
+        self._published = []
         metrics.OUTBOX_BACKLOG.set(len(messages))
         if not messages:
             return False
         await self._publish(messages)
-        await reader.mark_sent([m.id for m in messages])
+        self._published = [m.id for m in messages]
         self.published += len(messages)
         metrics.OUTBOX_PUBLISHED.inc(len(messages))
         events = [decode_event(m.payload) for m in messages]
@@ -88,9 +93,18 @@ class OutboxRelay(Loop):
             await self.resign()
 
     async def resign(self) -> None:
-        """Give the leadership up (its connection back to the pool)."""
-        stack, self._leadership, self._reader = self._leadership, None, None
-        if stack is not None:
+        """Give the leadership up (its connection back to the pool), what it published marked
+        sent first while the database answers (else the next leader sends it again)."""
+        stack, reader = self._leadership, self._reader
+        self._leadership, self._reader = None, None
+        published, self._published = self._published, []
+        if stack is None:
+            return
+        try:
+            if published and reader is not None:
+                with contextlib.suppress(TributaryError):
+                    await reader.mark_sent(published)
+        finally:
             await stack.aclose()
 
     async def _lead(self) -> OutboxReader | None:

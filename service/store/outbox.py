@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 class OutboxReader:
     conn: Connection
 
-    async def unsent(self, limit: int) -> list[OutboxMessage]:
-        """The oldest events not yet published."""
+    async def mark_sent_and_read(self, sent: Sequence[int], limit: int) -> list[OutboxMessage]:
+        """Mark the rows ``sent`` (published since the last read) and read the oldest events
+        not yet published, in one statement."""
         with translated():
-            rows = await self.conn.fetch(q("unsent_outbox"), limit)
+            rows = await self.conn.fetch(q("mark_sent_and_read_unsent"), list(sent), limit)
         return [OutboxMessage(**dict(row)) for row in rows]
 
     async def mark_sent(self, ids: Sequence[int]) -> None:

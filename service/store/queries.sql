@@ -509,9 +509,16 @@ SET synchronous_commit = off;
 -- $1 lock key.
 SELECT pg_advisory_unlock($1);
 
--- name: unsent_outbox
--- $1 how many, oldest first.
-SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1;
+-- name: mark_sent_and_read_unsent
+-- $1 outbox row ids published since the last read (marked sent now), $2 how many: the oldest
+-- events not yet published, those aside.
+WITH sent AS (
+    UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])
+)
+SELECT id, topic, key, payload FROM outbox
+WHERE sent_at IS NULL AND id <> ALL($1::bigint[])
+ORDER BY id
+LIMIT $2;
 
 -- name: mark_outbox_sent
 -- $1 outbox row ids.

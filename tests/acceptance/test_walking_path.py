@@ -209,7 +209,13 @@ async def check_database(conn: asyncpg.Connection) -> str:
     assert produced == 1
     attempts = await conn.fetch("SELECT * FROM task_attempts WHERE run_id = $1", run["run_id"])
     assert sorted(a["task_id"] for a in attempts) == sorted(TASKS)
-    assert await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    # Published, and marked sent by the relay's next round (its poll, at the latest).
+    await eventually(
+        lambda: conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"),
+        lambda unsent: unsent == 0,
+        10.0,
+        "every event to be marked sent",
+    )
     log = await conn.fetch(
         "SELECT task_id, to_state FROM transitions WHERE run_id = $1 ORDER BY id", run["run_id"]
     )
