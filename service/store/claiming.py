@@ -85,7 +85,9 @@ class ClaimQueries:
                 pickup_seconds,
             )
             claimed.extend(
-                ClaimedAttempt.from_row(dict(r)) for r in rows if r["attempt"] is not None
+                ClaimedAttempt.from_row({k: v for k, v in r.items() if k != "position"})
+                for r in rows
+                if r["attempt"] is not None
             )
             missed = [(r["run_id"], r["task_id"]) for r in rows if r["attempt"] is None]
             if not missed:

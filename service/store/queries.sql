@@ -261,7 +261,7 @@ SELECT EXISTS (SELECT 1 FROM task_instances WHERE state = 'queued' AND remote);
 -- locks them, so each run's status events commit in the order they are written (the store
 -- makes a variant that passes over runs another transaction holds: SKIP LOCKED); task rows
 -- another replica is claiming are skipped, never waited for. A lock waited for returns the
--- row as committed meanwhile, and every move is checked again on it.
+-- row as committed meanwhile (its state, its version), and every move is checked again on it.
 -- Every chosen task comes back in queue order; attempt is NULL for one that was not claimed.
 WITH pool_free AS (
     SELECT p.name, p.size - count(t.task_id) AS free
@@ -322,17 +322,19 @@ WITH pool_free AS (
     SELECT run_id, task_id, position FROM fitted
     WHERE ($2::real IS NULL OR cpu <= $2) AND ($3::bigint IS NULL OR memory <= $3)
       AND position <= $1
-), locked_runs AS MATERIALIZED (
-    SELECT r.run_id, r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params
-    FROM runs AS r
-    WHERE r.run_id IN (SELECT run_id FROM chosen) AND r.state = 'running'
+), locked AS MATERIALIZED (  -- each chosen task with its run, the runs locked in run-id order
+    SELECT c.position, c.task_id, r.run_id, r.pipeline_id, r.spec_hash, r.batch_date,
+           r.trace_id, r.params
+    FROM chosen AS c
+    JOIN runs AS r ON r.run_id = c.run_id
+    WHERE r.state = 'running'
     ORDER BY r.run_id
     FOR UPDATE OF r
 ), claimable AS MATERIALIZED (
-    SELECT t.run_id, t.task_id
-    FROM task_instances AS t
-    JOIN chosen AS c ON c.run_id = t.run_id AND c.task_id = t.task_id
-    WHERE t.state = 'queued' AND t.run_id IN (SELECT run_id FROM locked_runs)
+    SELECT l.*
+    FROM locked AS l
+    JOIN task_instances AS t ON t.run_id = l.run_id AND t.task_id = l.task_id
+    WHERE t.state = 'queued'
     FOR UPDATE OF t SKIP LOCKED
 ), claimed AS (
     UPDATE task_instances AS t
@@ -344,21 +346,25 @@ WITH pool_free AS (
                                 THEN now() + make_interval(secs => t.hold_seconds) END,
         ended_at = NULL, exit_code = NULL, error_snippet = NULL, stderr_tail = NULL,
         updated_at = now()
-    FROM claimable AS c, locked_runs AS r
-    WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND r.run_id = t.run_id
-      AND t.state = 'queued'
-    RETURNING t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at, t.cpu_cores,
-              t.memory_mb, r.pipeline_id, r.spec_hash, r.batch_date, r.trace_id, r.params,
-              t.pickup_by, t.time_limit_seconds,
+    FROM claimable AS c
+    WHERE t.run_id = c.run_id AND t.task_id = c.task_id AND t.state = 'queued'
+    RETURNING c.position, t.run_id, t.task_id, t.attempt, t.started_at, t.queued_at,
+              t.cpu_cores, t.memory_mb, c.pipeline_id, c.spec_hash, c.batch_date, c.trace_id,
+              c.params, t.pickup_by, t.time_limit_seconds,
               (SELECT jsonb_object_agg(u.task_id, u.result) FROM task_instances AS u
                WHERE u.run_id = t.run_id AND u.result IS NOT NULL) AS results
 )
-SELECT c.run_id, c.task_id, d.attempt, d.started_at, d.queued_at, d.cpu_cores, d.memory_mb,
-       d.pipeline_id, d.spec_hash, d.batch_date, d.trace_id, d.params, d.pickup_by,
-       d.time_limit_seconds, d.results
-FROM chosen AS c
-LEFT JOIN claimed AS d ON d.run_id = c.run_id AND d.task_id = c.task_id
-ORDER BY c.position;
+-- No join of one CTE with another (planned as nested loops, each would cost n * n rows).
+SELECT position, run_id, task_id, attempt, started_at, queued_at, cpu_cores, memory_mb,
+       pipeline_id, spec_hash, batch_date, trace_id, params, pickup_by, time_limit_seconds,
+       results
+FROM claimed
+UNION ALL
+SELECT position, run_id, task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL
+FROM chosen
+WHERE (run_id, task_id) NOT IN (SELECT run_id, task_id FROM claimed)
+ORDER BY position;
 
 -- name: renew_leases
 -- $1 worker id, $2 lease in seconds: the heartbeat of every attempt this worker runs.
