@@ -209,8 +209,8 @@ class Transaction(ClaimQueries, SchedulingQueries):
         outcome on its task, if it is still the task's current attempt: one statement."""
         if not moves and not outcomes:
             return
-        last = {(o.run_id, o.task_id): o for o in outcomes}  # one change per row
-        ended = list(last.values())
+        # One outcome per attempt; of a task's attempts only its current one's is kept (SQL).
+        ended = list({(o.run_id, o.task_id, o.attempt): o for o in outcomes}.values())
         moved = await self.conn.fetch(
             q("write_task_changes"),
             [m.run_id for m in moves],
