@@ -46,6 +46,9 @@ log = get_logger(__name__)
 
 APPLIED_TYPES = (DatasetReady.TYPE, RunRequested.TYPE, TaskCompleted.TYPE, RunCommand.TYPE)
 DEFAULT_MAX_LOST_ATTEMPTS = 3
+# At most this many events: each statement planned once per connection (generically), as a
+# claim's are. A larger batch's are planned for their rows at each call.
+SMALL_BATCH = 16
 
 
 def check_applicable(event: CloudEvent) -> None:
@@ -89,6 +92,8 @@ class BatchApplier:
         unique = list({(e.source, e.id): e for e in reversed(events)}.values())[::-1]
         outcome.duplicates = len(events) - len(unique)
         async with self._writing.working(outcome, follow_up) as ws:
+            if follow_up is not None and len(unique) <= SMALL_BATCH:
+                await ws.tx.plan_generically()  # a hop: its follow-up claims with it anyway
             # The runs of the completions are locked in the same statement (duplicates' too).
             fresh, locked = await ws.tx.mark_events_and_lock_runs(
                 [ReceivedEvent(e.source, e.id, e.type) for e in unique],

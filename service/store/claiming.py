@@ -41,6 +41,14 @@ def claim_statement(wait_for_runs: bool) -> str:
 class ClaimQueries:
     conn: Connection
     passed_over: int  # queued tasks its claims chose but left (taken by another, or held)
+    planned_generically: bool  # its statements are planned once per connection, not per call
+
+    async def plan_generically(self) -> None:
+        """Plan the rest of the transaction's statements once per connection (a claim's, a
+        hop's: they cost more to plan than to run)."""
+        if not self.planned_generically:
+            await self.conn.execute(q("plan_generically"))
+            self.planned_generically = True
 
     async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:
         """Lock the runs (in run id order); runs that do not exist are absent."""
@@ -63,7 +71,7 @@ class ClaimQueries:
         ``wait_for_runs`` (a transaction that holds runs already: locking more in any order
         could wait in a circle), tasks of runs another transaction holds are passed over too.
         """
-        await self.conn.execute(q("plan_claims_generically"))
+        await self.plan_generically()
         statement = claim_statement(wait_for_runs)
         claimed: list[ClaimedAttempt] = []
         passed_over: list[tuple[str, str]] = []

@@ -232,10 +232,11 @@ WITH moves AS (
 )
 SELECT run_id, task_id FROM changed WHERE moved;
 
--- name: plan_claims_generically
+-- name: plan_generically
 -- For the rest of the transaction: plan each prepared statement once, not at every call.
 -- claim_queued costs more to plan than to run (0.8 ms against 0.7 ms with 6,000 tasks
--- queued), and its generic plan reads the queue's head in index order whatever it holds.
+-- queued), and its generic plan reads the queue's head in index order whatever it holds; a
+-- small batch's statements too (a hop's). A large batch's keep being planned for their rows.
 SET LOCAL plan_cache_mode = force_generic_plan;
 
 -- name: remote_tasks_queued

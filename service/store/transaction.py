@@ -56,6 +56,7 @@ class Transaction(ClaimQueries, SchedulingQueries):
     _audit: list[AuditEntry] = field(default_factory=list)
     _partitions: list[DatasetPartition] = field(default_factory=list)
     passed_over: int = 0  # queued tasks its claims chose but left (taken by another, or held)
+    planned_generically: bool = False  # see plan_generically
 
     async def mark_events_and_lock_runs(
         self, events: Sequence[ReceivedEvent], run_ids: Sequence[str]
