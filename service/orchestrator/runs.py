@@ -190,17 +190,20 @@ class RunStarter:
         if not planned:
             return {}
         todo = dict(planned)
-        tasks: dict[str, list[NewTask]] = {}  # by spec hash: runs of a pipeline share them
+        tasks: dict[tuple[str, str], list[NewTask]] = {}  # runs of a pipeline version share them
         for start, _ in todo.values():
-            if start.pipeline.spec_hash not in tasks:
-                tasks[start.pipeline.spec_hash] = new_tasks(
+            version = (start.pipeline.id, start.pipeline.spec_hash)
+            if version not in tasks:
+                tasks[version] = new_tasks(
                     start.pipeline, self._remote_by_default, self._default_timeout
                 )
         created: dict[tuple[str, str], NewRun] = {}
         for _ in range(RUN_ID_TRIES):
             taken: set[str] = set()  # one statement may not give two runs one id
             creations = {
-                key: self._creation(start, trace_id, tasks[start.pipeline.spec_hash], taken)
+                key: self._creation(
+                    start, trace_id, tasks[start.pipeline.id, start.pipeline.spec_hash], taken
+                )
                 for key, (start, trace_id) in todo.items()
             }
             inserted = await ws.tx.create_runs(list(creations.values()))
