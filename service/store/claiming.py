@@ -10,7 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from service.store.queries import q
-from service.store.records import ClaimBudget, ClaimedAttempt, LockedRun
+from service.store.records import ClaimBudget, ClaimedAttempt
 
 if TYPE_CHECKING:
     from service.store.migrations import Connection
@@ -50,11 +50,6 @@ class ClaimQueries:
             await self.conn.execute(q("plan_generically"))
             self.planned_generically = True
 
-    async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:
-        """Lock the runs (in run id order); runs that do not exist are absent."""
-        rows = await self.conn.fetch(q("lock_runs"), sorted(set(run_ids)))
-        return {row["run_id"]: LockedRun.from_row(dict(row)) for row in rows}
-
     async def claim_tasks(
         self,
         worker_id: str,
@@ -93,9 +88,7 @@ class ClaimQueries:
                 pickup_seconds,
             )
             claimed.extend(
-                ClaimedAttempt.from_row({k: v for k, v in r.items() if k != "position"})
-                for r in rows
-                if r["attempt"] is not None
+                ClaimedAttempt.from_row(dict(r)) for r in rows if r["attempt"] is not None
             )
             missed = [(r["run_id"], r["task_id"]) for r in rows if r["attempt"] is None]
             if not missed:

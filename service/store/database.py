@@ -264,7 +264,7 @@ class Store(ReadQueries):
 
     async def runs_for_triggers(self, pipeline_id: str, keys: Sequence[str]) -> dict[str, str]:
         """trigger key -> run id, for the keys that made a run."""
-        rows = await self._fetch("runs_for_triggers", pipeline_id, list(keys))
+        rows = await self._fetch("runs_for_triggers", [pipeline_id] * len(keys), list(keys))
         return {row["trigger_key"]: row["run_id"] for row in rows}
 
     async def cancelled_attempts(self, keys: Sequence[AttemptKey]) -> list[AttemptKey]:

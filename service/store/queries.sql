@@ -128,13 +128,6 @@ WITH new_runs AS (
 )
 SELECT run_id FROM new_runs;
 
--- name: existing_trigger_keys
--- $1 pipelines, $2 trigger keys (parallel arrays): the pairs a run exists for.
-SELECT r.pipeline_id, r.trigger_key
-FROM runs AS r
-JOIN unnest($1::text[], $2::text[]) AS k(pipeline_id, trigger_key)
-  ON r.pipeline_id = k.pipeline_id AND r.trigger_key = k.trigger_key;
-
 -- name: lock_runs
 -- $1 run ids. Serializes every change to these runs, across replicas; always locked in
 -- run id order, so two transactions never wait on each other in a circle.
@@ -356,15 +349,16 @@ WITH pool_free AS (
                WHERE u.run_id = t.run_id AND u.result IS NOT NULL) AS results
 )
 -- No join of one CTE with another (planned as nested loops, each would cost n * n rows).
-SELECT position, run_id, task_id, attempt, started_at, queued_at, cpu_cores, memory_mb,
-       pipeline_id, spec_hash, batch_date, trace_id, params, pickup_by, time_limit_seconds,
-       results
-FROM claimed
-UNION ALL
-SELECT position, run_id, task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL, NULL
-FROM chosen
-WHERE (run_id, task_id) NOT IN (SELECT run_id, task_id FROM claimed)
+SELECT run_id, task_id, attempt, started_at, queued_at, cpu_cores, memory_mb, pipeline_id,
+       spec_hash, batch_date, trace_id, params, pickup_by, time_limit_seconds, results
+FROM (
+    SELECT * FROM claimed
+    UNION ALL
+    SELECT position, run_id, task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL
+    FROM chosen
+    WHERE (run_id, task_id) NOT IN (SELECT run_id, task_id FROM claimed)
+) AS every_chosen
 ORDER BY position;
 
 -- name: renew_leases
@@ -772,8 +766,11 @@ JOIN unnest($1::text[], $2::text[], $3::int[]) AS a(run_id, task_id, attempt)
 WHERE t.state = 'cancelled';
 
 -- name: runs_for_triggers
--- $1 pipeline, $2 trigger keys: the runs those keys made.
-SELECT trigger_key, run_id FROM runs WHERE pipeline_id = $1 AND trigger_key = ANY($2::text[]);
+-- $1 pipelines, $2 trigger keys (parallel arrays): the runs those (pipeline, key) pairs made.
+SELECT r.pipeline_id, r.trigger_key, r.run_id
+FROM runs AS r
+JOIN unnest($1::text[], $2::text[]) AS k(pipeline_id, trigger_key)
+  ON r.pipeline_id = k.pipeline_id AND r.trigger_key = k.trigger_key;
 
 -- name: run_transitions
 -- $1 run id: its history, oldest first: every state change, who made it, and why.

@@ -58,6 +58,11 @@ class Transaction(ClaimQueries, SchedulingQueries):
     passed_over: int = 0  # queued tasks its claims chose but left (taken by another, or held)
     planned_generically: bool = False  # see plan_generically
 
+    async def lock_runs(self, run_ids: Sequence[str]) -> dict[str, LockedRun]:
+        """Lock the runs (in run id order); runs that do not exist are absent."""
+        rows = await self.conn.fetch(q("lock_runs"), sorted(set(run_ids)))
+        return {row["run_id"]: LockedRun.from_row(dict(row)) for row in rows}
+
     async def mark_events_and_lock_runs(
         self, events: Sequence[ReceivedEvent], run_ids: Sequence[str]
     ) -> tuple[set[tuple[str, str]], dict[str, LockedRun]]:
@@ -171,7 +176,7 @@ class Transaction(ClaimQueries, SchedulingQueries):
     async def existing_trigger_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (pipeline, trigger key) pairs a run exists for."""
         rows = await self.conn.fetch(
-            q("existing_trigger_keys"), [k[0] for k in keys], [k[1] for k in keys]
+            q("runs_for_triggers"), [k[0] for k in keys], [k[1] for k in keys]
         )
         return {(row["pipeline_id"], row["trigger_key"]) for row in rows}
 
