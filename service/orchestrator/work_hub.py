@@ -33,7 +33,8 @@ class WorkHub:
             wake()
 
     def committed(self, outcome: BatchOutcome) -> None:
-        if outcome.runs_created or outcome.tasks_queued or outcome.datasets_recorded:
+        # A run created queues nothing: its admission (a commit of its own) queues its tasks.
+        if outcome.tasks_queued or outcome.datasets_recorded:
             self.notify(Work.TASKS)
         if outcome.outbox_written:
             self.notify(Work.OUTBOX)
